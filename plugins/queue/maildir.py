@@ -1,0 +1,120 @@
+"""queue/maildir - deliver each message into a Maildir, safely on disk before the 250.
+
+Arguments:  DIR [SUBDIR_PATTERN] [MODE]
+  DIR             the Maildir (cur/ new/ tmp/ are created)
+  SUBDIR_PATTERN  deliver one copy per recipient under DIR/<pattern>, where %l is
+                  the local part, %d the domain and %u the whole address (characters
+                  other than -A-Za-z0-9+_.,@= become _)
+  MODE            octal permissions for new directories (files lose the x bits),
+                  default 700
+
+Each file gets Return-Path and Delivered-To headers. The file and the new/
+directory are fsynced before the client hears "250 Queued! <Message-Id>". With
+several recipients every copy is written and synced before any is linked into
+new/; on an error the copies already linked are removed and the client gets a
+temporary failure, so a retry never duplicates mail.
+
+Hooks: queue.  Examples:
+  queue/maildir /var/spool/qpsmtpd/Maildir
+  queue/maildir /var/spool/qpdeliver %d/%l 770
+"""
+
+import os
+import re
+import socket
+import time
+
+from qpsmtpd_py.constants import DECLINED, LOGERROR, OK
+from qpsmtpd_py.plugin import Plugin
+
+_UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
+
+
+class Maildir(Plugin):
+    counter = 0
+
+    def register(self, *args):
+        if not args:
+            raise ValueError("queue/maildir needs the Maildir directory as its first argument")
+        self.maildir = args[0]
+        self.subdirs = args[1] if len(args) > 1 else None
+        if self.subdirs and not re.search(r"%[ldu]", self.subdirs):
+            raise ValueError(f"sub directory pattern '{self.subdirs}' has no %l, %d or %u")
+        mode = args[2] if len(args) > 2 else "700"
+        if not re.fullmatch(r"[0-7]{3}", mode):
+            raise ValueError(f"mode '{mode}' is not a three-digit octal number")
+        self.dir_mode = int(mode, 8)
+        self.file_mode = self.dir_mode & 0o666
+        self.hostname = re.sub(r"[^\w.-]", "_", socket.gethostname())
+        if not self.subdirs:
+            self.make_maildir(self.maildir)
+
+    def make_maildir(self, path):
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(path, sub), mode=self.dir_mode, exist_ok=True)
+
+    def hook_queue(self, transaction):
+        if self.subdirs:
+            targets = [(self.user_dir(rcpt), [rcpt]) for rcpt in transaction.recipients]
+        else:
+            targets = [(self.maildir, transaction.recipients)]
+        written, linked = [], []
+        try:
+            for maildir, rcpts in targets:
+                written.append(self.write_tmp(transaction, maildir, rcpts))
+            for tmp_path, new_path in written:
+                os.link(tmp_path, new_path)
+                linked.append(new_path)
+            for new_dir in {os.path.dirname(p) for p in linked}:
+                fsync_dir(new_dir)
+        except OSError as exc:
+            self.log(LOGERROR, f"queue error: {exc}")
+            for path in linked:
+                _unlink(path)
+            return DECLINED, "queue error, try again later"
+        finally:
+            for tmp_path, _new in written:
+                _unlink(tmp_path)
+        msg_id = (transaction.header.get("Message-Id") or "").split("\n")[0].strip()
+        return OK, f"Queued! {msg_id}".rstrip()
+
+    def user_dir(self, rcpt):
+        user = _UNSAFE.sub("_", rcpt.user or "")
+        host = _UNSAFE.sub("_", rcpt.host or "")
+        sub = self.subdirs.replace("%l", user).replace("%d", host).replace("%u", f"{user}@{host}")
+        path = os.path.join(self.maildir, sub)
+        self.make_maildir(path)
+        return path
+
+    def unique_name(self):
+        Maildir.counter += 1
+        now = time.time()
+        return f"{int(now)}.P{os.getpid()}M{int(now % 1 * 1e6)}Q{Maildir.counter}.{self.hostname}"
+
+    def write_tmp(self, transaction, maildir, rcpts):
+        name = self.unique_name()
+        tmp_path = os.path.join(maildir, "tmp", name)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(f"Return-Path: {transaction.sender.format()}\n".encode("utf-8", "surrogateescape"))
+            for rcpt in rcpts:
+                out.write(f"Delivered-To: {rcpt.address}\n".encode("utf-8", "surrogateescape"))
+            transaction.write_message(out)
+            out.flush()
+            os.fsync(out.fileno())
+        return tmp_path, os.path.join(maildir, "new", name)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,61 @@
+"""rcpt_ok - accept recipients in our own domains; refuse relaying for everyone else.
+
+Config files:
+  me              our host name; mail to it (and to localhost) is local
+  rcpthosts       one domain a line; a line starting with '.' matches every
+                  sub-domain ('.example.com' matches mx.example.com)
+  morercpthosts   more domains, as morercpthosts.cdb (qmail-newmrh format)
+
+Hooks: rcpt. Load it last among the rcpt plugins: it answers OK or DENY.
+
+Clients that may relay (relay plugin, AUTH, whitelists: is_immune) are accepted
+for any recipient. For everyone else an address in a local domain is refused
+when it hides another destination, the classic open-relay tricks
+(user%other@local, "user@other"@local, other!user@local, <@local:user@other>):
+
+  550 5.7.1 Relaying denied (#5.7.1)
+
+Example config/plugins line:  rcpt_ok
+"""
+
+from qpsmtpd_py.constants import DENY, OK
+from qpsmtpd_py.plugin import Plugin
+
+RELAY_DENIED = "Relaying denied (#5.7.1)"
+
+
+class RcptOk(Plugin):
+    def hook_rcpt(self, transaction, rcpt, params=None):
+        if self.is_immune():
+            return OK
+        host = (rcpt.host or self.app.me).lower()
+        if not self.is_local_domain(host):
+            self.log(6, f"fail, {host} is not one of our domains")
+            return DENY, RELAY_DENIED
+        trick = relay_trick(rcpt)
+        if trick:
+            self.log(6, f"fail, relay trick in {rcpt}: {trick}")
+            return DENY, RELAY_DENIED
+        self.log(6, f"pass, {host} is local")
+        return OK
+
+    def is_local_domain(self, host):
+        if host in (self.app.me.lower(), "localhost"):
+            return True
+        for entry in self.config_list("rcpthosts"):
+            entry = entry.lower()
+            if entry == host or (entry.startswith(".") and host.endswith(entry)):
+                return True
+        more = self.config_map("morercpthosts")
+        return bool(more is not None and host in more)
+
+
+def relay_trick(rcpt):
+    """Why a local-domain address would really route elsewhere, or ''."""
+    if rcpt.route:
+        return "source route"
+    user = rcpt.user or ""
+    for char, name in (("%", "percent hack"), ("@", "@ in local part"), ("!", "bang path")):
+        if char in user:
+            return name
+    return ""

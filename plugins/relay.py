@@ -1,0 +1,59 @@
+"""relay - decide whether the client may relay (sets connection.relay_client).
+
+Config files:
+  relayclients      one entry a line: an IP (1.2.3.4), an octet prefix ending in
+                    '.' or ':' (192.168.), or a CIDR block (10.0.0.0/8, 2001:db8::/32)
+  morerelayclients  more entries as morerelayclients.cdb (keys as in relayclients)
+  norelayclients    IPs or octet prefixes that may never relay; overrides everything
+
+Environment: RELAYCLIENT (set, even empty) lets the client relay, as tcpserver's
+rules set it; ::1 always may relay.
+
+Arguments:
+  only 1    accept recipients only from relay clients (DENY everyone else at RCPT)
+
+Hooks: connect (and rcpt with `only`). Other plugins honour the flag through
+is_immune(); rcpt_ok then accepts any recipient.
+
+Example:  relay
+"""
+
+import os
+
+from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO, LOGNOTICE, OK
+from qpsmtpd_py.netmatch import IPList, ip_prefixes
+from qpsmtpd_py.plugin import Plugin
+
+
+class Relay(Plugin):
+    def register(self, *args):
+        super().register(*args)
+        if self.args.get("only") not in (None, "0"):
+            self.register_hook("rcpt", self.relay_only)
+
+    def hook_connect(self, transaction):
+        conn = self.connection
+        ip = conn.remote_ip
+        if ip in IPList(self.config_list("norelayclients")):
+            self.log(LOGNOTICE, f"{ip} in norelayclients")
+            conn.relay_client = False
+            return DECLINED
+        if "RELAYCLIENT" in os.environ:
+            conn.relay_client = True
+            self.log(LOGINFO, "pass: enabled by env")
+            return DECLINED
+        if ip == "::1" or ip in IPList(self.config_list("relayclients")) or self._in_more(ip):
+            conn.relay_client = True
+            self.log(LOGINFO, f"pass: {ip} may relay")
+            return DECLINED
+        self.log(LOGINFO, "skip: no match")
+        return DECLINED
+
+    def _in_more(self, ip):
+        more = self.config_map("morerelayclients")
+        if more is None:
+            return False
+        return any(candidate in more for candidate in ip_prefixes(ip))
+
+    def relay_only(self, transaction, rcpt, params=None):
+        return OK if self.connection.relay_client else DENY

@@ -1,0 +1,117 @@
+"""The loaded server: config, plugins and hook table, built once (in the master
+before any fork) and shared by every session of the process."""
+
+import os
+import sys
+import tempfile
+import time
+
+from . import __version__
+from . import constants as C
+from .config import Config, ConfigError
+from .hooks import HookRunner
+from .plugin import PluginLoader, default_plugin_dirs, load_plugins
+
+
+class Qpsmtpd:
+    """Everything a session needs that does not change per connection."""
+
+    version = __version__
+
+    def __init__(self, config=None, plugin_lines=None, stderr=None):
+        self.config = config or Config()
+        self.config.log = lambda level, msg: self.log(level, msg)
+        self.stderr = stderr or sys.stderr
+        self.hooks = HookRunner(self.log)
+        self.plugins = []
+        self.session = None              # the session in progress in this process
+        self._plugin_lines = plugin_lines
+        self._in_logging = False
+        self.loglevel = C.LOGWARN
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self):
+        """Read core settings and load every plugin; raises ConfigError naming file:line."""
+        self.loglevel = self._read_loglevel()
+        dirs = [d for d in self.config.get_list("plugin_dirs")] or default_plugin_dirs()
+        self.loader = PluginLoader(dirs)
+        lines = self.config.get_list("logging") + (
+            self._plugin_lines if self._plugin_lines is not None else self.config.get_list("plugins"))
+        if not lines:
+            where = self.config.path("plugins") or " or ".join(os.path.join(d, "plugins") for d in self.config.dirs)
+            raise ConfigError(f"{where}: no plugins configured")
+        self.plugins = load_plugins(self, lines, self.loader)
+        if self.hooks.has("config"):
+            self.config.hook = self._config_hook
+        self._read_core()
+        return self
+
+    def _read_loglevel(self):
+        value = self.config.get("loglevel", use_hooks=False)
+        if value is None:
+            return C.LOGWARN
+        level = C.log_level(value)
+        if level is None:
+            raise ConfigError(f"{value.origin}: loglevel '{value}' is not a log level (0-7 or LOGINFO ...)")
+        return level
+
+    def _read_core(self):
+        """Settings every session uses, checked now so errors stop start-up."""
+        self.me = self.config.get("me")
+        self.timeout = self.config.get_int("timeoutsmtpd", 0) or self.config.get_int("timeout", 1200)
+        self.databytes = self.config.get_int("databytes", 0)
+        self.size_threshold = self.config.get_int("size_threshold", 10000)
+        self.spool_dir = self.config.get("spool_dir") or os.path.join(tempfile.gettempdir(), "qpsmtpd-spool")
+        try:
+            os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"spool_dir {self.spool_dir}: {exc}")
+        self.bare_newlines = (self.config.get("bare_newlines") or "reject").strip().lower()
+        if self.bare_newlines not in ("reject", "normalize", "normalise"):
+            raise ConfigError(f"bare_newlines: '{self.bare_newlines}' must be reject or normalize")
+        self.data_line_limit = self.config.get_int("data_line_limit", 1000)
+
+    def reload(self):
+        """SIGHUP: forget cached config and hooks, then load everything again."""
+        self.config.clear()
+        self.hooks = HookRunner(self.log)
+        self.config.hook = None
+        return self.load()
+
+    def _config_hook(self, name):
+        if name in ("me", "logging", "loglevel", "plugin_dirs", "plugins"):
+            return None
+        txn = self.session.transaction if self.session else None
+        code, values, _ = self.hooks.run("config", txn, name)
+        return values if code == C.OK else None
+
+    # -- logging -----------------------------------------------------------------------------
+    def log(self, level, msg, hook=None, plugin=None):
+        """Send a log line to the logging plugins, or to stderr at or below loglevel."""
+        if level > 7:
+            return
+        if self.hooks.registry["logging"] and not self._in_logging:
+            self._in_logging = True
+            try:
+                txn = self.session.transaction if self.session else None
+                self.hooks.run("logging", txn, level, hook, plugin, msg)
+            finally:
+                self._in_logging = False
+            return
+        if level <= self.loglevel:
+            self.stderr.write(self.format_log(level, msg, hook, plugin))
+            self.stderr.flush()
+
+    def format_log(self, level, msg, hook=None, plugin=None):
+        prefix = f"{os.getpid()}"
+        if hook:
+            prefix += f" ({hook})"
+        if plugin:
+            prefix += f" {plugin}:"
+        session = self.session
+        if session is not None and session.connection.id:
+            prefix += f" [{session.connection.id}]"
+        return f"{prefix} {msg}\n"
+
+    def now(self):
+        return time.time()

@@ -1,0 +1,173 @@
+"""Buffered, time-limited byte I/O to the client: a socket or a pair of pipes.
+
+Replies are buffered and flushed before the next blocking read, so a pipelined
+batch is answered with one write (RFC 2920 allows it) and never deadlocks.
+"""
+
+import os
+import select
+import socket
+
+
+class ClientTimeout(Exception):
+    """The client sent nothing within the time-out."""
+
+
+class ClientGone(Exception):
+    """The client closed the connection (or a write failed)."""
+
+
+class LineTooLong(Exception):
+    """A command line exceeded the limit; the rest of it was read and dropped."""
+
+
+class Channel:
+    """Common buffering; subclasses provide _recv(timeout) and _send(data)."""
+
+    def __init__(self, timeout=1200):
+        self.timeout = timeout
+        self.buffer = bytearray()
+        self._out = []
+
+    # -- output ------------------------------------------------------------------
+    def write(self, data):
+        self._out.append(data)
+
+    def flush(self):
+        if self._out:
+            data = b"".join(self._out)
+            self._out = []
+            self._send(data)
+
+    # -- input ---------------------------------------------------------------------
+    def fill(self, timeout=None):
+        """Read more bytes into the buffer; raises ClientTimeout or ClientGone."""
+        self.flush()
+        data = self._recv(self.timeout if timeout is None else timeout)
+        if not data:
+            raise ClientGone("client closed the connection")
+        self.buffer += data
+        return len(data)
+
+    def read_chunk(self):
+        """Whatever the client sends next, bypassing the buffer (DATA reader)."""
+        self.flush()
+        data = self._recv(self.timeout)
+        if not data:
+            raise ClientGone("client closed the connection")
+        return data
+
+    def readline(self, limit):
+        """One line ending in LF (CR before it kept), at most `limit` octets."""
+        start = 0
+        while True:
+            index = self.buffer.find(b"\n", start)
+            if index >= 0:
+                line = bytes(self.buffer[:index + 1])
+                del self.buffer[:index + 1]
+                if len(line) > limit:
+                    raise LineTooLong()
+                return line
+            if len(self.buffer) > limit:
+                self._discard_rest_of_line()
+                raise LineTooLong()
+            start = len(self.buffer)
+            self.fill()
+
+    def _discard_rest_of_line(self):
+        while True:
+            index = self.buffer.find(b"\n")
+            if index >= 0:
+                del self.buffer[:index + 1]
+                return
+            self.buffer.clear()
+            self.fill()
+
+    def input_pending(self, timeout=0.0):
+        """True when the client has sent bytes we have not read (earlytalker)."""
+        if self.buffer:
+            return True
+        try:
+            self.fill(timeout)
+        except (ClientTimeout, ClientGone):
+            return False
+        return True
+
+    def discard_input(self):
+        """Forget everything the client sent ahead (STARTTLS injection defence)."""
+        self.buffer.clear()
+
+    def close(self):
+        try:
+            self.flush()
+        except (ClientGone, OSError):
+            pass
+
+
+class SocketChannel(Channel):
+    def __init__(self, sock, timeout=1200):
+        super().__init__(timeout)
+        self.sock = sock
+
+    def _recv(self, timeout):
+        if getattr(self.sock, "pending", None) and self.sock.pending():
+            return self.sock.recv(65536)
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(65536)
+        except socket.timeout:
+            raise ClientTimeout()
+        except (ConnectionError, OSError) as exc:
+            raise ClientGone(str(exc))
+
+    def _send(self, data):
+        try:
+            self.sock.settimeout(self.timeout)
+            self.sock.sendall(data)
+        except (socket.timeout, OSError) as exc:
+            raise ClientGone(str(exc))
+
+    def close(self):
+        super().close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class PipeChannel(Channel):
+    """stdin/stdout when they are pipes (swaks --pipe, tests)."""
+
+    def __init__(self, rfd=0, wfd=1, timeout=1200):
+        super().__init__(timeout)
+        self.rfd = rfd
+        self.wfd = wfd
+
+    def _recv(self, timeout):
+        ready, _, _ = select.select([self.rfd], [], [], timeout)
+        if not ready:
+            raise ClientTimeout()
+        try:
+            return os.read(self.rfd, 65536)
+        except OSError as exc:
+            raise ClientGone(str(exc))
+
+    def _send(self, data):
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self.wfd, view)
+                view = view[written:]
+        except OSError as exc:
+            raise ClientGone(str(exc))
+
+
+def channel_for_fd(fd_in=0, fd_out=1, timeout=1200):
+    """A SocketChannel when fd_in is a socket (inetd, tcpserver, systemd), else pipes."""
+    dup = os.dup(fd_in)
+    try:
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return PipeChannel(fd_in, fd_out, timeout), None
+    return SocketChannel(sock, timeout), sock

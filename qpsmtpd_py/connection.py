@@ -1,0 +1,38 @@
+"""What we know about the client for the whole session (survives transactions)."""
+
+
+class Connection:
+    """Remote/local endpoints, HELO, relay permission, TLS and AUTH state, notes."""
+
+    def __init__(self, remote_ip="", remote_port=0, local_ip="", local_port=0,
+                 remote_host=None, remote_info=None, smtps=False):
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.remote_host = remote_host        # PTR name, or None
+        self.remote_info = remote_info        # TCPREMOTEINFO@host style, or None
+        self.relay_client = False
+        self.hello = None                     # 'helo' or 'ehlo'
+        self.hello_host = None
+        self.tls = None                       # dict(version=, cipher=) once TLS is up
+        self.smtps = smtps                    # listener wants TLS before the greeting
+        self.auth_user = None
+        self.auth_mechanism = None
+        self.notes = {}
+        self.id = None
+
+    @property
+    def remote_display(self):
+        """remote_info, else the PTR name, else [ip]: what replies and Received show."""
+        if self.remote_info:
+            return self.remote_info
+        if self.remote_host:
+            return self.remote_host
+        return f"[{self.remote_ip}]"
+
+    def note(self, key, *value):
+        """Perl-style notes(key[, value]) accessor."""
+        if value:
+            self.notes[key] = value[0]
+        return self.notes.get(key)

@@ -1,0 +1,70 @@
+"""Client IP lists as qpsmtpd's files write them: exact IPs, octet prefixes
+('192.168.' or '10.'), CIDR blocks (v4 and v6)."""
+
+import ipaddress
+import re
+
+_STRIP_LAST = re.compile(r"(\d|\w)+(:|\.)?$")
+
+
+def ip_prefixes(ip):
+    """'192.168.1.5' -> ['192.168.1.5', '192.168.1.', '192.168.', '192.'] (qpsmtpd's
+    octet-stripping), so list entries like '192.168.' match."""
+    out = []
+    while ip:
+        out.append(ip)
+        stripped = _STRIP_LAST.sub("", ip, count=1)
+        if stripped == ip:
+            break
+        ip = stripped
+    return out
+
+
+def parse_ip(text):
+    try:
+        ip = ipaddress.ip_address(str(text).strip().strip("[]"))
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    return ip
+
+
+class IPList:
+    """Membership test for a list of IPs, prefixes and CIDR blocks."""
+
+    def __init__(self, entries=()):
+        self.exact = {}
+        self.networks = []
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry, value=True):
+        text = str(entry).split()[0] if str(entry).split() else ""
+        if not text:
+            return
+        if "/" in text:
+            try:
+                self.networks.append((ipaddress.ip_network(text, strict=False), value))
+                return
+            except ValueError:
+                pass
+        self.exact[text.lower()] = value
+
+    def lookup(self, ip):
+        """The value stored for the first entry matching `ip`, else None."""
+        text = str(ip).lower()
+        parsed = parse_ip(text)
+        if parsed is not None:
+            text = str(parsed)
+        for candidate in ip_prefixes(text):
+            if candidate in self.exact:
+                return self.exact[candidate]
+        if parsed is not None:
+            for network, value in self.networks:
+                if parsed.version == network.version and parsed in network:
+                    return value
+        return None
+
+    def __contains__(self, ip):
+        return self.lookup(ip) is not None

@@ -1,0 +1,284 @@
+"""The Plugin base class and the loader for `config/plugins`.
+
+A plugin file (plugins/<name>.py, or plugins/<name> as qpsmtpd names it) defines
+one subclass of Plugin. Methods named hook_<hook> are registered automatically;
+`register(*args)` gets the arguments from the plugin's line in config/plugins.
+One plugin object serves every session of a worker: per-session data belongs in
+connection/transaction/address notes, never in attributes.
+"""
+
+import importlib.util
+import os
+import re
+import sys
+
+from . import constants as C
+from .config import ConfigError
+from .hooks import HOOK_SET, METHOD_TO_HOOK
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def default_plugin_dirs():
+    """The checkout's plugins/ beside the package, else the installed copy."""
+    dirs = []
+    for candidate in (os.path.join(os.path.dirname(_PACKAGE_DIR), "plugins"),
+                      os.path.join(_PACKAGE_DIR, "_plugins")):
+        if os.path.isdir(candidate):
+            dirs.append(candidate)
+    return dirs
+
+
+class Plugin:
+    """Base class of every plugin; see docs/plugin-api.md for the contract."""
+
+    #: set by the engine before each session's hooks run (one session per process)
+    qp = None
+
+    def __init__(self, app, plugin_name, args=()):
+        self.app = app
+        self.plugin_name = plugin_name
+        self.args_list = list(args)
+        self.args = {}
+        self.loglevel_adjust = None      # (absolute, level) or (relative, delta)
+
+    # -- lifecycle (override these) ---------------------------------------------------
+    def init(self, *args):
+        """Called before hooks are registered; rarely needed."""
+
+    def register(self, *args):
+        """Parse arguments. The default keeps key/value pairs in self.args."""
+        self.args = parse_pairs(args)
+
+    def register_hook(self, hook, method, unshift=False):
+        """Register `method` (a name or callable) for `hook`."""
+        func = getattr(self, method) if isinstance(method, str) else method
+        self.app.hooks.add(hook, self, func, unshift)
+
+    # -- session access -------------------------------------------------------------------
+    @property
+    def connection(self):
+        return self.qp.connection if self.qp else None
+
+    @property
+    def transaction(self):
+        return self.qp.transaction if self.qp else None
+
+    # -- config ---------------------------------------------------------------------------
+    def config(self, name, default=None):
+        """First line of config file `name` (config hooks first), else default."""
+        return self.app.config.get(name, default)
+
+    def config_list(self, name):
+        """All lines of config file `name`."""
+        return self.app.config.get_list(name)
+
+    def config_map(self, name):
+        """`name.cdb` as a CDB reader (None if absent)."""
+        return self.app.config.get_map(name)
+
+    # -- logging --------------------------------------------------------------------------
+    def log(self, level, *msg):
+        level = self._adjust_level(level)
+        self.app.log(level, " ".join(str(m) for m in msg), hook=None, plugin=self.plugin_name)
+
+    def _adjust_level(self, level):
+        if self.loglevel_adjust is None:
+            return level
+        kind, value = self.loglevel_adjust
+        if kind == "relative":
+            return max(0, min(7, level + value))
+        # an absolute plugin loglevel L shows this plugin's messages up to L,
+        # whatever the global loglevel, and hides the rest
+        return min(level, self.app.loglevel) if level <= value else 99
+
+    def set_loglevel(self, text):
+        text = str(text).strip()
+        if text[:1] in "+-" and text[1:].isdigit():
+            self.loglevel_adjust = ("relative", -int(text))
+        else:
+            level = C.log_level(text)
+            if level is None:
+                raise ValueError(f"loglevel '{text}' is not a log level")
+            self.loglevel_adjust = ("absolute", level)
+
+    # -- policy helpers ---------------------------------------------------------------------
+    def is_immune(self):
+        """Relay clients and whitelisted hosts or senders skip policy checks."""
+        conn = self.connection
+        if conn is not None:
+            if conn.relay_client:
+                self.log(C.LOGINFO, "skip, relay client")
+                return True
+            if conn.notes.get("whitelisthost"):
+                self.log(C.LOGINFO, "skip, whitelisted host")
+                return True
+        txn = self.transaction
+        if txn is not None and txn.notes.get("whitelistsender"):
+            self.log(C.LOGINFO, "skip, whitelisted sender")
+            return True
+        return False
+
+    def is_naughty(self):
+        conn = self.connection
+        return bool(conn and conn.notes.get("naughty"))
+
+    def adjust_karma(self, value):
+        conn = self.connection
+        if conn is not None:
+            conn.notes["karma"] = conn.notes.get("karma", 0) + value
+            history = conn.notes.setdefault("karma_history", [])
+            history.append(value)
+
+    def store_auth_results(self, result):
+        """Add `method=result` text to this message's Authentication-Results."""
+        txn = self.transaction
+        target = txn.notes if txn is not None else self.connection.notes
+        target.setdefault("authentication_results", []).append(result)
+
+    def get_reject_type(self, default=C.DENY, name="reject_type"):
+        kind = str(self.args.get(name, "")).lower()
+        return {
+            "perm": C.DENY, "hard": C.DENY, "temp": C.DENYSOFT, "soft": C.DENYSOFT,
+            "disconnect": C.DENY_DISCONNECT, "temp_disconnect": C.DENYSOFT_DISCONNECT,
+        }.get(kind, default)
+
+    def get_reject(self, message="", log_info=""):
+        """What to return for a policy failure, honouring `reject` and `reject_type`.
+
+        reject 0 logs 'fail, tolerated' and declines; reject naughty stores the
+        rejection in the connection note `naughty` for the naughty plugin to apply.
+        """
+        reject = str(self.args.get("reject", "1")).lower()
+        detail = f" ({log_info})" if log_info else ""
+        if reject in ("0", "no", "false", "off"):
+            self.log(C.LOGINFO, f"fail, tolerated{detail}")
+            return C.DECLINED
+        if reject == "naughty":
+            self.log(C.LOGINFO, f"fail, NAUGHTY{detail}")
+            conn = self.connection
+            if conn is not None and not conn.notes.get("naughty"):
+                conn.notes["naughty"] = message
+                conn.notes["naughty_reject_type"] = self.args.get("reject_type")
+            return C.DECLINED
+        self.log(C.LOGINFO, f"fail{detail}")
+        return self.get_reject_type(), message
+
+    # -- scratch files ------------------------------------------------------------------------
+    def temp_file(self):
+        return self.transaction.temp_file()
+
+    def temp_dir(self):
+        return self.transaction.temp_dir()
+
+    @property
+    def spool_dir(self):
+        return self.app.spool_dir
+
+
+def parse_pairs(args):
+    """['reject', '0', 'loglevel', '6'] -> {'reject': '0', 'loglevel': '6'}."""
+    if len(args) % 2:
+        return {}
+    return {str(args[i]).lower(): args[i + 1] for i in range(0, len(args), 2)}
+
+
+def _module_name(plugin_name):
+    escaped = re.sub(r"[^A-Za-z0-9_]", lambda m: "_%02x" % ord(m.group()), plugin_name)
+    return "qpsmtpd_plugins." + escaped
+
+
+class PluginLoader:
+    """Finds plugin files in the plugin dirs and turns them into Plugin objects."""
+
+    current = None      # the loader at work, for isa_plugin()
+
+    def __init__(self, dirs):
+        self.dirs = list(dirs)
+        self._classes = {}
+
+    def find(self, name):
+        base = name.split(":", 1)[0]
+        if ".." in base.split("/") or base.startswith("/"):
+            return None
+        for directory in self.dirs:
+            for candidate in (os.path.join(directory, base + ".py"), os.path.join(directory, base)):
+                if os.path.isfile(candidate):
+                    return candidate
+        return None
+
+    def load_class(self, name):
+        """The Plugin subclass that the file for `name` defines (cached per name)."""
+        if name in self._classes:
+            return self._classes[name]
+        path = self.find(name)
+        if path is None:
+            raise LookupError(f"Plugin {name} not found in our plugin dirs ({', '.join(self.dirs)})")
+        module_name = _module_name(name)
+        loader = importlib.machinery.SourceFileLoader(module_name, path)
+        spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        previous, PluginLoader.current = PluginLoader.current, self
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            PluginLoader.current = previous
+        classes = [obj for obj in vars(module).values()
+                   if isinstance(obj, type) and issubclass(obj, Plugin) and obj.__module__ == module_name]
+        if len(classes) != 1:
+            raise LookupError(f"{path}: a plugin file must define exactly one Plugin subclass "
+                              f"(found {len(classes)})")
+        self._classes[name] = classes[0]
+        return classes[0]
+
+    def instantiate(self, app, name, args):
+        cls = self.load_class(name)
+        plugin = cls(app, name, args)
+        _apply_standard_args(plugin, args)
+        plugin.init(*args)
+        for attr in dir(cls):
+            hook = METHOD_TO_HOOK.get(attr)
+            if hook is not None:
+                app.hooks.add(hook, plugin, getattr(plugin, attr))
+            elif attr.startswith("hook_") and callable(getattr(cls, attr)):
+                raise ValueError(f"{name}: Invalid hook: {attr[5:]}")
+        plugin.register(*args)
+        return plugin
+
+
+def _apply_standard_args(plugin, args):
+    for i, arg in enumerate(args[:-1]):
+        if str(arg).lower() == "loglevel":
+            plugin.set_loglevel(args[i + 1])
+
+
+def isa_plugin(name):
+    """Inherit from another plugin file: `class Plugin(isa_plugin('relay')): pass`."""
+    loader = PluginLoader.current
+    if loader is None:
+        loader = PluginLoader(default_plugin_dirs())
+    return loader.load_class(name)
+
+
+def load_plugins(app, lines, loader):
+    """Instantiate every `name args...` line; errors name the config file and line."""
+    plugins = []
+    for line in lines:
+        words = line.split()
+        if not words:
+            continue
+        if not line.isprintable():
+            raise ConfigError(f"{line.origin}: unsafe characters in config line")
+        name, args = words[0], words[1:]
+        try:
+            plugins.append(loader.instantiate(app, name, args))
+        except ConfigError:
+            raise
+        except Exception as exc:  # the admin needs file, line and the reason
+            raise ConfigError(f"{line.origin}: cannot load plugin '{name}': {exc}") from exc
+    return plugins
+
+
+__all__ = ["Plugin", "isa_plugin", "PluginLoader", "load_plugins", "parse_pairs",
+           "default_plugin_dirs", "HOOK_SET"]

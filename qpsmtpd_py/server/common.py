@@ -1,0 +1,43 @@
+"""Start-up shared by every server mode: options, loading, session creation."""
+
+import os
+import sys
+
+from ..app import Qpsmtpd
+from ..config import Config, ConfigError, config_dirs
+from ..connection import Connection
+from ..smtp import SMTPSession
+
+
+def build_app(config_dir=None):
+    """Load config and plugins or exit with the error (file and line) on stderr."""
+    if config_dir:
+        os.environ["QPSMTPD_CONFIG"] = config_dir
+    app = Qpsmtpd(Config(config_dirs()))
+    try:
+        app.load()
+    except ConfigError as exc:
+        sys.stderr.write(f"qpsmtpd: configuration error: {exc}\n")
+        sys.exit(78)     # EX_CONFIG
+    return app
+
+
+def run_session(app, channel, connection):
+    """Run one SMTP session; returns when the client is gone."""
+    channel.timeout = app.timeout
+    SMTPSession(app, channel, connection).run()
+
+
+def new_connection(remote, local, smtps=False, remote_host=None, remote_info=None):
+    """Connection from (ip, port) pairs; IPv4-mapped IPv6 addresses are unwrapped."""
+    remote_ip, remote_port = _unmap(remote[0]), int(remote[1])
+    local_ip, local_port = _unmap(local[0]), int(local[1])
+    return Connection(remote_ip, remote_port, local_ip, local_port,
+                      remote_host=remote_host, remote_info=remote_info, smtps=smtps)
+
+
+def _unmap(ip):
+    ip = str(ip)
+    if ip.lower().startswith("::ffff:") and "." in ip:
+        return ip[7:]
+    return ip

@@ -1,0 +1,118 @@
+"""One mail transaction: envelope, parsed header, body spool and notes.
+
+The body (without the header block) is kept in memory up to `size_threshold`
+bytes, then moves to an unlinked temp file in `spool_dir`, so a 50 MB message
+costs no more memory than a small one. Line ends are LF, as in qpsmtpd.
+"""
+
+import io
+import os
+import shutil
+import tempfile
+
+from .header import Header
+
+
+class Transaction:
+    def __init__(self, spool_dir=None, size_threshold=10000):
+        self.sender = None
+        self.recipients = []
+        self.header = None
+        self.notes = {}
+        self.data_size = 0          # bytes stored (header + body), LF line ends
+        self.spool_dir = spool_dir
+        self.size_threshold = size_threshold
+        self._body = io.BytesIO()
+        self._spooled = False
+        self._temp_paths = []
+
+    # -- envelope -----------------------------------------------------------------
+    def add_recipient(self, address):
+        self.recipients.append(address)
+
+    def remove_recipient(self, address):
+        self.recipients = [r for r in self.recipients if r is not address and r != address]
+
+    def note(self, key, *value):
+        if value:
+            self.notes[key] = value[0]
+        return self.notes.get(key)
+
+    # -- body -----------------------------------------------------------------------
+    def body_write(self, data):
+        """Append body bytes; moves the body to disk once it passes the threshold."""
+        self._body.write(data)
+        if not self._spooled and self._body.tell() > self.size_threshold:
+            self._spool_to_disk()
+
+    def _spool_to_disk(self):
+        fh = tempfile.TemporaryFile(prefix="qpsmtpd-body-", dir=self.spool_dir)
+        fh.write(self._body.getvalue())
+        self._body = fh
+        self._spooled = True
+
+    @property
+    def body_length(self):
+        pos = self._body.tell()
+        self._body.seek(0, os.SEEK_END)
+        size = self._body.tell()
+        self._body.seek(pos)
+        return size
+
+    def body_fh(self):
+        """The body as a binary file object, rewound. Do not close it."""
+        self._body.flush()
+        self._body.seek(0)
+        return self._body
+
+    def body_bytes(self, limit=None):
+        fh = self.body_fh()
+        data = fh.read() if limit is None else fh.read(limit)
+        self._body.seek(0, os.SEEK_END)
+        return data
+
+    def iter_message(self, chunk_size=65536, crlf=False):
+        """Header then body as byte chunks (LF line ends, or CRLF for the wire)."""
+        header = (self.header or Header()).as_bytes() + b"\n"
+        yield header.replace(b"\n", b"\r\n") if crlf else header
+        fh = self.body_fh()
+        while True:
+            chunk = fh.read(chunk_size)
+            if not chunk:
+                break
+            yield chunk.replace(b"\n", b"\r\n") if crlf else chunk
+        self._body.seek(0, os.SEEK_END)
+
+    def write_message(self, out, crlf=False):
+        """Copy the whole message into the file object `out`."""
+        for chunk in self.iter_message(crlf=crlf):
+            out.write(chunk)
+
+    # -- plugin scratch files ---------------------------------------------------------
+    def temp_file(self):
+        """A path for a scratch file, removed with the transaction."""
+        fd, path = tempfile.mkstemp(prefix="qpsmtpd-", dir=self.spool_dir)
+        os.close(fd)
+        self._temp_paths.append(path)
+        return path
+
+    def temp_dir(self):
+        path = tempfile.mkdtemp(prefix="qpsmtpd-", dir=self.spool_dir)
+        self._temp_paths.append(path)
+        return path
+
+    def close(self):
+        """Free the spool and scratch files."""
+        try:
+            self._body.close()
+        except OSError:
+            pass
+        for path in self._temp_paths:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        self._temp_paths = []
