@@ -28,6 +28,7 @@ class Qpsmtpd:
         self._plugin_lines = plugin_lines
         self._in_logging = False
         self.loglevel = C.LOGWARN
+        self.rdns = True                 # look up the client's PTR name (-H turns it off)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self):

@@ -13,6 +13,7 @@ import time
 from . import constants as C
 from .address import Address
 from .channel import ClientGone, ClientTimeout, LineTooLong
+from .dns import reverse_name
 from .header import Header
 from .plugin import Plugin
 from .transaction import Transaction
@@ -214,6 +215,7 @@ class SMTPSession:
             except Exception as exc:
                 self.log(C.LOGWARN, f"TLS handshake failed on SMTPS listener: {exc}")
                 self.disconnect()
+        self._lookup_remote_host()
         code, msgs, _ = self.run_hooks("connect")
         if code in (C.DENY, C.DENY_DISCONNECT):
             self.respond_and_disconnect(550, *(msgs or ["Connection from you denied, bye bye."]))
@@ -229,6 +231,12 @@ class SMTPSession:
             greeting = (f"{self.me} ESMTP qpsmtpd_py {self.app.version} ready; "
                         "send us your mail, but not your spam.")
         self.respond(220, greeting)
+
+    def _lookup_remote_host(self):
+        """PTR name of the client (as qpsmtpd does), unless -H / app.rdns is off."""
+        conn = self.connection
+        if conn.remote_host is None and getattr(self.app, "rdns", True) and conn.remote_ip:
+            conn.remote_host = reverse_name(self.app, conn.remote_ip)
 
     def read_and_dispatch(self):
         try:

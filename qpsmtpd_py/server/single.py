@@ -25,6 +25,9 @@ def parse_args(argv):
                "lets it relay (relay plugin); QPSMTPD_CONFIG names the config directory.")
     parser.add_argument("-c", "--config", metavar="DIR",
                         help="config directory (sets QPSMTPD_CONFIG)")
+    parser.add_argument("-H", "--no-rdns", action="store_true",
+                        help="do not look up the client's host name (PTR) when "
+                             "TCPREMOTEHOST is not set")
     parser.add_argument("--smtps", action="store_true",
                         help="the connection is implicit TLS (port 465 style): "
                              "handshake before the greeting (needs the tls plugin)")
@@ -57,6 +60,7 @@ def connection_from_environment(sock, smtps):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     app = build_app(args.config)
+    app.rdns = not args.no_rdns
     channel, sock = channel_for_fd(0, 1)
     connection = connection_from_environment(sock, args.smtps)
     run_session(app, channel, connection)
