@@ -25,10 +25,12 @@ class Qpsmtpd:
         self.hooks = HookRunner(self.log)
         self.plugins = []
         self.session = None              # the session in progress in this process
+        self.tls = None                  # qpsmtpd_py.tls.TLSService, set by the tls plugin
         self._plugin_lines = plugin_lines
         self._in_logging = False
         self.loglevel = C.LOGWARN
         self.rdns = True                 # look up the client's PTR name (-H turns it off)
+        self.on_command = None           # server mode's callback(session) before each command
 
     # -- loading ---------------------------------------------------------------------------
     def load(self):
@@ -36,6 +38,7 @@ class Qpsmtpd:
         self.loglevel = self._read_loglevel()
         dirs = [d for d in self.config.get_list("plugin_dirs")] or default_plugin_dirs()
         self.loader = PluginLoader(dirs)
+        self.tls = None                  # the tls plugin sets it again (re-reads certificates)
         lines = self.config.get_list("logging") + (
             self._plugin_lines if self._plugin_lines is not None else self.config.get_list("plugins"))
         if not lines:

@@ -55,5 +55,14 @@ def main(argv=None):
     return 0
 
 
+def run():
+    """Console entry point; a closed pipe (`qpsmtpd-doc | head`) is not an error."""
+    try:
+        return main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

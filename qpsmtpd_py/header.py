@@ -5,6 +5,24 @@ import re
 _FIELD_START = re.compile(r"^([^\s:]+)[ \t]*:")
 
 
+class _Parsed(str):
+    """A value read from the message; `sep` is the original text between the name
+    and the value (':', ' : ', ':  ' ...) so an unchanged field is written back
+    byte for byte (DKIM signatures with simple canonicalization stay valid)."""
+
+    sep = ": "
+
+    def __new__(cls, value, sep):
+        obj = super().__new__(cls, value)
+        obj.sep = sep
+        return obj
+
+
+def _extend(value, more):
+    """Append continuation text, keeping the original separator."""
+    return _Parsed(value + more, value.sep) if isinstance(value, _Parsed) else value + more
+
+
 class Header:
     """Header fields in order. Values keep their folding; names compare case-blind."""
 
@@ -21,14 +39,16 @@ class Header:
                 continue
             if line[0] in " \t" and fields:
                 name, value = fields[-1]
-                fields[-1] = (name, value + "\n" + line)
+                fields[-1] = (name, _extend(value, "\n" + line))
                 continue
             match = _FIELD_START.match(line)
             if match:
-                fields.append((match.group(1), line[match.end():].lstrip(" \t")))
+                name = match.group(1)
+                value = line[match.end():].lstrip(" \t")
+                fields.append((name, _Parsed(value, line[len(name):len(line) - len(value)])))
             elif fields:
                 name, value = fields[-1]
-                fields[-1] = (name, value + "\n " + line)
+                fields[-1] = (name, _extend(value, "\n " + line))
         return cls(fields)
 
     def get(self, name, default=None):
@@ -74,7 +94,7 @@ class Header:
 
     def as_string(self):
         """The header block with LF line ends, without the blank separator line."""
-        return "".join(f"{name}: {value}\n" for name, value in self.fields)
+        return "".join(f"{name}{getattr(value, 'sep', ': ')}{value}\n" for name, value in self.fields)
 
     def as_bytes(self):
         return self.as_string().encode("utf-8", "surrogateescape")

@@ -79,8 +79,10 @@ class HookRunner:
 
         Returns (code, messages, plugin). A plugin that raises is logged with its
         traceback; on hooks that answer the client this is a DENYSOFT, so nothing
-        is accepted by accident.
+        is accepted by accident. When every plugin declines, the messages are those
+        of the last one, as in qpsmtpd (queue: `451 Unable to queue message (71)`).
         """
+        declined_messages = []
         for plugin, func in self.registry[hook]:
             try:
                 result = func(transaction, *args)
@@ -102,7 +104,8 @@ class HookRunner:
                 self._after_call(transaction, plugin, code, messages)
             if code != DECLINED:
                 return code, messages, plugin
-        return DECLINED, [], None
+            declined_messages = messages
+        return DECLINED, declined_messages, None
 
     def _after_call(self, transaction, plugin, code, messages):
         """Run the deny or ok hooks after each plugin call, as qpsmtpd does."""

@@ -10,6 +10,7 @@ added after EHLO.
 import re
 import time
 
+from . import auth
 from . import constants as C
 from .address import Address
 from .channel import ClientGone, ClientTimeout, LineTooLong
@@ -88,7 +89,7 @@ class SMTPSession:
         self.disconnected = False
         self.tls_failed = False
         self.auth_offered = False
-        self.auth = None                  # qpsmtpd_py.auth handler, set when offered
+        self.auth = auth.handler_for(self)   # AUTH command handler; None without auth hooks
         self.started = time.time()
         self.commands = {
             "helo": self.cmd_helo, "ehlo": self.cmd_ehlo, "mail": self.cmd_mail,
@@ -179,6 +180,7 @@ class SMTPSession:
             except ClientTimeout:
                 self.log(C.LOGINFO, "timeout: client sent nothing for "
                          f"{self.channel.timeout} seconds")
+                self.verb = ""      # not a reply to the last command (EHLO has no codes)
                 self.respond(421, f"{self.me} Error: timeout exceeded", enhanced="4.4.2")
                 self._end_quietly()
             except ClientGone as exc:
@@ -261,6 +263,8 @@ class SMTPSession:
         verb = parts[0].lower()
         rest = parts[1].strip() if len(parts) > 1 else ""
         self.verb = verb
+        if self.app.on_command is not None:     # server hook: process title, heartbeat
+            self.app.on_command(self)
         if self.app.loglevel >= C.LOGDEBUG:
             shown = text if verb != "auth" else "AUTH " + rest.split(" ", 1)[0] + " (credentials hidden)"
             self.log(C.LOGDEBUG, f"dispatching {shown}")
@@ -354,6 +358,8 @@ class SMTPSession:
         code, msgs, _ = self.run_hooks(pre_hook, path, params)
         if code == C.OK and msgs:
             path = msgs[0]
+        elif code == C.DONE:        # the plugin answered (parse_addr_withhelo: 501)
+            return None
         elif code in C.DENY_CODES:
             self.respond(450 if C.is_soft(code) else 550, *(msgs or ["Address refused"]))
             if C.is_disconnect(code):

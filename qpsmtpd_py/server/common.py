@@ -9,13 +9,18 @@ from ..connection import Connection
 from ..smtp import SMTPSession
 
 
+def load_app():
+    """A freshly loaded server; raises ConfigError naming file and line (SIGHUP
+    reload builds a new one so a broken config never replaces a working one)."""
+    return Qpsmtpd(Config(config_dirs())).load()
+
+
 def build_app(config_dir=None):
     """Load config and plugins or exit with the error (file and line) on stderr."""
     if config_dir:
         os.environ["QPSMTPD_CONFIG"] = config_dir
-    app = Qpsmtpd(Config(config_dirs()))
     try:
-        app.load()
+        app = load_app()
     except ConfigError as exc:
         sys.stderr.write(f"qpsmtpd: configuration error: {exc}\n")
         sys.exit(78)     # EX_CONFIG

@@ -60,9 +60,10 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # tinycdb, python3-venv: used by the project itself (cdb maps, .venv).
 # qpsmtpd: the original Perl daemon, for differential tests and benchmarks; never
 # started by apt (policy-rc.d below), only by the tests that want it.
+# fortune-mod: /usr/games/fortune for the quit_fortune plugin.
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
-      postfix checkpw swaks openssl mmdb-bin tinycdb python3-venv qpsmtpd"
+      postfix checkpw swaks openssl mmdb-bin tinycdb python3-venv qpsmtpd fortune-mod"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }

@@ -1,0 +1,7 @@
+"""check_badmailfrom - the old name of the badmailfrom plugin; see `badmailfrom`."""
+
+from qpsmtpd_py.plugin import isa_plugin
+
+
+class CheckBadMailFrom(isa_plugin("badmailfrom")):
+    pass

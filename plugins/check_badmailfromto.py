@@ -1,0 +1,7 @@
+"""check_badmailfromto - the old name of the badmailfromto plugin; see `badmailfromto`."""
+
+from qpsmtpd_py.plugin import isa_plugin
+
+
+class CheckBadMailFromTo(isa_plugin("badmailfromto")):
+    pass

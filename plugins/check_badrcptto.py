@@ -1,0 +1,7 @@
+"""check_badrcptto - the old name of the badrcptto plugin; see `badrcptto`."""
+
+from qpsmtpd_py.plugin import isa_plugin
+
+
+class CheckBadRcptTo(isa_plugin("badrcptto")):
+    pass

@@ -1,0 +1,40 @@
+"""check_norelay - take relaying away from clients listed in config/norelayclients.
+
+Some hosts would be allowed to relay by `relay` (RELAYCLIENT from tcpserver rules,
+a broad relayclients prefix) but must not: the gateway, a shared NAT address, a
+webmail box. This plugin clears the relay permission again for them.
+
+Config file:
+  norelayclients  one entry a line: a full IP address (192.168.42.7), or an
+                  address prefix ending in a dot (192.168.42. matches the /24);
+                  CIDR blocks (10.1.0.0/16) and IPv6 addresses work too
+
+Arguments: none.
+Hooks: connect. Load it *after* relay (check_relay): it only clears
+connection.relay_client and removes RELAYCLIENT from the environment, so every
+later plugin (rcpt_ok, is_immune()) sees a normal client. It never rejects.
+
+Log (LOGNOTICE): "<ip> denied relaying".
+
+Example config/plugins lines:
+  relay
+  check_norelay
+"""
+
+import os
+
+from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGNOTICE
+from qpsmtpd_py.netmatch import IPList
+from qpsmtpd_py.plugin import Plugin
+
+
+class CheckNorelay(Plugin):
+    def hook_connect(self, transaction):
+        conn = self.connection
+        if conn.remote_ip in IPList(self.config_list("norelayclients")):
+            conn.relay_client = False
+            os.environ.pop("RELAYCLIENT", None)
+            self.log(LOGNOTICE, f"{conn.remote_ip} denied relaying")
+        else:
+            self.log(LOGDEBUG, "skip, not in norelayclients")
+        return DECLINED

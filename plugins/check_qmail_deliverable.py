@@ -1,0 +1,8 @@
+"""check_qmail_deliverable - the old name of the qmail_deliverable plugin; see
+`qmail_deliverable`."""
+
+from qpsmtpd_py.plugin import isa_plugin
+
+
+class CheckQmailDeliverable(isa_plugin("qmail_deliverable")):
+    pass

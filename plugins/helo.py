@@ -1,0 +1,228 @@
+"""helo - check the host name a client gives in HELO/EHLO.
+
+Spam robots lie in HELO: they claim to be a big provider, to be "localhost", to
+be us, or send a bare IP. The checks are grouped into policies; the first check
+that fails decides.
+
+Policies (argument `policy`, default lenient):
+  lenient  is_in_badhelo      the name is listed in config/badhelo
+           invalid_localhost  "localhost" (or localhost.localdomain) from an IP
+                              that is not loopback
+           is_bad_literal     a bracketed address literal that is not a valid
+                              one ([1.2.3], [999.1.1.1], [IPv6:junk])
+           is_forged_literal  a valid address literal that is not the client's IP
+           is_plain_ip        a bare IP address without brackets (RFC 5321 4.1.3)
+           is_our_name        our own name (config `me`) or our own IP address
+                              ([local IP] literal), from a client that is not on
+                              loopback and not on our own address
+  rfc      all lenient checks, and
+           is_not_fqdn        no dot in the name, or characters other than
+                              letters, digits, '-' and '.'
+           no_forward_dns, no_reverse_dns  (DNS checks: not in this version; they
+                              will use qpsmtpd_py/dns.py and are skipped now)
+  strict   all rfc checks, and
+           is_address_literal any address literal at all
+           no_matching_dns    (DNS check: not in this version; skipped)
+
+Config file badhelo, one entry a line, compared with the HELO name lowercased:
+  a plain name       exact, case-insensitive match (aol.com, yahoo.com)
+  a regex            a line with any of  { } [ ] ( ) ^ $ | * + ? \\ !  is a
+                     regular expression, matched case-insensitively anywhere in the
+                     name (anchor it with ^ and $)
+  !regex             negated: the name is refused when it does NOT match
+A regex that does not compile is logged with file and line and skipped. Unlike
+qpsmtpd, every line is tried (qpsmtpd stopped at the first regex line).
+
+Arguments:
+  policy lenient|rfc|strict   default lenient
+  reject 0|1|naughty          default 1 (0 logs only; naughty defers to the naughty plugin)
+  reject_type perm|temp|disconnect|temp_disconnect   default disconnect
+  timeout N                   seconds for the DNS checks (default 5; kept for
+                              compatibility until they exist)
+
+Replies (qpsmtpd's texts; with the default reject_type the connection is closed
+after the 550):
+  550 I do not believe you are <name>.                 (badhelo name)
+  550 Your HELO hostname is not allowed                (badhelo regex)
+  550 You are not localhost
+  550 Invalid address literal in HELO (RFC 5321 4.1.3)
+  550 Forged IPs not accepted here
+  550 Plain IP is invalid HELO hostname (RFC 2821)
+  550 <name> is my own name; you are not me
+  550 HELO name is not fully qualified. Read RFC 2821
+  550 HELO name contains invalid FQDN characters. Read RFC 1035
+  550 RFC 2821 allows an address literal, but we do not
+
+Relay clients and whitelisted hosts are not checked (is_immune). A failure costs
+karma -1. At data_post every message gets an `X-HELO: <name>` header (an
+X-HELO sent by the client is removed first).
+
+Hooks: helo, ehlo, data_post.
+Examples:
+  helo
+  helo policy strict reject 0
+  check_spamhelo                     (the old name: badhelo plus the lenient checks)
+"""
+
+import re
+
+from qpsmtpd_py.address import valid_address_literal
+from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGERROR, LOGINFO
+from qpsmtpd_py.netmatch import parse_ip
+from qpsmtpd_py.plugin import Plugin
+
+POLICIES = {
+    "lenient": ("is_in_badhelo", "invalid_localhost", "is_bad_literal", "is_forged_literal",
+                "is_plain_ip", "is_our_name"),
+}
+POLICIES["rfc"] = POLICIES["lenient"] + ("is_not_fqdn", "no_forward_dns", "no_reverse_dns")
+POLICIES["strict"] = POLICIES["rfc"] + ("is_address_literal", "no_matching_dns")
+
+_REGEX_CHARS = re.compile(r"[{}\[\]()^$|*+?\\!]")
+_FQDN_CHARS = re.compile(r"[^a-zA-Z0-9.\-]")
+LOCALHOST_NAMES = ("localhost", "localhost.localdomain")
+
+
+class Helo(Plugin):
+    def register(self, *args):
+        super().register(*args)
+        if len(args) % 2:
+            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
+        self.policy = str(self.args.get("policy", "lenient")).lower()
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy '{self.policy}': must be lenient, rfc or strict")
+        self.args.setdefault("reject_type", "disconnect")
+        try:
+            self.dns_timeout = float(self.args.get("timeout", self.args.get("dns_timeout", 5)))
+        except ValueError:
+            raise ValueError(f"timeout '{self.args.get('timeout')}' is not a number of seconds")
+        self.tests = POLICIES[self.policy]
+        self._regexes = {}
+
+    # -- hooks ------------------------------------------------------------------------
+    def hook_helo(self, transaction, host, *rest):
+        return self.check(host)
+
+    def hook_ehlo(self, transaction, host, *rest):
+        return self.check(host)
+
+    def hook_data_post(self, transaction):
+        transaction.header.delete("X-HELO")
+        transaction.header.add("X-HELO", self.connection.hello_host or "", prepend=True)
+        return DECLINED
+
+    def check(self, host):
+        if self.is_immune():
+            return DECLINED
+        for name in self.tests:
+            failure = getattr(self, name)(host)
+            if failure:
+                message, log_info = failure
+                self.adjust_karma(-1)
+                return self.get_reject(message, f"{log_info}: {host}")
+        self.log(LOGINFO, "pass")
+        return DECLINED
+
+    # -- the checks: each returns (reply text, log text) on failure, else None ------------
+    def is_in_badhelo(self, host):
+        lhost = host.lower()
+        for entry in self.config_list("badhelo"):
+            if _REGEX_CHARS.search(entry):
+                failure = self.regex_match(lhost, entry)
+                if failure:
+                    return failure
+            elif lhost == entry.lower():
+                return f"I do not believe you are {host}.", "in badhelo"
+        return None
+
+    def regex_match(self, host, entry):
+        negate = entry.startswith("!")
+        regex = self.compile(entry, entry[1:] if negate else entry)
+        if regex is not None and bool(regex.search(host)) != negate:
+            return "Your HELO hostname is not allowed", f"badhelo pattern match ({entry})"
+        return None
+
+    def compile(self, entry, pattern):
+        """The compiled pattern (cached per process); a bad one is logged once."""
+        key = (entry.origin, pattern)
+        if key not in self._regexes:
+            try:
+                self._regexes[key] = re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                self.log(LOGERROR, f"{entry.origin}: badhelo pattern '{entry}' skipped: {exc}")
+                self._regexes[key] = None
+        return self._regexes[key]
+
+    def invalid_localhost(self, host):
+        if host.lower() not in LOCALHOST_NAMES or is_loopback(self.connection.remote_ip):
+            return None
+        return "You are not localhost", "invalid localhost"
+
+    def is_bad_literal(self, host):
+        if host.startswith("[") and not (host.endswith("]") and valid_address_literal(host)):
+            return "Invalid address literal in HELO (RFC 5321 4.1.3)", "invalid address literal"
+        return None
+
+    def is_forged_literal(self, host):
+        ip = literal_ip(host)
+        if ip is None or ip == parse_ip(self.connection.remote_ip):
+            return None
+        return "Forged IPs not accepted here", "forged IP literal"
+
+    def is_plain_ip(self, host):
+        if parse_ip(host) is None or host.startswith("["):
+            return None
+        return "Plain IP is invalid HELO hostname (RFC 2821)", "plain IP"
+
+    def is_our_name(self, host):
+        conn = self.connection
+        remote = parse_ip(conn.remote_ip)
+        local = parse_ip(conn.local_ip)
+        if remote is None or remote.is_loopback or remote == local:
+            return None
+        if host.lower().rstrip(".") == (self.app.me or "").lower() or (
+                local is not None and literal_ip(host) == local):
+            return f"{host} is my own name; you are not me", "our own name or IP"
+        return None
+
+    def is_not_fqdn(self, host):
+        if host.startswith("["):
+            return None
+        if "." not in host:
+            return "HELO name is not fully qualified. Read RFC 2821", "not FQDN"
+        if _FQDN_CHARS.search(host):
+            return "HELO name contains invalid FQDN characters. Read RFC 1035", "invalid FQDN chars"
+        return None
+
+    def is_address_literal(self, host):
+        if literal_ip(host) is None:
+            return None
+        return "RFC 2821 allows an address literal, but we do not", "bracketed IP"
+
+    # DNS checks: to be written on top of qpsmtpd_py/dns.py (resolver_for(self.app),
+    # with self.dns_timeout); until then they pass, logged at debug level.
+    def no_forward_dns(self, host):
+        return self._dns_check_missing("no_forward_dns")
+
+    def no_reverse_dns(self, host):
+        return self._dns_check_missing("no_reverse_dns")
+
+    def no_matching_dns(self, host):
+        return self._dns_check_missing("no_matching_dns")
+
+    def _dns_check_missing(self, name):
+        self.log(LOGDEBUG, f"skip {name}: DNS checks are not implemented yet")
+        return None
+
+
+def literal_ip(host):
+    """The IP of a valid address literal '[1.2.3.4]' / '[IPv6:...]', else None."""
+    if not (host.startswith("[") and host.endswith("]") and valid_address_literal(host)):
+        return None
+    inner = host[1:-1]
+    return parse_ip(inner[5:] if inner[:5].lower() == "ipv6:" else inner)
+
+
+def is_loopback(ip):
+    parsed = parse_ip(ip)
+    return parsed is not None and parsed.is_loopback

@@ -1,0 +1,40 @@
+"""restrict_submission - on the listed ports, only authenticated users may send.
+
+Arguments: the local ports that are submission ports (default 587), e.g.
+
+  restrict_submission 587 465
+
+On those ports MAIL FROM from a client that has not authenticated (SMTP AUTH)
+is refused with `530 5.7.0 Authentication required` (RFC 4954), so port 587 can
+never be used as an unauthenticated relay or inbound MX. Other ports are not
+affected. Put it before the other mail plugins.
+
+Hooks: mail.
+"""
+
+from qpsmtpd_py.constants import DECLINED, DONE, LOGINFO
+from qpsmtpd_py.plugin import Plugin
+
+
+class RestrictSubmission(Plugin):
+    def register(self, *args):
+        words = list(args)
+        lowered = [w.lower() for w in words]
+        if "loglevel" in lowered:                 # handled by the loader
+            i = lowered.index("loglevel")
+            del words[i:i + 2]
+        bad = [w for w in words if not w.isdigit()]
+        if bad:
+            raise ValueError(f"restrict_submission: ports must be numbers, not {' '.join(bad)}")
+        self.ports = {int(w) for w in words} or {587}
+
+    def hook_mail(self, transaction, sender, params):
+        conn = self.connection
+        if conn.local_port not in self.ports:
+            return DECLINED
+        if conn.auth_user:
+            self.log(LOGINFO, f"pass, {conn.auth_user} authenticated on port {conn.local_port}")
+            return DECLINED
+        self.log(LOGINFO, f"fail, unauthenticated MAIL on submission port {conn.local_port}")
+        self.qp.respond(530, "Authentication required", enhanced="5.7.0")
+        return DONE

@@ -1,0 +1,105 @@
+"""tarpit - slow the SMTP conversation down for clients that keep making errors.
+
+Dictionary attacks and broken spam robots collect one refusal after another. Once
+a client has had `after` errors in a connection, this plugin waits before it lets
+each further command be answered; the wait doubles with every further error. A
+legitimate client that makes one mistake is not slowed down; a robot trying 500
+recipients spends minutes instead of seconds.
+
+What counts as an error: every refusal by a plugin (DENY, DENYSOFT and their
+_DISCONNECT forms, seen through the deny hook: unknown recipients, relaying
+denied, policy refusals ...) and every unrecognized command.
+
+What is delayed: the replies to HELO, EHLO, MAIL, RCPT, DATA, VRFY, NOOP, HELP and
+unrecognized commands, from the command after the `after`-th error on. The
+tarpit runs before every other plugin of these hooks, wherever it is listed.
+QUIT and RSET are never delayed. Relay clients and whitelisted hosts or senders
+(is_immune) are never delayed.
+
+Arguments (key/value pairs; seconds may have fractions):
+  after N        the tarpit starts after the N-th error (default 1, at least 1)
+  delay S        the first delay (default 1)
+  max_delay S    the delay doubles per further error up to this (default 16)
+  max_total S    the most one connection is ever held in the tarpit (default 60);
+                 never more than half the session time-out (config `timeout`), so a
+                 worker is not held past it. After that commands are answered at once.
+
+Delay for a command = min(delay * 2^(errors - after), max_delay), while the total
+stays within max_total. With the defaults: errors 1, 2, 3, 4, 5 ... give 1, 2, 4,
+8, 16, 16 ... seconds before each following reply. The worker sleeps (one
+connection per process), so keep max_total well below the time-out and combine
+the tarpit with count_unrecognized_commands or a connection limit.
+
+Notes: connection notes `tarpit_errors` (count) and `tarpit_total` (seconds slept).
+Hooks: deny, helo, ehlo, mail, rcpt, data, vrfy, noop, help, unrecognized_command.
+Example:  tarpit after 2 delay 2 max_delay 20 max_total 120
+"""
+
+import time
+
+from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGINFO
+from qpsmtpd_py.plugin import Plugin
+
+DELAYED_HOOKS = ("helo", "ehlo", "mail", "rcpt", "data", "vrfy", "noop", "help")
+DEFAULTS = {"after": "1", "delay": "1", "max_delay": "16", "max_total": "60"}
+
+
+class Tarpit(Plugin):
+    def register(self, *args):
+        super().register(*args)
+        if len(args) % 2:
+            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
+        unknown = set(self.args) - set(DEFAULTS) - {"loglevel"}
+        if unknown:
+            raise ValueError(f"unknown argument(s): {', '.join(sorted(unknown))}")
+        settings = {}
+        for name, default in DEFAULTS.items():
+            text = self.args.get(name, default)
+            try:
+                settings[name] = float(text)
+            except ValueError:
+                raise ValueError(f"{name} '{text}' is not a number")
+            if settings[name] < 0:
+                raise ValueError(f"{name} {text} must not be negative")
+        self.after = int(settings["after"])
+        if self.after < 1:
+            raise ValueError("after must be at least 1")
+        self.delay = settings["delay"]
+        self.max_delay = settings["max_delay"]
+        self.max_total = settings["max_total"]
+        for hook in DELAYED_HOOKS:
+            self.register_hook(hook, self.slow_down, unshift=True)
+        self.register_hook("unrecognized_command", self.unrecognized, unshift=True)
+
+    def hook_deny(self, transaction, plugin_name, code, message=""):
+        self.count_error(f"refused by {plugin_name}")
+        return DECLINED
+
+    def unrecognized(self, transaction, verb, rest=""):
+        self.slow_down(transaction)
+        self.count_error("unrecognized command")
+        return DECLINED
+
+    def count_error(self, what):
+        notes = self.connection.notes
+        notes["tarpit_errors"] = notes.get("tarpit_errors", 0) + 1
+        self.log(LOGDEBUG, f"error {notes['tarpit_errors']}: {what}")
+
+    def slow_down(self, transaction, *args):
+        seconds = self.next_delay()
+        if seconds > 0:
+            notes = self.connection.notes
+            notes["tarpit_total"] = notes.get("tarpit_total", 0.0) + seconds
+            self.log(LOGINFO, f"tarpit, {notes['tarpit_errors']} errors: waiting {seconds:.1f}s")
+            time.sleep(seconds)
+        return DECLINED
+
+    def next_delay(self):
+        """Seconds to wait before answering the current command."""
+        notes = self.connection.notes
+        errors = notes.get("tarpit_errors", 0)
+        if errors < self.after or self.is_immune():
+            return 0.0
+        budget = min(self.max_total, self.app.timeout / 2) - notes.get("tarpit_total", 0.0)
+        step = min(errors - self.after, 32)
+        return max(0.0, min(self.delay * 2 ** step, self.max_delay, budget))

@@ -1,0 +1,114 @@
+"""tls - STARTTLS (RFC 3207) and implicit TLS on SMTPS listeners (port 465).
+
+Arguments (all optional, as qpsmtpd):
+
+  tls [cert_path [key_path [ca_path [dhparam_path]]]]
+
+Defaults: ssl/qpsmtpd-server.crt, ssl/qpsmtpd-server.key, ssl/qpsmtpd-ca.crt and
+ssl/qpsmtpd-dhparam.pem, where ssl/ is ./ssl if it exists, else the ssl/ directory
+of the config directory ($QPSMTPD_CONFIG/ssl, ./config/ssl). `qpsmtpd-tls-cert`
+makes a CA and a server certificate there. When the default certificate or key is
+missing the plugin logs an error and STARTTLS is not offered; a file named on the
+plugin line that is missing or unusable stops the server at start-up. The CA and
+dhparam files are used when they exist. Certificates are read again on SIGHUP.
+
+Config files:
+  tls_ciphers     OpenSSL cipher list for TLS 1.2 (default: Python's modern list,
+                  forward secret AEAD ciphers; qpsmtpd used HIGH)
+  tls_protocols   e.g. 'TLSv1_2:TLSv1_3' or qpsmtpd's 'SSLv23:!SSLv2:!SSLv3'.
+                  TLS 1.2 is the minimum unless TLSv1/TLSv1_1 are named explicitly.
+  tls_before_auth 1: do not offer AUTH while STARTTLS is still offered (only
+                  matters with auth_allow_plaintext 1: AUTH needs TLS by default)
+
+Behaviour:
+  EHLO lists STARTTLS while the connection is not encrypted (never after HELO).
+  STARTTLS       -> 220 Go ahead with TLS, then the handshake. Anything the client
+                    sent after STARTTLS and before the handshake is discarded
+                    (CVE-2011-0411). The transaction is reset and the client must
+                    EHLO again; STARTTLS is then no longer offered.
+  STARTTLS x     -> 500 Syntax error (no parameters allowed)
+  before EHLO    -> 500 Unrecognized command
+  after AUTH     -> 503 STARTTLS not allowed after AUTH
+  failure        -> 500 TLS Negotiation Failed; later HELO/EHLO/MAIL/RCPT/DATA/AUTH
+                    get 550 Command refused due to lack of security.
+  SMTPS listeners (qpsmtpd --smtps, forkserver/prefork --smtps-port) handshake
+  before the greeting; a failed handshake closes the connection (logged).
+
+The connection note `tls_enabled` is set once TLS is up; Received says
+"with (TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted) ESMTPS".
+
+Example config/plugins line (first among the connect plugins):
+  tls ssl/qpsmtpd-server.crt ssl/qpsmtpd-server.key ssl/qpsmtpd-ca.crt
+"""
+
+import os
+import stat
+
+from qpsmtpd_py.constants import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.tls import DEFAULT_FILES, TLSFailed, TLSService, build_context, default_ssl_dir
+
+
+class TLS(Plugin):
+    def register(self, *args):
+        names = ("cert", "key", "ca", "dhparam")
+        given = dict(zip(names, args))
+        ssl_dir = default_ssl_dir(self.app.config.dirs)
+        paths = {name: given.get(name) or os.path.join(ssl_dir, DEFAULT_FILES[name])
+                 for name in names}
+        for name in names:
+            if name in given and not os.path.isfile(paths[name]):
+                raise ValueError(f"{name} file {paths[name]} not found")
+        if not (os.path.isfile(paths["cert"]) and os.path.isfile(paths["key"])):
+            self.log(LOGERROR, f"Cannot locate cert/key ({paths['cert']}, {paths['key']})! "
+                               "Run qpsmtpd-tls-cert to generate; STARTTLS disabled")
+            return
+        _warn_if_readable(self, paths["key"])
+        context = build_context(
+            paths["cert"], paths["key"],
+            ca=paths["ca"] if os.path.isfile(paths["ca"]) else None,
+            dhparam=paths["dhparam"] if os.path.isfile(paths["dhparam"]) else None,
+            ciphers=self.config("tls_ciphers"),
+            protocols=self.config("tls_protocols"))
+        self.app.tls = TLSService(context, description=paths["cert"])
+        self.log(LOGINFO, f"TLS ready with {paths['cert']}")
+
+    def _service(self):
+        service = getattr(self.app, "tls", None)
+        return service if service is not None and service.available(self.qp) else None
+
+    def hook_ehlo(self, transaction, host, *rest):
+        if self._service() is not None:
+            transaction.notes.setdefault("capabilities", []).append("STARTTLS")
+        return DECLINED
+
+    def hook_unrecognized_command(self, transaction, verb, rest):
+        if verb != "starttls":
+            return DECLINED
+        session = self.qp
+        service = self._service()
+        if service is None or session.connection.hello != "ehlo":
+            return DECLINED                       # -> 500 Unrecognized command
+        if rest:
+            return DENY, "Syntax error (no parameters allowed)"
+        if session.connection.auth_user:
+            session.respond(503, "STARTTLS not allowed after AUTH")
+            return DONE
+        try:
+            service.wrap_session(session)
+        except TLSFailed as exc:
+            session.tls_failed = True
+            self.log(LOGWARN, f"fail, TLS negotiation failed: {exc}")
+            return DENY, "TLS Negotiation Failed"
+        self.log(LOGNOTICE, "pass, STARTTLS: " + " ".join(
+            str(session.connection.tls.get(k, "")) for k in ("version", "cipher")))
+        return DONE
+
+
+def _warn_if_readable(plugin, path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) & ~stat.S_IRGRP:
+        plugin.log(LOGWARN, f"{path} is readable by other users; chmod 600 it")

@@ -1,0 +1,8 @@
+"""whitelist_soft - Gavin Carr's name for the whitelist plugin (qpsmtpd renamed it to
+`whitelist`); the same code, files and arguments: see `whitelist`."""
+
+from qpsmtpd_py.plugin import isa_plugin
+
+
+class WhitelistSoft(isa_plugin("whitelist")):
+    pass

@@ -1,0 +1,46 @@
+"""Serving one accepted client in a worker process: the pre-connection hooks
+(which may refuse it before the greeting), then the SMTP session."""
+
+from .. import constants as C
+from ..channel import ClientGone, SocketChannel
+from .common import new_connection, run_session
+
+
+def peer_ip(peer):
+    """The client's IP as plugins see it: IPv4-mapped IPv6 addresses unwrapped."""
+    return new_connection(peer[:2], ("", 0)).remote_ip
+
+
+def connection_args(connection, max_conn_ip, child_addrs):
+    """The pre-connection hook's argument dict (docs/plugin-api.md)."""
+    return dict(remote_ip=connection.remote_ip, remote_port=connection.remote_port,
+                local_ip=connection.local_ip, local_port=connection.local_port,
+                max_conn_ip=max_conn_ip, child_addrs=list(child_addrs))
+
+
+def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals):
+    """Run pre-connection, then the session. `refusals` maps 550 and 451 to the
+    default texts of this server mode. Returns False when the client was refused."""
+    local = sock.getsockname()
+    connection = new_connection(peer[:2], local[:2], smtps=smtps)
+    channel = SocketChannel(sock, app.timeout)
+    code, messages, _ = app.hooks.run("pre-connection", None,
+                                      connection_args(connection, max_conn_ip, child_addrs))
+    if code in C.DENY_CODES:
+        reply = 451 if C.is_soft(code) else 550
+        refuse(channel, reply, messages or [refusals[reply]])
+        app.log(C.LOGINFO, f"pre-connection: refused {connection.remote_ip} with {reply}")
+        return False
+    run_session(app, channel, connection)
+    return True
+
+
+def refuse(channel, code, messages):
+    lines = [line for message in messages for line in str(message).split("\n")] or [""]
+    text = "".join(f"{code}{' ' if i == len(lines) - 1 else '-'}{line}\r\n" for i, line in enumerate(lines))
+    channel.write(text.encode("utf-8", "replace"))
+    try:
+        channel.flush()
+    except ClientGone:
+        pass
+    channel.close()

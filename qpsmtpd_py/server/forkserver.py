@@ -1,0 +1,166 @@
+"""`qpsmtpd-forkserver`: the master accepts, and forks one child per connection.
+
+The child runs the pre-connection hooks with the master's snapshot of the other
+connections' IPs (child_addrs, for hosts_allow and --max-from-ip), then the
+session, then exits. At --limit-connections the master stops accepting until a
+child exits; new clients wait in the listen backlog meanwhile.
+
+Signals to the master: HUP reloads config and plugins for the connections that
+follow (running ones are unaffected); TERM/INT stop accepting and give running
+sessions --graceful-timeout seconds; USR1 makes plugins reopen their log files.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+
+from .. import constants as C
+from . import daemon
+from .connect import peer_ip, serve_client
+from .master import Master, add_common_options, finish_common_options, ignore_signal
+from .scoreboard import BUSY, Scoreboard
+
+PROG = "qpsmtpd-forkserver"
+DEFAULT_USER = "smtpd"        # qpsmtpd's forkserver becomes this user when started as root
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Forking qpsmtpd daemon: one child process per SMTP connection.",
+        epilog="Signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs. "
+               "See docs/servers.md.")
+    add_common_options(parser, default_port=2525, max_from_ip=5)
+    parser.add_argument("-c", "--limit-connections", type=int, default=15, metavar="N",
+                        help="concurrent connections (children) at most (default 15)")
+    args = finish_common_options(parser.parse_args(argv))
+    if args.limit_connections < 1:
+        parser.error("--limit-connections must be at least 1")
+    return args
+
+
+class Connection:
+    """The master's record of one child: its client and scoreboard slot."""
+
+    __slots__ = ("ip", "slot", "killed")
+
+    def __init__(self, ip, slot):
+        self.ip = ip
+        self.slot = slot
+        self.killed = False
+
+
+class ForkServer(Master):
+    prog = PROG
+    default_port = 2525
+    refusals = {550: "Sorry, service not available for you", 451: "Sorry, try again later"}
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.limit = args.limit_connections
+        self.board = Scoreboard(self.limit)
+        self.shown_status = None
+
+    def choose_user(self):
+        """As root without --user: become `smtpd` like qpsmtpd does when that user
+        exists; otherwise refuse unless --allow-root."""
+        if not self.args.user and os.geteuid() == 0 and not self.args.allow_root \
+                and daemon.user_exists(DEFAULT_USER):
+            return DEFAULT_USER
+        return super().choose_user()
+
+    def run(self):
+        self.start()
+        self.freeze()
+        self.notifier.ready(self.status_text())
+        self.show_status()
+        while not self.stopping:
+            timeout = 1.0
+            due = self.notifier.watchdog_timeout()
+            if due is not None:
+                timeout = min(timeout, due)
+            full = len(self.children) >= self.limit
+            ready = self.wait(timeout, [] if full else self.listeners)
+            self.reap()                  # first, so child_addrs and the limit are current
+            for listener in ready:
+                self.accept_from(listener)
+            self.kill_hung()
+            self.show_status()
+            self.notifier.ping_watchdog()
+        self.finish_stop()
+        return 0
+
+    def accept_from(self, listener):
+        while len(self.children) < self.limit and not self.stopping:
+            client, peer = listener.accept()
+            if client is None:
+                return
+            try:
+                self.spawn(client, peer, listener)
+            finally:
+                client.close()
+
+    def spawn(self, client, peer, listener):
+        ip = peer_ip(peer)
+        others = [record.ip for record in self.children.values()]
+        slot = self.board.claim()
+        try:
+            pid = self.fork()
+        except OSError as exc:
+            self.board.release(slot)
+            self.log(C.LOGERROR, f"cannot fork for {ip}: {exc.strerror}")
+            return
+        if pid == 0:
+            self.child(client, peer, listener, ip, others, slot)     # never returns
+        self.board.set_pid(slot, pid)
+        self.children[pid] = Connection(ip, slot)
+
+    def install_child_signals(self):
+        # a running session always finishes: TERM, INT and HUP wait for it
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(signum, ignore_signal)
+
+    def child(self, client, peer, listener, ip, others, slot):
+        code = 0
+        try:
+            for each in self.listeners:
+                each.close()
+            self.board.mark(slot, BUSY, ip)
+
+            def on_command(session):
+                self.board.heartbeat(slot)
+                daemon.set_title(f"{PROG} child: {ip} {session.verb}")
+
+            self.app.on_command = on_command
+            daemon.set_title(f"{PROG} child: {ip} connect")
+            self.app.hooks.run("post-fork", None)
+            serve_client(self.app, client, peer, listener.smtps, self.max_conn_ip, others,
+                         self.refusals)
+        except Exception:
+            code = 1
+            self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
+        self.child_exit(code)
+
+    def child_gone(self, pid, record, status):
+        self.board.release(record.slot)
+
+    def status_text(self):
+        return f"{len(self.children)} of {self.limit} connections"
+
+    def show_status(self):
+        text = self.status_text()
+        if text != self.shown_status:
+            self.shown_status = text
+            daemon.set_title(f"{PROG} master: {text}")
+            self.notifier.status(text)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return ForkServer(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

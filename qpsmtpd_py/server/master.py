@@ -1,0 +1,404 @@
+"""What the masters of qpsmtpd-prefork and qpsmtpd-forkserver share: the
+options, the start-up order, signals turned into main-loop events, reaping,
+reload, and the graceful stop.
+
+Start-up order: claim the pid file, bind (or adopt systemd's sockets), renice,
+drop privileges, load config and plugins (errors reach the terminal and stop
+start-up), detach, write the pid, tell systemd READY=1.
+
+Signals only write their number to a pipe (signal.set_wakeup_fd); the main loop
+reads it and acts, so no work ever happens inside a signal handler. They are
+blocked around fork() so a child can never act on, or report, the master's.
+"""
+
+import argparse
+import gc
+import os
+import select
+import signal
+import sys
+import time
+
+from .. import __version__
+from .. import constants as C
+from ..config import ConfigError
+from . import daemon
+from .common import load_app
+from .daemon import DaemonError, PidFile
+from .listen import SMTPS_PORT, ListenError, bind_all, inherited_listeners, listen_specs, parse_port
+from .notify import Notifier
+from .scoreboard import BUSY
+
+MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                  signal.SIGUSR1, signal.SIGCHLD)
+EX_USAGE, EX_CONFIG = 64, 78
+
+
+# -- options -----------------------------------------------------------------------------
+def port_arg(value):
+    try:
+        return parse_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def add_common_options(parser, default_port, max_from_ip):
+    """Options both servers take, with qpsmtpd's names."""
+    parser.add_argument("-l", "--listen-address", "--interface", dest="listen", action="append",
+                        default=[], metavar="ADDR[:PORT]",
+                        help="address to listen on, repeatable; IPv6 in brackets ([::1]:25); "
+                             "default [::] (all IPv4 and IPv6 addresses) or 0.0.0.0")
+    parser.add_argument("-p", "--port", dest="ports", action="append", type=port_arg, default=[],
+                        metavar="PORT", help=f"port for addresses given without one, repeatable "
+                                             f"(default {default_port})")
+    parser.add_argument("--smtps-port", dest="smtps_ports", action="append", type=port_arg,
+                        default=[], metavar="PORT",
+                        help="also listen on PORT with implicit TLS (like 465), repeatable; "
+                             f"port {SMTPS_PORT} is always implicit TLS")
+    parser.add_argument("-m", "--max-from-ip", type=int, default=None, metavar="N",
+                        help=f"concurrent connections allowed from one IP (default {max_from_ip}); "
+                             "enforced by the hosts_allow plugin")
+    parser.add_argument("-u", "--user", metavar="USER",
+                        help="user (and its groups) to run as after binding the ports")
+    parser.add_argument("--allow-root", action="store_true",
+                        help="started as root, keep running as root (not recommended)")
+    parser.add_argument("--pid-file", metavar="PATH", help="write the master's pid to PATH")
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="run in the background (stdio on /dev/null, new session)")
+    parser.add_argument("-H", "--no-rdns", action="store_true",
+                        help="do not look up the client's host name (PTR)")
+    parser.add_argument("--config", metavar="DIR", help="config directory (sets QPSMTPD_CONFIG)")
+    parser.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="on TERM/INT, how long running sessions may take to finish "
+                             "before they are killed (default 30)")
+    parser.add_argument("--debug", action="store_true", help="log everything (LOGDEBUG)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log only errors from the master itself")
+    parser.add_argument("--version", action="version", version=f"%(prog)s (qpsmtpd_py) {__version__}")
+    parser.set_defaults(default_max_from_ip=max_from_ip)
+
+
+def finish_common_options(args):
+    """Defaults that depend on whether an option was given."""
+    args.max_from_ip_given = args.max_from_ip is not None
+    if args.max_from_ip is None:
+        args.max_from_ip = args.default_max_from_ip
+    return args
+
+
+class Master:
+    """The shared half of a forking server's master process."""
+
+    prog = "qpsmtpd"
+    default_port = 25
+    refusals = {550: "Sorry, service not available to you", 451: "Sorry, try again later"}
+
+    def __init__(self, args):
+        self.args = args
+        self.app = None
+        self.listeners = []
+        self.pidfile = None
+        self.notifier = Notifier({})
+        self.children = {}                # pid -> record with .slot and .killed
+        self.board = None                 # Scoreboard: children's state and heartbeat
+        self.stopping = False
+        self.stop_deadline = None
+        self.signal_pipe = None
+        self.max_conn_ip = args.max_from_ip
+
+    # -- logging -----------------------------------------------------------------------------
+    def log(self, level, msg):
+        if self.args.quiet and level > C.LOGERROR:
+            return
+        if self.app is not None:
+            self.app.log(level, msg)
+        else:
+            sys.stderr.write(f"{self.prog}: {msg}\n")
+            sys.stderr.flush()
+
+    def die(self, msg, code=1):
+        sys.stderr.write(f"{self.prog}: {msg}\n")
+        sys.stderr.flush()
+        sys.exit(code)
+
+    # -- start-up ------------------------------------------------------------------------------
+    def start(self):
+        """Everything before serving; any problem ends the program with a message."""
+        args = self.args
+        if args.config:
+            os.environ["QPSMTPD_CONFIG"] = os.path.abspath(args.config)
+        elif os.environ.get("QPSMTPD_CONFIG"):
+            os.environ["QPSMTPD_CONFIG"] = os.path.abspath(os.environ["QPSMTPD_CONFIG"])
+        user = self.choose_user()
+        try:
+            if args.pid_file:
+                self.pidfile = PidFile(args.pid_file)
+                self.pidfile.claim()
+            self.listeners = self.open_listeners()
+            self.before_privilege_drop()
+            if user:
+                daemon.drop_privileges(user)
+        except (DaemonError, ListenError) as exc:
+            self.die(str(exc))
+        try:
+            self.app = self.prepare(load_app())
+        except ConfigError as exc:
+            self.die(f"configuration error: {exc}", EX_CONFIG)
+        self.check_plugins()
+        if args.detach:
+            daemon.detach()
+        if self.pidfile:
+            self.pidfile.write()
+        self.notifier = Notifier()
+        self.install_signals()
+        self.log(C.LOGNOTICE, f"{self.prog} {__version__} listening on "
+                 + ", ".join(f"{l.name}{' (smtps)' if l.smtps else ''}" for l in self.listeners)
+                 + f" as {daemon.describe_user()}")
+
+    def choose_user(self):
+        """The --user to become. Root without --user is refused unless --allow-root
+        (the forkserver first tries qpsmtpd's default user, see its override)."""
+        if self.args.user:
+            return self.args.user
+        if os.geteuid() == 0 and not self.args.allow_root:
+            self.die("refusing to run as root: give --user NAME (or --allow-root)", EX_USAGE)
+        return None
+
+    def open_listeners(self):
+        smtps = set(self.args.smtps_ports) | {SMTPS_PORT}
+        inherited = inherited_listeners(smtps)
+        if inherited:
+            return inherited
+        ports = self.args.ports or [self.default_port]
+        ports += [p for p in self.args.smtps_ports if p not in ports]
+        try:
+            specs = listen_specs(self.args.listen, ports)
+        except ValueError as exc:
+            self.die(str(exc), EX_USAGE)
+        return bind_all(specs, smtps)
+
+    def before_privilege_drop(self):
+        """Hook for work that needs root (prefork renices itself here)."""
+
+    def prepare(self, app):
+        """Server settings that outlive a reload are applied to every new app."""
+        app.rdns = not self.args.no_rdns
+        app.server_mode = self.prog
+        if self.args.debug:
+            app.loglevel = C.LOGDEBUG
+        return app
+
+    def check_plugins(self):
+        if self.args.max_from_ip_given and self.max_conn_ip and not self.app.hooks.has("pre-connection"):
+            self.log(C.LOGNOTICE, f"--max-from-ip {self.args.max_from_ip} has no effect: no "
+                     "pre-connection plugin (hosts_allow) is loaded")
+
+    # -- signals ---------------------------------------------------------------------------------
+    def install_signals(self):
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.signal_pipe = (read_end, write_end)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        for signum in MASTER_SIGNALS:
+            signal.signal(signum, ignore_signal)
+
+    def read_signals(self):
+        """Signal numbers that arrived since the last call, in order."""
+        try:
+            data = os.read(self.signal_pipe[0], 512)
+        except BlockingIOError:
+            return []
+        return list(data)
+
+    def wait(self, timeout, fds=()):
+        """Sleep until a signal, one of `fds` is readable, or the timeout; handle the
+        signals; return the readable fds."""
+        watch = [self.signal_pipe[0], *fds]
+        try:
+            ready, _, _ = select.select(watch, [], [], max(0.0, timeout))
+        except InterruptedError:
+            ready = []
+        for signum in self.read_signals():
+            self.on_signal(signum)
+        return [fd for fd in ready if fd != self.signal_pipe[0]]
+
+    def on_signal(self, signum):
+        if signum == signal.SIGHUP:
+            self.reload()
+        elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            if self.stopping:
+                self.log(C.LOGWARN, f"{signal.Signals(signum).name} again: stopping now")
+                self.stop_deadline = time.monotonic()
+            else:
+                self.begin_stop(signal.Signals(signum).name)
+        elif signum == signal.SIGUSR1:
+            self.reopen_logs()
+            self.signal_children(signal.SIGUSR1)
+
+    # -- forking ---------------------------------------------------------------------------------
+    def fork(self):
+        """fork() with the master's signals blocked, so that none is lost or seen by
+        the child before it has its own handlers. Returns the pid (0 in the child)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            raise
+        if pid == 0:
+            self.become_child()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return pid
+
+    def become_child(self):
+        """In a fresh child (signals still blocked): drop what is the master's."""
+        signal.set_wakeup_fd(-1)
+        for signum in MASTER_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        for fd in self.signal_pipe:
+            os.close(fd)
+        self.signal_pipe = None
+        self.notifier.close()
+        if self.pidfile:
+            self.pidfile.close_in_child()
+        self.install_child_signals()
+
+    def install_child_signals(self):
+        """Subclasses set the child's handlers here, before its signals are unblocked."""
+
+    def child_exit(self, code=0):
+        """Leave a child without running the master's exit handlers."""
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    def freeze(self):
+        """Move everything loaded so far out of the collector's sight, so children
+        share those pages copy-on-write instead of touching them at each GC."""
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    # -- children ----------------------------------------------------------------------------------
+    def reap(self):
+        """Collect every exited child; returns [(pid, record, status)]."""
+        gone = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            record = self.children.pop(pid, None)
+            if record is not None:
+                gone.append((pid, record, status))
+                self.child_gone(pid, record, status)
+                if os.WIFSIGNALED(status) and not self.stopping:
+                    self.log(C.LOGWARN, f"child {pid} killed by signal "
+                             f"{signal.Signals(os.WTERMSIG(status)).name}")
+                elif os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0:
+                    self.log(C.LOGWARN, f"child {pid} exited with status {os.WEXITSTATUS(status)}")
+        return gone
+
+    def child_gone(self, pid, record, status):
+        """Subclasses free what the child held (its scoreboard slot, its IP)."""
+
+    def kill_hung(self):
+        """Kill a child that made no progress (no SMTP command) for 2 x timeout."""
+        if self.board is None:
+            return
+        limit = 2 * self.app.timeout
+        now = time.time()
+        for pid, record in self.children.items():
+            _, state, since, ip = self.board.read(record.slot)
+            if state == BUSY and not record.killed and now - since > limit:
+                self.log(C.LOGWARN, f"child {pid} serving {ip} hung for {now - since:.0f}s "
+                         f"(over 2 x timeout {self.app.timeout}s): killing it")
+                record.killed = True
+                self.signal_children(signal.SIGKILL, [pid])
+
+    def signal_children(self, signum, pids=None):
+        for pid in list(self.children if pids is None else pids):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    # -- reload, log reopening -----------------------------------------------------------------------
+    def reload(self):
+        """SIGHUP: load config and plugins afresh; on an error keep the running ones."""
+        self.notifier.reloading()
+        self.log(C.LOGNOTICE, "SIGHUP: reloading configuration and plugins")
+        try:
+            app = self.prepare(load_app())
+        except ConfigError as exc:
+            self.log(C.LOGERROR, f"reload failed, still running the previous configuration: {exc}")
+        else:
+            self.app = app
+            self.check_plugins()
+            self.after_reload()
+            self.log(C.LOGNOTICE, "reload done")
+        self.notifier.ready(self.status_text())
+
+    def after_reload(self):
+        """Subclasses retire children that run the old configuration."""
+
+    def reopen_logs(self):
+        """SIGUSR1: logging plugins that keep files open reopen them (logrotate)."""
+        reopen_logs(self.app)
+
+    # -- stopping -----------------------------------------------------------------------------------
+    def begin_stop(self, why):
+        """Stop accepting; running sessions get --graceful-timeout to finish."""
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.args.graceful_timeout
+        self.log(C.LOGNOTICE, f"{why}: stopping; {len(self.children)} children finish their sessions")
+        self.notifier.stopping()
+        for listener in self.listeners:
+            listener.close()
+        self.signal_children(signal.SIGTERM)
+
+    def finish_stop(self):
+        """Wait for the children until the deadline, then kill the rest."""
+        while self.children and time.monotonic() < self.stop_deadline:
+            self.wait(min(0.5, self.stop_deadline - time.monotonic()))
+            self.reap()
+        if self.children:
+            self.log(C.LOGWARN, f"graceful stop timed out: killing {len(self.children)} children")
+            self.signal_children(signal.SIGKILL)
+            while self.children:
+                try:
+                    pid, _ = os.waitpid(-1, 0)
+                except ChildProcessError:
+                    break
+                record = self.children.pop(pid, None)
+                if record is not None:
+                    self.child_gone(pid, record, 0)
+        if self.pidfile:
+            self.pidfile.remove()
+        self.log(C.LOGNOTICE, "stopped")
+
+    def status_text(self):
+        return f"{len(self.children)} children"
+
+
+def reopen_logs(app):
+    """Call reopen_logs() on every plugin that has one."""
+    if app is None:
+        return
+    for plugin in app.plugins:
+        method = getattr(plugin, "reopen_logs", None)
+        if callable(method):
+            try:
+                method()
+            except Exception as exc:   # a log file we cannot reopen must not stop the server
+                app.log(C.LOGERROR, f"{plugin.plugin_name}: reopening logs failed: {exc}")
+
+
+def ignore_signal(signum, frame):
+    """A handler that does nothing: for the master the wake-up byte is the event;
+    in a forkserver child the session simply goes on (and exec resets it)."""

@@ -1,0 +1,355 @@
+"""`qpsmtpd-prefork`: a master and a pool of pre-forked children.
+
+Each child waits in accept() on the shared listening sockets and serves one SMTP
+session at a time, up to --max-requests sessions, then exits and is replaced.
+The master keeps --idle-children spare children: a child that accepts a client
+marks itself busy on the scoreboard and writes one byte to the master's status
+pipe, so the master wakes at once and forks another (never more than
+--children in all); surplus idle children are retired one a second.
+
+Signals to the master: HUP reloads config and plugins (children with a session
+finish it on the old configuration, idle ones are replaced at once); TERM/INT
+stop accepting and give running sessions --graceful-timeout seconds; USR1 makes
+plugins reopen their log files. A child that dies is replaced; one that makes no
+progress for twice the SMTP timeout is killed.
+"""
+
+import argparse
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+
+from .. import constants as C
+from . import daemon
+from .connect import peer_ip, serve_client
+from .master import EX_USAGE, Master, add_common_options, finish_common_options, reopen_logs
+from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
+
+PROG = "qpsmtpd-prefork"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pre-forking qpsmtpd daemon: a pool of child processes, each "
+                    "serving one SMTP session at a time.",
+        epilog="Signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs. "
+               "See docs/servers.md.")
+    add_common_options(parser, default_port=25, max_from_ip=10)
+    parser.add_argument("--children", type=int, default=15, metavar="N",
+                        help="maximum number of children (default 15)")
+    parser.add_argument("--idle-children", type=int, default=5, metavar="N",
+                        help="spare children kept waiting (default 5; 0 = --children)")
+    parser.add_argument("--max-requests", type=int, default=100, metavar="N",
+                        help="sessions a child serves before it is replaced (default 100)")
+    parser.add_argument("--renice-parent", type=int, default=5, metavar="N",
+                        help="when started as root, the master runs N nice levels higher "
+                             "priority than its children (default 5; 0 = off)")
+    parser.add_argument("--pretty-child", action="store_true",
+                        help="idle children show 'qpsmtpd child' as process title")
+    args = finish_common_options(parser.parse_args(argv))
+    if args.children < 1:
+        parser.error("--children must be at least 1")
+    if args.idle_children <= 0 or args.idle_children > args.children:
+        args.idle_children = args.children
+    if args.max_from_ip == 0:
+        args.max_from_ip = args.children
+    if args.max_requests < 1:
+        parser.error("--max-requests must be at least 1")
+    return args
+
+
+class ChildRecord:
+    """What the master knows of one child."""
+
+    __slots__ = ("slot", "generation", "born", "retiring", "killed")
+
+    def __init__(self, slot, generation):
+        self.slot = slot
+        self.generation = generation
+        self.born = time.monotonic()
+        self.retiring = False
+        self.killed = False
+
+
+class PreforkMaster(Master):
+    prog = PROG
+    default_port = 25
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.max_children = args.children
+        self.idle_target = args.idle_children
+        self.board = Scoreboard(args.children)
+        self.generation = 0
+        self.status_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.worker = None                # the Worker being forked
+        self.last_shrink = 0.0
+        self.next_spawn = 0.0
+        self.backoff = 0.0
+        self.shown_status = None
+        self.reniced = False
+
+    # -- start-up -------------------------------------------------------------------------------
+    def before_privilege_drop(self):
+        if self.args.renice_parent and os.geteuid() == 0:
+            try:
+                os.nice(-self.args.renice_parent)
+                self.reniced = True
+            except OSError as exc:
+                self.log(C.LOGWARN, f"--renice-parent: {exc.strerror}")
+
+    def run(self):
+        self.start()
+        self.freeze()
+        self.manage()
+        self.notifier.ready(self.status_text())
+        self.show_status()
+        while not self.stopping:
+            timeout = 1.0
+            due = self.notifier.watchdog_timeout()
+            if due is not None:
+                timeout = min(timeout, due)
+            if self.wait(timeout, [self.status_pipe[0]]):
+                _drain(self.status_pipe[0])
+            self.reap()
+            if self.stopping:
+                break
+            self.kill_hung()
+            self.manage()
+            self.show_status()
+            self.notifier.ping_watchdog()
+        self.finish_stop()
+        return 0
+
+    # -- the pool ---------------------------------------------------------------------------------
+    def manage(self):
+        """Fork children until --idle-children are spare (within --children), or
+        retire one surplus idle child per second."""
+        now = time.monotonic()
+        current = {pid: r for pid, r in self.children.items()
+                   if r.generation == self.generation and not r.retiring}
+        counts = self.board.counts(r.slot for r in current.values())
+        spare = counts[IDLE] + counts[STARTING]
+        need = min(self.idle_target - spare, self.max_children - len(self.children))
+        if need > 0:
+            if now >= self.next_spawn:
+                for _ in range(need):
+                    self.spawn()
+            return
+        if spare > self.idle_target and now - self.last_shrink >= 1.0:
+            for pid, record in current.items():
+                if self.board.read(record.slot)[1] == IDLE:
+                    self.last_shrink = now
+                    record.retiring = True
+                    self.signal_children(signal.SIGTERM, [pid])
+                    break
+
+    def spawn(self):
+        slot = self.board.claim()
+        if slot is None:
+            return
+        self.worker = Worker(self, slot)
+        try:
+            pid = self.fork()
+        except OSError as exc:
+            self.board.release(slot)
+            self.log(C.LOGERROR, f"cannot fork a child: {exc.strerror}")
+            self.next_spawn = time.monotonic() + 1.0
+            return
+        if pid == 0:
+            self.worker.run()            # never returns
+        self.board.set_pid(slot, pid)
+        self.children[pid] = ChildRecord(slot, self.generation)
+        self.worker = None
+
+    def install_child_signals(self):
+        self.worker.install_signals()
+
+    def child_gone(self, pid, record, status):
+        self.board.release(record.slot)
+        failed = not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
+        if failed and not record.killed and time.monotonic() - record.born < 1.0 and not self.stopping:
+            # dying at birth (a broken post-fork hook?): do not fork in a tight loop
+            self.backoff = min(max(self.backoff * 2, 0.1), 10.0)
+            self.next_spawn = time.monotonic() + self.backoff
+            self.log(C.LOGERROR, f"child {pid} died right after start; next fork in {self.backoff:.1f}s")
+        elif not failed:
+            self.backoff = 0.0
+
+    def after_reload(self):
+        """Children forked from now on get the new configuration; the others finish
+        what they are doing and exit."""
+        self.generation += 1
+        old = [pid for pid, r in self.children.items() if not r.retiring]
+        for pid in old:
+            self.children[pid].retiring = True
+        self.signal_children(signal.SIGHUP, old)
+        self.freeze()
+
+    # -- status -----------------------------------------------------------------------------------
+    def status_text(self):
+        counts = self.board.counts(r.slot for r in self.children.values())
+        return (f"{len(self.children)} children, {counts[BUSY]} busy, "
+                f"{counts[IDLE] + counts[STARTING]} idle")
+
+    def show_status(self):
+        text = self.status_text()
+        if text != self.shown_status:
+            self.shown_status = text
+            daemon.set_title(f"{PROG} master: {text}")
+            self.notifier.status(text)
+
+
+class Worker:
+    """A child: waits for a client, serves it, and goes back to waiting."""
+
+    def __init__(self, master, slot):
+        self.master = master
+        self.slot = slot
+        self.board = master.board
+        self.listeners = master.listeners
+        self.master_pid = os.getpid()
+        self.stop = False
+        self.reopen = False
+        self.busy = False
+        self.client_ip = ""
+
+    def install_signals(self):
+        self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake[1], warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.on_stop)
+        signal.signal(signal.SIGUSR1, self.on_usr1)
+
+    def on_stop(self, signum, frame):
+        """TERM, INT or HUP: finish the session in progress, then exit."""
+        self.stop = True
+        if self.busy:
+            for listener in self.listeners:
+                listener.close()
+
+    def on_usr1(self, signum, frame):
+        self.reopen = True
+
+    def title(self, text):
+        daemon.set_title(f"{PROG} child: {text}")
+
+    def run(self):
+        """The child's whole life; ends the process."""
+        code = 0
+        try:
+            self.setup()
+            served = 0
+            while not self.stop and served < self.master.args.max_requests:
+                self.idle()
+                client, peer, listener = self.accept()
+                if client is not None:
+                    served += 1
+                    self.serve(client, peer, listener)
+                if self.reopen:
+                    self.reopen = False
+                    reopen_logs(self.app)
+        except Exception:
+            code = 1
+            sys.stderr.write(f"{os.getpid()} {PROG} child failed:\n{traceback.format_exc()}")
+        self.master.child_exit(code)
+
+    def setup(self):
+        master = self.master
+        os.close(master.status_pipe[0])
+        self.status_fd = master.status_pipe[1]
+        self.app = master.app
+        self.app.on_command = self.on_command
+        if master.reniced:
+            try:
+                os.nice(master.args.renice_parent)
+            except OSError:
+                pass
+        self.poller = select.poll()
+        self.poller.register(self.wake[0], select.POLLIN)
+        self.by_fd = {}
+        for listener in self.listeners:
+            self.poller.register(listener.fileno(), select.POLLIN)
+            self.by_fd[listener.fileno()] = listener
+        self.app.hooks.run("post-fork", None)
+
+    def idle(self):
+        self.busy = False
+        self.client_ip = ""
+        self.board.mark(self.slot, IDLE)
+        if self.master.args.pretty_child:
+            daemon.set_title("qpsmtpd child")       # qpsmtpd's own idle title
+        else:
+            self.title("idle")
+
+    def accept(self):
+        """Wait for a client on any listener; (None, None, None) after a signal, when
+        another child won the race, or when the master has gone away."""
+        events = self.poller.poll(1000)
+        if os.getppid() != self.master_pid:
+            self.stop = True             # orphaned: serve nobody new
+        ready = [fd for fd, _ in events if fd in self.by_fd]
+        if any(fd == self.wake[0] for fd, _ in events):
+            _drain(self.wake[0])
+        if self.stop:
+            return None, None, None
+        for fd in ready:
+            listener = self.by_fd[fd]
+            client, peer = listener.accept()
+            if client is not None:
+                return client, peer, listener
+        return None, None, None
+
+    def serve(self, client, peer, listener):
+        ip = peer_ip(peer)
+        self.busy = True
+        self.client_ip = ip
+        self.board.mark(self.slot, BUSY, ip)
+        try:
+            os.write(self.status_fd, b"b")   # wake the master: maybe grow the pool
+        except OSError:
+            pass
+        self.title(f"{ip} connect")
+        try:
+            serve_client(self.app, client, peer, listener.smtps, self.master.max_conn_ip,
+                         self.board.busy_addrs(exclude=self.slot), self.master.refusals)
+        except Exception:
+            self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
+        finally:
+            try:
+                client.close()
+            except OSError:
+                pass
+            if self.stop:
+                for other in self.listeners:
+                    other.close()
+
+    def on_command(self, session):
+        """Called before each SMTP command: heartbeat and process title."""
+        self.board.heartbeat(self.slot)
+        self.title(f"{self.client_ip} {session.verb}")
+
+
+def _drain(fd):
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if os.geteuid() == 0 and not args.user and not args.allow_root:
+        sys.stderr.write(f"{PROG}: --user is required when started as root "
+                         "(or --allow-root)\n")
+        return EX_USAGE
+    return PreforkMaster(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

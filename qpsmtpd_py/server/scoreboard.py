@@ -1,0 +1,84 @@
+"""The scoreboard: one slot per child in anonymous shared memory, made by the
+master before it forks, read and written by every process without locks.
+
+A slot says what its child is doing (starting, idle, busy), since when (updated
+at every SMTP command, so it doubles as a heartbeat) and, while busy, the client
+IP. The master reads it to size the pool, to find hung children and for its
+process title; children read it to count connections per IP (--max-from-ip).
+Only the master frees a slot, when it reaps the child, so a child killed with
+-9 never leaves a connection counted.
+
+Each write packs a whole slot at once with the IP written before the state, so
+a reader that sees BUSY also sees its IP. A racing reader may get a slot that is
+a moment out of date; for the per-IP count that errs on the side of counting a
+connection twice, never of missing one.
+"""
+
+import mmap
+import struct
+import time
+
+FREE, STARTING, IDLE, BUSY = 0, 1, 2, 3
+STATE_NAMES = {FREE: "free", STARTING: "starting", IDLE: "idle", BUSY: "busy"}
+
+_SLOT = struct.Struct("=iBxxxd46s2x")        # pid, state, since, ip (NUL padded)
+_IP_OFFSET = 16
+
+
+class Scoreboard:
+    def __init__(self, slots):
+        self.slots = slots
+        self.mem = mmap.mmap(-1, _SLOT.size * slots)
+
+    # -- master ------------------------------------------------------------------------------
+    def claim(self):
+        """A free slot index for a child about to be forked (None when full)."""
+        for index in range(self.slots):
+            if self.read(index)[1] == FREE:
+                _SLOT.pack_into(self.mem, index * _SLOT.size, 0, STARTING, time.time(), b"")
+                return index
+        return None
+
+    def set_pid(self, index, pid):
+        struct.pack_into("=i", self.mem, index * _SLOT.size, pid)
+
+    def release(self, index):
+        _SLOT.pack_into(self.mem, index * _SLOT.size, 0, FREE, 0.0, b"")
+
+    # -- children ----------------------------------------------------------------------------
+    def mark(self, index, state, ip=""):
+        """A child's own slot: idle, or busy with a client IP."""
+        offset = index * _SLOT.size
+        self.mem[offset + _IP_OFFSET:offset + _IP_OFFSET + 46] = ip.encode("ascii")[:46].ljust(46, b"\0")
+        struct.pack_into("=Bxxxd", self.mem, offset + 4, state, time.time())
+
+    def heartbeat(self, index):
+        struct.pack_into("=d", self.mem, index * _SLOT.size + 8, time.time())
+
+    # -- everyone ----------------------------------------------------------------------------
+    def read(self, index):
+        """(pid, state, since, ip) of one slot."""
+        pid, state, since, ip = _SLOT.unpack_from(self.mem, index * _SLOT.size)
+        return pid, state, since, ip.rstrip(b"\0").decode("ascii", "replace")
+
+    def busy_addrs(self, exclude=None):
+        """IPs of every busy child but `exclude` (child_addrs for pre-connection)."""
+        out = []
+        for index in range(self.slots):
+            if index != exclude:
+                _, state, _, ip = self.read(index)
+                if state == BUSY and ip:
+                    out.append(ip)
+        return out
+
+    def counts(self, indexes):
+        """{state: number} over the given slots."""
+        result = {STARTING: 0, IDLE: 0, BUSY: 0}
+        for index in indexes:
+            state = self.read(index)[1]
+            if state in result:
+                result[state] += 1
+        return result
+
+    def close(self):
+        self.mem.close()

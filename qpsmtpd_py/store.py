@@ -1,0 +1,464 @@
+"""Shared state for stateful plugins: one LMDB environment per store directory.
+
+Greylisting, karma, connection_shaper, token buckets ... all live in named
+tables of one environment, so every worker process sees the same data and a
+counter incremented by 50 children loses no update (LMDB serialises writers).
+
+    from qpsmtpd_py.store import open_store
+    table = open_store(self.app).table("greylist")
+    table.set(key, b"1", ttl=3600)
+    hits = table.incr(ip, ttl=60)
+
+Why LMDB: readers never block, a write is one small transaction, and a process
+killed with kill -9 in the middle of a write leaves the data intact (copy-on-write
+pages, robust writer mutex); stale reader slots of dead processes are cleared at
+open and every READER_CHECK_SECONDS.
+
+An environment must never be used across fork(): the child closes what it
+inherited (at-fork hook) and reopens lazily, so a Store or Table object may be
+created anywhere, even in the master, and used in any process.
+
+Values carry an 8-byte header: the expiry time in milliseconds since the epoch
+(big-endian, 0 = never). Expired entries are invisible; `expire()` deletes them.
+"""
+
+import os
+import pwd
+import struct
+import time
+
+import lmdb
+
+from .config import ConfigError
+
+DEFAULT_DIR = "/var/lib/qpsmtpd/store"
+DEFAULT_MAP_SIZE = 64 << 20          # grows by doubling when full
+DEFAULT_MAX_SIZE = 4 << 30           # refuse to grow past this (config store_max_size)
+READER_CHECK_SECONDS = 30.0
+BATCH = 1000                         # entries per transaction in scans
+
+_HEADER = struct.Struct(">Q")
+_HLEN = _HEADER.size
+_NEVER = _HEADER.pack(0)
+
+_fork_generation = 0
+
+
+def _after_fork_in_child():
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class StoreError(ConfigError):
+    """The store cannot be used (directory, permissions, size); the text names
+    the directory and the fix."""
+
+
+def _bytes(value, what="value"):
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()
+    raise TypeError(f"store {what} must be str or bytes, not {type(value).__name__}")
+
+
+def _expiry(ttl):
+    """ttl seconds (None = never) -> the 8-byte header."""
+    if ttl is None:
+        return _NEVER
+    return _HEADER.pack(max(1, int((time.time() + float(ttl)) * 1000)))
+
+
+def _live(raw, now_ms):
+    """The payload of a stored value, or None when it has expired."""
+    expires = _HEADER.unpack_from(raw)[0]
+    if expires and expires <= now_ms:
+        return None
+    return raw[_HLEN:]
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+def _user():
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+class Store:
+    """One LMDB environment (a directory) with named tables.
+
+    sync=True (config `store_sync`, default on) fsyncs each commit, so a power
+    loss loses at most the last transaction; sync=False is faster and as safe
+    against crashed processes, but a crashed machine may lose recent writes.
+    """
+
+    def __init__(self, path, map_size=DEFAULT_MAP_SIZE, max_size=DEFAULT_MAX_SIZE,
+                 sync=True):
+        self.path = os.path.abspath(path)
+        self.map_size = int(map_size)
+        self.max_size = max(int(max_size), self.map_size)
+        self.sync = sync
+        self._env = None
+        self._dbs = {}
+        self._generation = None
+        self._next_check = 0.0
+
+    # -- the environment (per process) ---------------------------------------------
+    def env(self):
+        """The environment for this process: opened on first use, reopened after fork."""
+        if self._generation != _fork_generation:
+            self._forget_inherited()
+        if self._env is None:
+            self._open()
+        elif time.monotonic() >= self._next_check:
+            self._reader_check()
+        return self._env
+
+    def _forget_inherited(self):
+        """Close what the parent process opened: LMDB handles must not cross fork.
+        Closing in the child touches only the child's own fds and reader slots."""
+        env, self._env, self._dbs = self._env, None, {}
+        self._generation = _fork_generation
+        if env is not None:
+            try:
+                env.close()
+            except lmdb.Error:
+                pass
+
+    def _open(self):
+        self._check_dir()
+        try:
+            self._env = lmdb.open(
+                self.path, map_size=self.map_size, max_dbs=256, max_readers=1024,
+                sync=self.sync, metasync=False, readahead=False, mode=0o660,
+                lock=True)
+        except lmdb.Error as exc:
+            raise StoreError(self._problem(f"cannot open the LMDB environment: {exc}"))
+        self._generation = _fork_generation
+        self._dbs = {}
+        self._give_files_to_dir_owner()
+        self._reader_check()
+
+    def _check_dir(self):
+        try:
+            os.makedirs(self.path, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(self._problem(f"cannot create it: {exc.strerror}"))
+        if not os.path.isdir(self.path):
+            raise StoreError(self._problem("not a directory"))
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise StoreError(self._problem(f"not writable by {_user()}"))
+
+    def _give_files_to_dir_owner(self):
+        """root (an admin running qpsmtpd-store, a master before dropping privileges)
+        must not leave files the server's user cannot open."""
+        if os.geteuid() != 0:
+            return
+        st = os.stat(self.path)
+        if st.st_uid == 0:
+            return
+        for name in ("data.mdb", "lock.mdb"):
+            path = os.path.join(self.path, name)
+            try:
+                if os.stat(path).st_uid == 0:
+                    os.chown(path, st.st_uid, st.st_gid)
+            except OSError:
+                pass
+
+    def _problem(self, reason):
+        return (f"store_dir {self.path}: {reason}. Fix: create the directory and give it "
+                f"to the user the server runs as (e.g. `install -d -o smtpd -m 750 "
+                f"{self.path}`, and chown -R the files in it), or name a writable "
+                f"directory in the config file store_dir")
+
+    def _reader_check(self):
+        """Free reader slots of processes that died (kill -9) so they cannot pin pages."""
+        self._next_check = time.monotonic() + READER_CHECK_SECONDS
+        try:
+            self._env.reader_check()
+        except lmdb.Error:
+            pass
+
+    def close(self):
+        """Close the environment in this process (it reopens on next use)."""
+        if self._env is not None and self._generation == _fork_generation:
+            self._env.close()
+        self._env, self._dbs = None, {}
+
+    # -- tables ---------------------------------------------------------------------------
+    def table(self, name):
+        return Table(self, name)
+
+    def tables(self):
+        """Names of the tables that exist."""
+        return sorted(key.decode("utf-8", "replace")
+                      for key, _ in self.read(None, lambda txn: list(txn.cursor()), []))
+
+    def expire(self):
+        """Delete expired entries in every table; returns how many."""
+        return sum(self.table(name).expire() for name in self.tables())
+
+    def _db(self, name, create):
+        """(env, db handle) for a table; db is None when it does not exist (and
+        create is false)."""
+        env = self.env()
+        db = self._dbs.get(name)
+        if db is not None or name is None:      # None: the main db, which lists the tables
+            return env, db
+        # A handle opened in a read transaction does not outlive it (py-lmdb), so
+        # open it in a (write) transaction of its own, once per process and table:
+        # without changes its commit writes nothing.
+        try:
+            db = self._write_txn(lambda: env.open_db(name.encode("utf-8"), create=create))
+        except lmdb.NotFoundError:
+            return env, None
+        self._dbs[name] = db
+        return env, db
+
+    # -- transactions with map growth ---------------------------------------------------------
+    def _write_txn(self, func):
+        """Run func() with map growth: on MapFullError double the map and retry;
+        on MapResizedError (another process grew it) adopt the new size."""
+        while True:
+            try:
+                return func()
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+
+    def write(self, name, func, create=True, default=None):
+        """func(txn) inside one write transaction on table `name` (created if
+        missing, else default is returned); may run again if the map had to grow."""
+        def attempt():
+            env, db = self._db(name, create=create)
+            if db is None:
+                return default
+            with env.begin(db=db, write=True) as txn:
+                return func(txn)
+        return self._write_txn(attempt)
+
+    def read(self, name, func, default=None):
+        """func(txn) inside one read transaction; default if the table does not exist."""
+        while True:
+            try:
+                env, db = self._db(name, create=False)
+                if db is None and name is not None:
+                    return default
+                with env.begin(db=db) as txn:
+                    return func(txn)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+
+    def _grow(self):
+        env = self._env
+        size = env.info()["map_size"]
+        if size >= self.max_size:
+            raise StoreError(self._problem(
+                f"the store is full ({size >> 20} MB, the limit store_max_size); run "
+                f"`qpsmtpd-store expire` or raise store_max_size"))
+        env.set_mapsize(min(size * 2, self.max_size))
+
+
+class Table:
+    """A named table; keys and values are str or bytes (returned as bytes)."""
+
+    def __init__(self, store, name):
+        name = str(name)
+        if not name or "\0" in name or len(name.encode()) > 200:
+            raise ValueError(f"bad store table name {name!r}")
+        self.store = store
+        self.name = name
+
+    def _key(self, key):
+        key = _bytes(key, "key")
+        if not key or len(key) > 511:
+            raise ValueError(f"store key must be 1-511 bytes, got {len(key)}")
+        return key
+
+    def get(self, key, default=None):
+        key = self._key(key)
+
+        def read(txn):
+            raw = txn.get(key)
+            if raw is None:
+                return default
+            value = _live(raw, _now_ms())
+            return default if value is None else value
+        return self.store.read(self.name, read, default)
+
+    def set(self, key, value, ttl=None):
+        """Store value; ttl in seconds (None: keep it until deleted)."""
+        key = self._key(key)
+        raw = _expiry(ttl) + _bytes(value)
+        self.store.write(self.name, lambda txn: txn.put(key, raw))
+
+    def delete(self, key):
+        """Remove key; True if it existed (and had not expired)."""
+        key = self._key(key)
+
+        def delete(txn):
+            raw = txn.pop(key)
+            return raw is not None and _live(raw, _now_ms()) is not None
+        return self.store.write(self.name, delete, create=False, default=False)
+
+    def incr(self, key, n=1, ttl=None):
+        """Add n to a decimal counter (missing or expired counts as 0); returns the
+        new value. ttl applies when the counter is created: a live counter keeps
+        its expiry (a fixed window)."""
+        key = self._key(key)
+
+        def incr(txn):
+            raw = txn.get(key)
+            now = _now_ms()
+            value = _live(raw, now) if raw is not None else None
+            if value is None:
+                header, count = _expiry(ttl), n
+            else:
+                header, count = raw[:_HLEN], int(value or 0) + n
+            txn.put(key, header + str(count).encode())
+            return count
+        return self.store.write(self.name, incr)
+
+    def update(self, key, func, ttl=None):
+        """Atomic read-modify-write: new = func(old bytes or None); a None result
+        deletes the key. The new value keeps the old expiry unless ttl is given.
+        func may be called again if the transaction is retried: keep it pure.
+        Returns the new value."""
+        key = self._key(key)
+
+        def update(txn):
+            raw = txn.get(key)
+            old = _live(raw, _now_ms()) if raw is not None else None
+            new = func(old)
+            if new is None:
+                if raw is not None:
+                    txn.delete(key)
+                return None
+            new = _bytes(new)
+            header = raw[:_HLEN] if (old is not None and ttl is None) else _expiry(ttl)
+            txn.put(key, header + new)
+            return new
+        return self.store.write(self.name, update)
+
+    def items(self, prefix=b""):
+        """(key, value) of live entries whose key starts with prefix, in key order."""
+        for key, value, _ in self.entries(prefix):
+            yield key, value
+
+    def entries(self, prefix=b""):
+        """(key, value, expires_at or None) of live entries, read in batches so no
+        read transaction stays open while the caller works."""
+        prefix = _bytes(prefix, "prefix")
+        start, skip_start = prefix, False
+        while True:
+            batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, prefix), [])
+            for entry in batch:
+                if entry[1] is not None:
+                    yield entry
+            if len(batch) < BATCH:
+                return
+            start, skip_start = batch[-1][0], True
+
+    @staticmethod
+    def _scan(txn, start, skip_start, prefix):
+        out = []
+        now = _now_ms()
+        cursor = txn.cursor()
+        if not cursor.set_range(start):
+            return out
+        for key, raw in cursor:
+            if not key.startswith(prefix):
+                break
+            if skip_start and key == start:
+                continue
+            expires = _HEADER.unpack_from(raw)[0]
+            if expires and expires <= now:
+                out.append((key, None, None))        # keeps the batch position
+            else:
+                out.append((key, raw[_HLEN:], expires / 1000.0 if expires else None))
+            if len(out) >= BATCH:
+                break
+        return out
+
+    def expire(self):
+        """Delete expired entries; returns how many. Scans in read transactions and
+        deletes in short write transactions, so writers are never blocked for long."""
+        removed = 0
+        start, skip_start = b"", False
+        while True:
+            batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, b""), [])
+            dead = [key for key, value, _ in batch if value is None]
+            if dead:
+                removed += self.store.write(self.name, lambda txn: self._delete_expired(txn, dead))
+            if len(batch) < BATCH:
+                return removed
+            start, skip_start = batch[-1][0], True
+
+    @staticmethod
+    def _delete_expired(txn, keys):
+        now, count = _now_ms(), 0
+        for key in keys:
+            raw = txn.get(key)
+            if raw is not None and _live(raw, now) is None:   # still expired?
+                txn.delete(key)
+                count += 1
+        return count
+
+
+# -- the per-process store of a server ------------------------------------------------------
+_STORES = {}
+
+
+def _size(text, name):
+    text = str(text).strip().lower()
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: '{text}' is not a size (bytes, or with k/m/g)")
+
+
+def store_settings(app):
+    """(path, map_size, max_size, sync) from the config files store_dir,
+    store_map_size, store_max_size, store_sync."""
+    config = app.config
+    path = config.get("store_dir") or DEFAULT_DIR
+    map_size = _size(config.get("store_map_size") or DEFAULT_MAP_SIZE, "store_map_size")
+    max_size = _size(config.get("store_max_size") or DEFAULT_MAX_SIZE, "store_max_size")
+    sync = config.get_bool("store_sync", True)
+    return str(path), map_size, max_size, sync
+
+
+def open_store(app):
+    """The Store of this server (config store_dir), shared by every plugin of the
+    process. Cheap: call it in each hook rather than keeping the result around."""
+    store = getattr(app, "_store", None)
+    if store is None:
+        path, map_size, max_size, sync = store_settings(app)
+        key = os.path.realpath(path)
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = Store(path, map_size, max_size, sync)
+        app._store = store
+    return store
+
+
+def check_store(app):
+    """For a plugin's register(): stop start-up with a clear message when the
+    store directory is unusable, instead of failing in every session."""
+    open_store(app)._check_dir()
