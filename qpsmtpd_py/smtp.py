@@ -181,7 +181,7 @@ class SMTPSession:
                 self.log(C.LOGINFO, "timeout: client sent nothing for "
                          f"{self.channel.timeout} seconds")
                 self.verb = ""      # not a reply to the last command (EHLO has no codes)
-                self.respond(421, f"{self.me} Error: timeout exceeded", enhanced="4.4.2")
+                self.respond(421, f"4.4.2 {self.me} Error: timeout exceeded")
                 self._end_quietly()
             except ClientGone as exc:
                 self.log(C.LOGINFO, f"client went away: {exc}")

@@ -105,9 +105,9 @@ def default_address():
     return "::"
 
 
-def listen_specs(addresses, ports):
-    """Every (host, port) to bind: each address on its own port or on every port."""
-    ports = list(ports)
+def listen_specs(addresses, ports, extra_ports=()):
+    """Every (host, port) to bind: each address on its own port or on every port,
+    and every address also on each of `extra_ports` (--smtps-port)."""
     specs = []
     for address in addresses or [default_address()]:
         has_port = (address.startswith("[") and "]:" in address) or address.count(":") == 1
@@ -115,6 +115,8 @@ def listen_specs(addresses, ports):
             candidates = [parse_address(address)]
         else:
             candidates = [parse_address(address, port) for port in ports]
+        host = candidates[0][0]
+        candidates += [(host, port) for port in extra_ports]
         for spec in candidates:
             if spec not in specs:
                 specs.append(spec)

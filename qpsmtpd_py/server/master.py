@@ -170,9 +170,8 @@ class Master:
         if inherited:
             return inherited
         ports = self.args.ports or [self.default_port]
-        ports += [p for p in self.args.smtps_ports if p not in ports]
         try:
-            specs = listen_specs(self.args.listen, ports)
+            specs = listen_specs(self.args.listen, ports, self.args.smtps_ports)
         except ValueError as exc:
             self.die(str(exc), EX_USAGE)
         return bind_all(specs, smtps)
