@@ -47,6 +47,8 @@ def main():
     parser.add_argument("--size", type=int, default=0, help="body bytes (0: smtp-source's default)")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--per-session", type=int, default=0,
+                        help="messages per session (default: all in one session)")
     parser.add_argument("--no-profile", action="store_true", help="just time it")
     args = parser.parse_args()
 
@@ -61,18 +63,20 @@ def main():
     os.environ["QPSMTPD_CONFIG"] = conf
     app = Qpsmtpd(Config([conf])).load()
     app.rdns = False
+    per = args.per_session or args.n
     path = os.path.join(work, "session")
     with open(path, "wb") as fh:
-        fh.write(session_bytes(args.n, args.size))
+        fh.write(session_bytes(per, args.size))
 
     def run():
-        rfd = os.open(path, os.O_RDONLY)
-        wfd = os.open(os.devnull, os.O_WRONLY)
-        channel = PipeChannel(rfd, wfd, timeout=10)
-        connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
-        SMTPSession(app, channel, connection).run()
-        os.close(rfd)
-        os.close(wfd)
+        for _ in range(args.n // per):
+            rfd = os.open(path, os.O_RDONLY)
+            wfd = os.open(os.devnull, os.O_WRONLY)
+            channel = PipeChannel(rfd, wfd, timeout=10)
+            connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
+            SMTPSession(app, channel, connection).run()
+            os.close(rfd)
+            os.close(wfd)
 
     run()                                      # warm caches (config files, imports)
     t0 = time.process_time()

@@ -78,8 +78,9 @@ class CheckGoodRcptTo(Plugin):
                 self.log(LOGINFO, f"pass, {user}@{rcpt.host} matches {entry.token}")
                 return DECLINED
         notes = self.connection.notes
-        count = notes.get(self.note_name) or 0
-        notes[self.note_name] = count = (count if isinstance(count, (int, float)) else 0) + self.note_step
+        count = notes.get(self.note_name)
+        count = (count if isinstance(count, (int, float)) else 0) + self.note_step
+        notes[self.note_name] = count
         self.log(LOGINFO, f"fail, recipient {rcpt.address} denied ({self.note_name}={count})")
         if self.limit is not None and count >= self.limit:
             self.log(LOGNOTICE, "too many bad recipients, disconnecting client")

@@ -18,8 +18,8 @@ Date-limited: the local part ends in `until` and a date (in either order)
 accepts mail up to and including that day (the server's local time).
 
 Numbers are 1 to 10000 and the user part must not be empty; anything else is an
-ordinary address and left alone, as are the null sender's bounces' recipients in
-other domains when `domains` is given.
+ordinary address and left alone, and so is every address outside `domains` when
+that argument is given.
 
   550 5.1.1 Sorry, that address has expired. (#5.1.1)
 
@@ -118,7 +118,9 @@ class SpamGourmet(Plugin):
         try:
             table = self.table()
             for key, first_limit in wanted.items():
-                if table.update(key, use_one(first_limit)) is None:
+                outcome = {}
+                table.update(key, use_one(first_limit, outcome))
+                if not outcome["counted"]:
                     raise UsedUp(key)
                 counted.append(key)
         except UsedUp as exc:
@@ -178,12 +180,12 @@ def parse_entry(raw, first_limit):
     return int(used), int(limit or first_limit)
 
 
-def use_one(first_limit):
+def use_one(first_limit, outcome):
+    """An update function that counts one use if one is left (outcome['counted'])."""
     def update(raw):
         used, limit = parse_entry(raw, first_limit)
-        if used >= limit:
-            return None if raw is None else raw       # unchanged; None signals "used up"
-        return f"{used + 1}/{limit}"
+        outcome["counted"] = used < limit
+        return f"{used + 1}/{limit}" if used < limit else raw
     return update
 
 

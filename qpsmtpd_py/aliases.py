@@ -55,7 +55,7 @@ def _split_name(line):
 
 
 class FileCache:
-    """Re-read a file only when it changes; `parse(text)` builds the value."""
+    """Re-read a file only when it changes; `parse(text, path)` builds the value."""
 
     def __init__(self, parse):
         self.parse = parse

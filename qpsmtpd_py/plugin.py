@@ -268,7 +268,7 @@ def load_plugins(app, lines, loader):
         words = line.split()
         if not words:
             continue
-        if not line.isprintable():
+        if not (line.isascii() and line.isprintable()):
             raise ConfigError(f"{line.origin}: unsafe characters in config line")
         name, args = words[0], words[1:]
         try:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import Client
+from harness import Client, free_port
 from serverproc import PLUGIN_DIR, Server, alive, connect_refused, finish_message, open_session, wait_until
 
 PREFORK = "qpsmtpd-prefork"
@@ -136,6 +136,20 @@ def test_max_from_ip_counts_across_children_and_kill_9_frees_the_slot(make_confi
         assert again.code == 220
         for c in (first, third, again):
             c.close()
+
+
+def test_max_from_ip_on_a_dual_stack_listener(make_config):
+    """IPv4 clients of an IPv6 socket arrive as ::ffff:a.b.c.d; they must still be
+    counted as one IP (qpsmtpd bug #315)."""
+    srv = mail_config(make_config, "hosts_allow")
+    port = free_port()
+    with Server(PREFORK, srv, "--children", "3", "--max-from-ip", "1", listen=False, port=port,
+                *("--listen-address", f"[::ffff:127.0.0.1]:{port}")) as server:
+        with server.client() as first:
+            first.ehlo()
+            assert "[127.0.0.1]" in first.text
+            with server.client() as second:
+                assert (second.code, second.text) == (451, "too many connections from 127.0.0.1, try again later")
 
 
 def test_kill_9_mid_data_delivers_nothing_and_is_replaced(make_config):

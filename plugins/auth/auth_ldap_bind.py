@@ -55,7 +55,7 @@ class AuthLdapBind(Plugin):
         if not conf["ldap_base"]:
             self.log(LOGERROR, "skip, no ldap_base configured")
             return DECLINED
-        port, timeout = int(conf["ldap_port"]), float(conf["ldap_timeout"])
+        port, timeout = int(conf["ldap_port"]), max(1, int(float(conf["ldap_timeout"])))
         where = f"{conf['ldap_host']}:{port}"
         server = Server(conf["ldap_host"], port=port, use_ssl=(port == 636), get_info=NONE,
                         connect_timeout=timeout)

@@ -135,8 +135,11 @@ def bind(host, port, dual_stack=True, backlog=None):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
-            wildcard = address[0] == "::"
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if wildcard and dual_stack else 1)
+            # [::] takes IPv4 clients too (as ::ffff:a.b.c.d), unless 0.0.0.0 is bound
+            # on the same port; [::ffff:a.b.c.d] is an IPv4 address by definition
+            mapped = address[0].lower().startswith("::ffff:") and "." in address[0]
+            dual = mapped or (address[0] == "::" and dual_stack)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
         sock.bind(address)
         sock.listen(backlog or socket.SOMAXCONN)
     except OSError as exc:

@@ -366,6 +366,7 @@ class Master:
         while self.children and time.monotonic() < self.stop_deadline:
             self.wait(min(0.5, self.stop_deadline - time.monotonic()))
             self.reap()
+            self.notifier.ping_watchdog()
         if self.children:
             self.log(C.LOGWARN, f"graceful stop timed out: killing {len(self.children)} children")
             self.signal_children(signal.SIGKILL)
