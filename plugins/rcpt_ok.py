@@ -18,7 +18,8 @@ when it hides another destination, the classic open-relay tricks
 Example config/plugins line:  rcpt_ok
 """
 
-from qpsmtpd_py.constants import DENY, OK
+from qpsmtpd_py.addrlist import is_local_domain
+from qpsmtpd_py.constants import DENY, LOGINFO, OK
 from qpsmtpd_py.plugin import Plugin
 
 RELAY_DENIED = "Relaying denied (#5.7.1)"
@@ -29,25 +30,15 @@ class RcptOk(Plugin):
         if self.is_immune():
             return OK
         host = (rcpt.host or self.app.me).lower()
-        if not self.is_local_domain(host):
-            self.log(6, f"fail, {host} is not one of our domains")
+        if not is_local_domain(self, host):
+            self.log(LOGINFO, f"fail, {host} is not one of our domains")
             return DENY, RELAY_DENIED
         trick = relay_trick(rcpt)
         if trick:
-            self.log(6, f"fail, relay trick in {rcpt}: {trick}")
+            self.log(LOGINFO, f"fail, relay trick in {rcpt}: {trick}")
             return DENY, RELAY_DENIED
-        self.log(6, f"pass, {host} is local")
+        self.log(LOGINFO, f"pass, {host} is local")
         return OK
-
-    def is_local_domain(self, host):
-        if host in (self.app.me.lower(), "localhost"):
-            return True
-        for entry in self.config_list("rcpthosts"):
-            entry = entry.lower()
-            if entry == host or (entry.startswith(".") and host.endswith(entry)):
-                return True
-        more = self.config_map("morercpthosts")
-        return bool(more is not None and host in more)
 
 
 def relay_trick(rcpt):
