@@ -65,19 +65,25 @@ class MailinglistSimple(Plugin):
     def register(self, *args):
         super().register(*args)
         self._files = {}          # path -> (stat signature, content), per process
+        self._lists = None        # (config lines, parsed lists), per process
 
     # -- configuration -------------------------------------------------------------------
     def lists(self):
-        """{list address (lowercase): settings} from config/mailinglist_simple."""
-        lists = {}
-        for line in self.config_list("mailinglist_simple"):
-            try:
-                name, settings = parse_line(line)
-            except ValueError as exc:
-                self.log(LOGERROR, f"{line.origin}: {exc}; line ignored")
-                continue
-            lists[name] = settings
-        return lists
+        """{list address (lowercase): settings} from config/mailinglist_simple,
+        parsed (and malformed lines logged) once per change of the file."""
+        lines = self.config_list("mailinglist_simple")
+        key = tuple((str(line), line.origin) for line in lines)
+        if self._lists is None or self._lists[0] != key:
+            lists = {}
+            for line in lines:
+                try:
+                    name, settings = parse_line(line)
+                except ValueError as exc:
+                    self.log(LOGERROR, f"{line.origin}: {exc}; line ignored")
+                    continue
+                lists[name] = settings
+            self._lists = (key, lists)
+        return self._lists[1]
 
     def resolve(self, settings, name):
         """A file name from the config line, relative to the config file's directory."""

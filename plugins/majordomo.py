@@ -8,7 +8,8 @@ that restrict_post does not allow, during the SMTP dialogue.
 Which recipients are lists:
   * with `lists_dir DIR` (Majordomo's $listdir): <name>@<domain> is the list
     `name` when DIR/<name>.config exists (name lowercased; letters, digits and
-    . _ - only). `domains` limits this to the list domains.
+    . _ - only), in one of our own domains (me, rcpthosts, morercpthosts) or,
+    with `domains`, in one of those.
   * a plugin that maps addresses (aliases) may set the recipient's note
     `majordomo_list` (or `recipient_options` = {'majordomo_list': ...}) to the
     list path, as with Peter Holzer's aliases plugin:
@@ -26,7 +27,7 @@ case-insensitively (as Majordomo does).
 
 Arguments (key/value pairs):
   lists_dir DIR       Majordomo's list directory (see above)
-  domains d1,d2       only these recipient domains hold lists (default: any)
+  domains d1,d2       only these recipient domains hold lists (default: our own)
   check_envelope 0|1  check the envelope sender at RCPT (default 1)
   check_header 0|1    check the From: header addresses at the end of DATA
                       (default 0); every list recipient of the message must
@@ -51,6 +52,7 @@ import os
 import re
 from email.utils import getaddresses
 
+from qpsmtpd_py.addrlist import is_local_domain
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO
 from qpsmtpd_py.plugin import Plugin
 
@@ -94,7 +96,8 @@ class Majordomo(Plugin):
             return str(note)
         if not self.lists_dir or not rcpt.host:
             return None
-        if self.domains and rcpt.host.lower() not in self.domains:
+        if not (rcpt.host.lower() in self.domains if self.domains
+                else is_local_domain(self, rcpt.host)):
             return None
         name = (rcpt.user or "").lower()
         if not _LIST_NAME.match(name):

@@ -37,8 +37,11 @@ at LOGERROR; the sender retries later and nothing is lost:
 
   450 4.4.3 Temporary failure looking up the recipient, please try again later (#4.4.3)
 
-Skipped (DECLINED): relay clients (they may send anywhere; see relay) and a bare
-<postmaster> without domain. One connection per worker process is opened at the
+Only recipients in our own domains (me, rcpthosts, morercpthosts, as rcpt_ok
+sees them) are looked up; others are left to rcpt_ok, which refuses relaying. So
+`accept 1` never accepts a foreign address that happens to be in the directory
+(an address book entry, say). Also skipped (DECLINED): relay clients (they may
+send anywhere; see relay) and a bare <postmaster> without domain. One connection per worker process is opened at the
 first lookup and reused; it is reopened once when it broke.
 
 Hooks: rcpt.
@@ -55,11 +58,11 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
+from qpsmtpd_py.addrlist import NO_MAILBOX, is_local_domain
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK
 from qpsmtpd_py.plugin import Plugin
 
 DEFAULT_FILTER = "(|(mail=%a)(mailAlternateAddress=%a))"
-NOT_FOUND = "Sorry, no mailbox here by that name. (#5.1.1)"
 TEMPFAIL = "Temporary failure looking up the recipient, please try again later (#4.4.3)"
 SETTINGS = ("ldap_uri", "ldap_host", "ldap_port", "ldap_base", "ldap_bind_dn", "ldap_bind_pw",
             "ldap_timeout", "ldap_rcpt_filter", "accept", "reject", "reject_type", "loglevel")
@@ -110,6 +113,9 @@ class RcptLdap(Plugin):
         if rcpt.host is None:
             self.log(LOGINFO, f"skip, {rcpt} has no domain")
             return DECLINED
+        if not is_local_domain(self, rcpt.host):
+            self.log(LOGINFO, f"skip, {rcpt.host} is not one of our domains")
+            return DECLINED
         search = self.make_filter(rcpt)
         try:
             found = self.lookup(search)
@@ -119,7 +125,7 @@ class RcptLdap(Plugin):
         if found:
             self.log(LOGINFO, f"pass, {rcpt.address} found in {self.base}")
             return OK if self.accept else DECLINED
-        return self.get_reject(NOT_FOUND, f"{rcpt.address} not in the directory")
+        return self.get_reject(NO_MAILBOX, f"{rcpt.address} not in the directory")
 
     def make_filter(self, rcpt):
         values = {"a": rcpt.address, "s": rcpt.address, "u": rcpt.user or "", "d": rcpt.host or ""}

@@ -8,8 +8,12 @@ Config files:
 
 Hooks: rcpt. Load it last among the rcpt plugins: it answers OK or DENY.
 
-Clients that may relay (relay plugin, AUTH, whitelists: is_immune) are accepted
-for any recipient. For everyone else an address in a local domain is refused
+Clients that may relay (connection.relay_client: the relay plugin, RELAYCLIENT,
+a successful AUTH) are accepted for any recipient. Unlike qpsmtpd HEAD, the
+whitelist notes (whitelisthost, whitelistsender) do NOT allow relaying: a
+whitelist exempts a client from policy checks, and a forged whitelisted envelope
+sender must never turn the server into an open relay (qpsmtpd 0.94 behaved the
+same way). For everyone else an address in a local domain is refused
 when it hides another destination, the classic open-relay tricks
 (user%other@local, "user@other"@local, other!user@local, <@local:user@other>):
 
@@ -27,7 +31,8 @@ RELAY_DENIED = "Relaying denied (#5.7.1)"
 
 class RcptOk(Plugin):
     def hook_rcpt(self, transaction, rcpt, params=None):
-        if self.is_immune():
+        if self.connection.relay_client:
+            self.log(LOGINFO, "pass, relay client")
             return OK
         host = (rcpt.host or self.app.me).lower()
         if not is_local_domain(self, host):

@@ -29,14 +29,16 @@ DATA) uses nothing. Should two messages race for the last use, the one that
 loses gets a temporary failure (452) and, when its sender retries, the 550.
 
 Arguments:
-  domains d1,d2   only recipients in these domains are disposable (default: all).
-                  Use it when real mailboxes look like user.word.5.
+  domains d1,d2   only recipients in these domains are disposable (default: our
+                  own domains: me, rcpthosts, morercpthosts; mail that relay
+                  clients send out is never touched). Use it when real mailboxes
+                  in some of your domains look like user.word.5.
 
 Store: the counters live in the shared LMDB store (config file `store_dir`),
 table `spam_gourmet`, key `user.word@domain` (lowercase), value `used/limit`,
 kept forever (`qpsmtpd-store delete spam_gourmet KEY` revives an address).
-When the store cannot be used the recipient gets a temporary failure (450) and
-the error is logged.
+An unusable store_dir stops the server at start-up; a store error during a
+session gives the recipient a temporary failure (450) and is logged.
 
 The RCPT reply and every later plugin (rcpt_ok, recipient checks, queue) see the
 rewritten address, so list spam_gourmet before the plugins that validate
@@ -52,6 +54,7 @@ Examples:
 import datetime
 import re
 
+from qpsmtpd_py.addrlist import is_local_domain
 from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE
 from qpsmtpd_py.plugin import Plugin
 from qpsmtpd_py.store import check_store, open_store
@@ -79,7 +82,8 @@ class SpamGourmet(Plugin):
         return open_store(self.app).table("spam_gourmet")
 
     def hook_rcpt(self, transaction, rcpt, params=None):
-        if not rcpt.host or (self.domains and rcpt.host.lower() not in self.domains):
+        if not rcpt.host or not (rcpt.host.lower() in self.domains if self.domains
+                                 else is_local_domain(self, rcpt.host)):
             return DECLINED
         form = parse_local_part(rcpt.user or "")
         if form is None:

@@ -32,7 +32,9 @@ Behaviour:
   failure        -> 500 TLS Negotiation Failed; later HELO/EHLO/MAIL/RCPT/DATA/AUTH
                     get 550 Command refused due to lack of security.
   SMTPS listeners (qpsmtpd --smtps, forkserver/prefork --smtps-port) handshake
-  before the greeting; a failed handshake closes the connection (logged).
+  before the greeting; a failed handshake closes the connection (logged). As in
+  qpsmtpd, a connection to local port 465 gets implicit TLS too (load tls first
+  among the connect plugins); failure: 550 Cannot establish SSL session + close.
 
 The connection note `tls_enabled` is set once TLS is up; Received says
 "with (TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted) ESMTPS".
@@ -44,9 +46,12 @@ Example config/plugins line (first among the connect plugins):
 import os
 import stat
 
-from qpsmtpd_py.constants import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN
+from qpsmtpd_py.constants import (DECLINED, DENY, DENY_DISCONNECT, DONE, LOGERROR, LOGINFO,
+                                  LOGNOTICE, LOGWARN)
 from qpsmtpd_py.plugin import Plugin
 from qpsmtpd_py.tls import DEFAULT_FILES, TLSFailed, TLSService, build_context, default_ssl_dir
+
+SMTPS_PORT = 465
 
 
 class TLS(Plugin):
@@ -76,6 +81,22 @@ class TLS(Plugin):
     def _service(self):
         service = getattr(self.app, "tls", None)
         return service if service is not None and service.available(self.qp) else None
+
+    def hook_connect(self, transaction):
+        """qpsmtpd's port-465 rule: implicit TLS when the listener did not already do it
+        (tcpserver or inetd running `qpsmtpd` on port 465 without --smtps)."""
+        session = self.qp
+        if session.connection.local_port != SMTPS_PORT or session.connection.tls:
+            return DECLINED
+        service = self._service()
+        if service is None:
+            return DENY_DISCONNECT, "Cannot establish SSL session"
+        try:
+            service.wrap_session(session, implicit=True)
+        except TLSFailed as exc:
+            self.log(LOGWARN, f"fail, TLS handshake on port {SMTPS_PORT} failed: {exc}")
+            return DENY_DISCONNECT, "Cannot establish SSL session"
+        return DECLINED
 
     def hook_ehlo(self, transaction, host, *rest):
         if self._service() is not None:

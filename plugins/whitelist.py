@@ -60,6 +60,8 @@ import os
 import re
 from ipaddress import ip_network
 
+from qpsmtpd_py.addrlist import AddressList
+from qpsmtpd_py.config import ConfigLine
 from qpsmtpd_py.constants import DECLINED, LOGERROR, LOGINFO, OK
 from qpsmtpd_py.netmatch import IPList, parse_ip
 from qpsmtpd_py.plugin import Plugin
@@ -78,7 +80,7 @@ class Whitelist(Plugin):
             raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
         self.per_recipient = _true(self.args.get("per_recipient", "0"))
         self.merge = _true(self.args.get("merge", "1"))
-        self._host_lists = {}
+        self._lists = {}          # parsed lists by their config lines, per process
         if self.per_recipient:
             self.register_hook("rcpt", self.per_recipient_rcpt)
             self.register_hook("data", self.data_scope)
@@ -104,7 +106,7 @@ class Whitelist(Plugin):
         return DECLINED
 
     def check_sender(self, transaction, sender, params=None):
-        if match_address(sender, self.config_list(FILES["sender"])):
+        if self.match_address(sender, self.config_list(FILES["sender"])):
             transaction.notes["whitelistsender"] = 1
             self.log(LOGINFO, f"pass, envelope sender {sender.address} in whitelistsenders")
             return OK
@@ -114,7 +116,7 @@ class Whitelist(Plugin):
         return self.rcpt_result(transaction, rcpt, self.config_list(FILES["rcpt"]))
 
     def rcpt_result(self, transaction, rcpt, entries):
-        if not match_address(rcpt, entries):
+        if not self.match_address(rcpt, entries):
             return DECLINED
         rcpt.notes["whitelistrcpt"] = 1
         transaction.notes["whitelistrcpt"] = transaction.notes.get("whitelistrcpt", 0) + 1
@@ -132,10 +134,31 @@ class Whitelist(Plugin):
             return True
         return False
 
+    def match_address(self, address, entries):
+        """whitelistsenders/whitelistrcpt: user@host entries match the address,
+        host and @host entries every address in the domain (case-insensitive)."""
+        if address is None or address.is_null or not address.host:
+            return False
+        key = ("addresses",) + tuple((str(e), getattr(e, "origin", "")) for e in entries)
+        cached = self._lists.get(key)
+        if cached is None:
+            lines = [ConfigLine(e if "@" in e else "@" + str(e).strip(),
+                                getattr(e, "path", None), getattr(e, "lineno", 0)) for e in entries]
+            cached = self.remember(key, AddressList(lines, log=self.log, regex="never",
+                                                    name="whitelist"))
+        return cached.match(address) is not None
+
+    def remember(self, key, value):
+        """Keep parsed lists while the config lines stay the same (bounded cache)."""
+        if len(self._lists) > 100:
+            self._lists.clear()
+        self._lists[key] = value
+        return value
+
     def host_list(self, entries):
         """An IPList of the valid entries, cached while the lines stay the same."""
-        key = tuple((str(e), getattr(e, "origin", "")) for e in entries)
-        cached = self._host_lists.get(key)
+        key = ("hosts",) + tuple((str(e), getattr(e, "origin", "")) for e in entries)
+        cached = self._lists.get(key)
         if cached is None:
             cached = IPList()
             for entry in entries:
@@ -145,9 +168,7 @@ class Whitelist(Plugin):
                              f"whitelisthosts: '{entry}' is no IP, prefix or CIDR block; ignored")
                 else:
                     cached.add(value)
-            if len(self._host_lists) > 100:
-                self._host_lists.clear()
-            self._host_lists[key] = cached
+            self.remember(key, cached)
         return cached
 
     # -- per_recipient mode: everything at RCPT -----------------------------------------
@@ -165,7 +186,7 @@ class Whitelist(Plugin):
         if helo and match_name(helo, global_["helo"]):
             conn.notes["whitelisthelo"] = 1
             self.log(LOGINFO, f"pass, helo host {helo} in whitelisthelo")
-        if match_address(sender, global_["sender"]):
+        if self.match_address(sender, global_["sender"]):
             transaction.notes["whitelistsender"] = 1
             transaction.notes.pop("whitelist_scoped", None)
             self.log(LOGINFO, f"pass, envelope sender {sender.address} in whitelistsenders")
@@ -173,7 +194,7 @@ class Whitelist(Plugin):
         personal = [kind for kind, hit in (
             ("host", own["host"] and conn.remote_ip in self.host_list(own["host"])),
             ("helo", helo and match_name(helo, own["helo"])),
-            ("sender", match_address(sender, own["sender"]))) if hit]
+            ("sender", self.match_address(sender, own["sender"]))) if hit]
         for kind in personal:
             rcpt.notes["whitelist" + kind] = 1
         if personal:
@@ -231,19 +252,6 @@ def host_entry(entry):
 def match_name(name, entries):
     name = name.lower()
     return any(name == str(entry).strip().lower() for entry in entries)
-
-
-def match_address(address, entries):
-    """user@host entries match the address, host or @host entries the domain."""
-    if address is None or address.is_null or not address.host:
-        return False
-    addr = address.address.lower()
-    host = address.host.lower()
-    for entry in entries:
-        entry = str(entry).strip().lower()
-        if entry and (entry == addr or entry.lstrip("@") == host):
-            return True
-    return False
 
 
 def _true(value):

@@ -79,7 +79,7 @@ class AuthHandler:
         txn = self.session.transaction
         return txn is not None and "STARTTLS" in (txn.notes.get("capabilities") or [])
 
-    # -- the AUTH command ---------------------------------------------------------------------
+    # -- the AUTH command ----------------------------------------------------------------------
     def cmd_auth(self, rest):
         session = self.session
         conn = session.connection
@@ -150,7 +150,7 @@ class AuthHandler:
             session.disconnect()
         session.respond(code, text, enhanced=enhanced)
 
-    # -- reading the client's responses ----------------------------------------------------------
+    # -- reading the client's responses -------------------------------------------------------
     def challenge(self, text):
         """Send `334 text` and return the client's decoded answer (bytes)."""
         self.session.respond(334, text)
@@ -160,13 +160,19 @@ class AuthHandler:
             raise SASLError(501, "Authentication data too long", "5.5.6")
         return decode_response(raw.rstrip(b"\r\n"))
 
-    # -- the mechanisms -----------------------------------------------------------------------------
+    # -- the mechanisms ----------------------------------------------------------------------
+    def initial_or_challenge(self, initial, text):
+        """The initial response from the AUTH line if given, else the answer to `334 text`."""
+        if initial:
+            return decode_response(initial.encode("ascii", "replace"))
+        return self.challenge(text)
+
     def plain(self, initial):
-        data = decode_response(initial.encode("ascii", "replace")) if initial else self.challenge("")
-        parts = data.split(b"\0")
+        parts = self.initial_or_challenge(initial, "").split(b"\0")
         if len(parts) != 3 or not parts[1]:
             raise SASLError(535, "Authentication invalid", "5.7.8")
-        authz, user, password = (_text(p, "user" if i < 2 else "password") for i, p in enumerate(parts))
+        authz, user = _text(parts[0], "user"), _text(parts[1], "user")
+        password = _text(parts[2], "password")
         _check_user(user)
         if authz and authz != user:
             raise SASLError(535, f"Authentication invalid for {user}", "5.7.8")
@@ -174,9 +180,7 @@ class AuthHandler:
         return user, password, None, None
 
     def login(self, initial):
-        raw_user = decode_response(initial.encode("ascii", "replace")) if initial \
-            else self.challenge(_b64("Username:"))
-        user = _text(raw_user, "user")
+        user = _text(self.initial_or_challenge(initial, _b64("Username:")), "user")
         _check_user(user)
         password = _text(self.challenge(_b64("Password:")), "password")
         _check_password(password)

@@ -24,7 +24,8 @@ _VERB = re.compile(r"^\w{1,12}$")
 _FIELD = re.compile(rb"^[!-9;-~]+[ \t]*:")
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HASH_ENHANCED = re.compile(r"#([245]\.\d{1,3}\.\d{1,3})")
-_PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^\s=]*))?$")
+_PARAM_AT_END = re.compile(r"\s+([A-Za-z0-9][A-Za-z0-9\-]*(?:=[^= \x00-\x1f]+)?)$", re.ASCII)
+_AT_THEN_SPACE = re.compile(r"@.*\s", re.ASCII)
 
 # Enhanced status codes (RFC 3463) used when a reply carries none of its own.
 _ENH_BY_VERB = {
@@ -45,35 +46,30 @@ class Disconnect(Exception):
     """Raised to end the session after the reply has been queued."""
 
 
-def parse_params(text):
-    """ESMTP parameters 'SIZE=10 BODY=8BITMIME' -> {'size': '10', 'body': '8BITMIME'}."""
-    params = {}
-    for word in text.split():
-        match = _PARAM.match(word)
+def split_envelope(text, verb):
+    """The argument of MAIL FROM: / RCPT TO: (after the colon) -> (path, {param: value})
+    or (None, error text), as qpsmtpd's Qpsmtpd::Command does it: ESMTP parameters
+    KEY[=VALUE] are peeled off the right-hand end; what is left is the path, which
+    must not have white space after an @. 'MAIL FROM:' alone is the null sender."""
+    line = text.rstrip()
+    words = []
+    while True:
+        match = _PARAM_AT_END.search(line)
         if not match:
-            return None
-        params[match.group(1).lower()] = match.group(2)
-    return params
-
-
-def split_path(text):
-    """'<a@b> SIZE=1' -> ('<a@b>', 'SIZE=1'). A bare address ends at white space."""
-    text = text.lstrip()
-    if text.startswith("<"):
-        quoted = False
-        for i, ch in enumerate(text):
-            if ch == '"' and text[i - 1] != "\\":
-                quoted = not quoted
-            elif ch == ">" and not quoted:
-                rest = text[i + 1:]
-                if rest and not rest[0].isspace():
-                    return None, None
-                return text[:i + 1], rest.strip()
-        return None, None
-    parts = text.split(None, 1)
-    if not parts:
-        return "", ""
-    return parts[0], (parts[1] if len(parts) > 1 else "")
+            break
+        words.insert(0, match.group(1))
+        line = line[:match.start()]
+    if not line:
+        if verb != "mail":
+            return None, "Syntax error in address"
+        line = "<>"
+    elif _AT_THEN_SPACE.search(line):
+        return None, "Syntax error in parameters"
+    params = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        params[key.lower()] = value if eq else None
+    return line, params
 
 
 class SMTPSession:
@@ -341,19 +337,18 @@ class SMTPSession:
                 lines.append("AUTH " + " ".join(mechanisms))
         self.respond(250, *lines)
 
-    def _parse_envelope(self, rest, keyword, pre_hook):
-        """Split 'FROM:<a@b> PARAMS'; returns (path_text, params) or replies and None."""
-        match = re.match(keyword + r":\s*", rest, re.I)
+    def _parse_envelope(self, rest, keyword, pre_hook, check=None):
+        """Split 'FROM:<a@b> PARAMS'; returns (path_text, params) or replies and None.
+        check() runs between the syntax check and the pre hook (RCPT: MAIL first?)."""
+        match = re.match(keyword + r":\s*", rest, re.I | re.ASCII)
         if not match:
             self.respond(501, "Syntax error in command")
             return None
-        path, param_text = split_path(rest[match.end():])
+        path, params = split_envelope(rest[match.end():], "mail" if keyword == "from" else "rcpt")
         if path is None:
-            self.respond(501, "Syntax error in parameters")
+            self.respond(501, params)
             return None
-        params = parse_params(param_text)
-        if params is None:
-            self.respond(501, "Syntax error in parameters")
+        if check is not None and not check():
             return None
         code, msgs, _ = self.run_hooks(pre_hook, path, params)
         if code == C.OK and msgs:
@@ -388,7 +383,7 @@ class SMTPSession:
         if sender is None or _has_surrogate(path):
             self.log(C.LOGINFO, f"could not parse sender: {path[:100]!r}")
             return self.respond(501, "could not parse your mail from command")
-        if sender.host is None and not sender.is_null:
+        if sender.host is None and not sender.is_null and sender.user != "postmaster":
             return self.respond(501, "could not parse your mail from command")
         if not self._utf8_allowed(sender, params):
             return self.respond(553, "Non-ASCII address needs SMTPUTF8 (RFC 6531)", enhanced="5.6.7")
@@ -434,9 +429,7 @@ class SMTPSession:
     def cmd_rcpt(self, rest):
         if self._refused_for_tls():
             return
-        if self.transaction is None or self.transaction.sender is None:
-            return self.respond(503, "Use MAIL before RCPT")
-        parsed = self._parse_envelope(rest, "to", "rcpt_pre")
+        parsed = self._parse_envelope(rest, "to", "rcpt_pre", check=self._have_sender)
         if parsed is None:
             return
         path, params = parsed
@@ -465,6 +458,13 @@ class SMTPSession:
             return self.respond_and_disconnect(421, *(msgs or ["relaying denied"]))
         self.log(C.LOGINFO, f"recipient {rcpt}: no plugin decided")
         self.respond(450, "No plugin decided if relaying is allowed")
+
+    def _have_sender(self):
+        """RCPT after the syntax check, before rcpt_pre (qpsmtpd's order): MAIL first."""
+        if self.transaction is None or self.transaction.sender is None:
+            self.respond(503, "Use MAIL before RCPT")
+            return False
+        return True
 
     def cmd_rset(self, rest):
         self.reset_transaction()
@@ -631,6 +631,12 @@ def _has_surrogate(text):
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+def _head(buffer, size):
+    """The first `size` bytes of a bytearray as bytes, copied once."""
+    with memoryview(buffer) as view:
+        return bytes(view[:size])
+
+
 class DataReader:
     """Reads a message body up to CRLF.CRLF without keeping it all in memory.
 
@@ -668,12 +674,12 @@ class DataReader:
                 break
             end = pending.find(b"\r\n.\r\n")
             if end >= 0:
-                self.process(pending[:end + 2], mid_line)
+                self.process(_head(pending, end + 2), mid_line)
                 channel.buffer = pending[end + 5:]
                 break
             last = pending.rfind(b"\r\n")
             if last >= 0:
-                self.process(pending[:last + 2], mid_line)
+                self.process(_head(pending, last + 2), mid_line)
                 del pending[:last + 2]
                 mid_line = False
             elif len(pending) > 65536:
@@ -705,22 +711,28 @@ class DataReader:
         unless mid_line)."""
         if not content:
             return
-        crlf = content.count(b"\r\n")
-        if content.count(b"\n") != crlf or content.count(b"\r") != crlf:
-            self.bare = True
-            if not self.normalize:
-                return
-        if self.line_limit and len(content) > self.line_limit - 2:
-            if max(map(len, content.split(b"\r\n"))) > self.line_limit - 2:
+        lf = None                       # content with CRLF -> LF, while no bare CR/LF seen
+        if not self.bare:
+            lf = content.replace(b"\r\n", b"\n")
+            crlf = len(content) - len(lf)
+            if b"\r" in lf or lf.count(b"\n") != crlf:
+                self.bare = True
+                lf = None
+                if not self.normalize:
+                    return
+        if self.line_limit and not self.long_line and len(content) > self.line_limit - 2:
+            if self._has_long_line(content):
                 self.long_line = True
         if self.long_line or self.too_big or (self.bare and not self.normalize):
             return
-        data = bytes(content)
-        if not mid_line and data.startswith(b"."):
-            data = data[1:]
-        data = data.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n")
-        if self.bare:
-            data = data.replace(b"\r", b"\n")
+        if lf is not None:              # every LF came from a CRLF: unstuff after LF
+            data = lf[1:] if not mid_line and lf.startswith(b".") else lf
+            data = data.replace(b"\n.", b"\n")
+        else:
+            data = bytes(content)
+            if not mid_line and data.startswith(b"."):
+                data = data[1:]
+            data = data.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         self.size += len(data)
         if self.limit and self.size > self.limit:
             self.too_big = True
@@ -730,6 +742,21 @@ class DataReader:
         else:
             self.header_buf += data
             self.scan_header()
+
+    def _has_long_line(self, content):
+        """A line (CRLF excluded) over line_limit - 2 octets? Without bare CR/LF, every
+        window of line_limit // 2 octets holding a LF proves there is none (a longer
+        line would cover a whole window), so most chunks need no split."""
+        limit = self.line_limit - 2
+        step = (limit + 2) // 2
+        if not self.bare and step >= 16:
+            find = content.find
+            for start in range(0, len(content), step):
+                if find(b"\n", start, start + step) < 0:
+                    break
+            else:
+                return False
+        return max(map(len, content.split(b"\r\n"))) > limit
 
     def scan_header(self):
         """Split the header block off as soon as it ends: at the blank line, or at

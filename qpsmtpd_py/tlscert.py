@@ -77,7 +77,8 @@ def make_certificates(host, extra_names=(), key_type="rsa", days=825):
                                      content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False,
                                      encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                       critical=False)
         .sign(ca_key, hashes.SHA256()))
     server_key = new_key(key_type)
     names = [host] + [n for n in extra_names if n != host]

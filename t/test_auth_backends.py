@@ -12,6 +12,7 @@ import pytest
 
 from harness import ConfigDir, free_port, service_env
 from stubs import cvm, vpopmaild
+from stubs.dovecot_tls import DovecotTLS
 from stubs.spawn_server import SpawnServer
 from stubs.tlsutil import install_certs, make_certs
 
@@ -21,24 +22,30 @@ def b64(text):
 
 
 def attempt(cfg, mech, user, password, env=None):
-    """One session: EHLO, AUTH <mech> with the credentials; returns (code, text)."""
+    """One session: EHLO, AUTH <mech> with the credentials; returns (code, text).
+    The server logs at LOGDEBUG (config below): the password must not be in the log."""
     with cfg.session(env=env) as c:
         c.ehlo()
         if mech == "PLAIN":
-            return c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{password}"))
-        if mech == "LOGIN":
+            result = c.cmd("AUTH PLAIN " + b64(f"\0{user}\0{password}"))
+        elif mech == "LOGIN":
             c.cmd("AUTH LOGIN")
             c.cmd(b64(user))
-            return c.cmd(b64(password))
-        code, challenge = c.cmd("AUTH CRAM-MD5")
-        assert code == 334, challenge
-        digest = hmac.new(password.encode(), base64.b64decode(challenge), hashlib.md5).hexdigest()
-        return c.cmd(b64(f"{user} {digest}"))
+            result = c.cmd(b64(password))
+        else:
+            code, challenge = c.cmd("AUTH CRAM-MD5")
+            assert code == 334, challenge
+            ticket = base64.b64decode(challenge)
+            result = c.cmd(b64(f"{user} " + hmac.new(password.encode(), ticket, hashlib.md5).hexdigest()))
+        c.cmd("QUIT")
+    if len(password) >= 6:                        # short ones occur in ordinary words
+        assert password not in c.stderr and b64(password) not in c.stderr
+    return result
 
 
 def config(tmp_path, plugin_line, files=None):
     files = {"auth_allow_plaintext": "1", "auth_max_failures": "0", "rcpthosts": "example.test",
-             **(files or {})}
+             "loglevel": "7", **(files or {})}
     return ConfigDir(tmp_path, plugins=[plugin_line, "rcpt_ok", "queue/maildir {maildir}"],
                      files=files)
 
@@ -58,13 +65,27 @@ def test_auth_checkpassword(tmp_path):
     cfg = config(tmp_path, f"auth/auth_checkpassword checkpw {checkpw} true /bin/true")
     assert_pass(attempt(cfg, "PLAIN", user, password))
     assert_pass(attempt(cfg, "LOGIN", user, password), "LOGIN")
-    assert_fail(attempt(cfg, "PLAIN", user, "wrong"))
+    assert_fail(attempt(cfg, "PLAIN", user, "Bad-Pa55"))
     assert_fail(attempt(cfg, "PLAIN", "nosuchuser", password))
     # the old name, configured through smtpauth-checkpassword
     cfg = config(tmp_path / "alias", "auth/authcheckpassword",
                  files={"smtpauth-checkpassword": f"{checkpw} /bin/true"})
     assert_pass(attempt(cfg, "PLAIN", user, password))
-    assert password not in cfg.session().stderr
+
+
+def test_auth_checkpassword_failures_of_the_program(tmp_path):
+    """What the plugin hands the program (fd 3), and its temporary failures (454)."""
+    seen = tmp_path / "seen"
+    script = tmp_path / "fake-checkpw"
+    script.write_text(f"#!/bin/sh\ncat <&3 | tr '\\000' '|' > {seen}\n"
+                      "case \"$1\" in sleep) sleep 5;; tempfail) exit 111;; esac\nexit 1\n")
+    script.chmod(0o755)
+    for arg, code in (("tempfail", 454), ("sleep", 454), ("other", 535)):
+        cfg = config(tmp_path / arg, f"auth/auth_checkpassword checkpw {script} true {arg} timeout 1")
+        assert_fail(attempt(cfg, "PLAIN", "ivy", "ivy-secret"), code)
+    assert seen.read_text().startswith("ivy|ivy-secret|")
+    cfg = config(tmp_path / "missing", "auth/auth_checkpassword checkpw /nonexistent true /bin/true")
+    assert_fail(attempt(cfg, "PLAIN", "ivy", "ivy-secret"), 454)
 
 
 # -- PAM -----------------------------------------------------------------------------------------------
@@ -73,10 +94,10 @@ def test_authpam(tmp_path):
     user, password = service_env("QPT_TEST_USER"), service_env("QPT_TEST_PASS")
     cfg = config(tmp_path, f"auth/authpam {service}")
     assert_pass(attempt(cfg, "LOGIN", user, password), "LOGIN")
-    assert_fail(attempt(cfg, "PLAIN", user, "wrong"))
+    assert_fail(attempt(cfg, "PLAIN", user, "Bad-Pa55"))
     cfg = config(tmp_path / "pwdfile", f"auth/authpam pam_service {service_env('QPT_PAM_PWDFILE_SERVICE')}")
     assert_pass(attempt(cfg, "PLAIN", "carol", "carolpw"))
-    assert_fail(attempt(cfg, "PLAIN", "carol", "wrong"))
+    assert_fail(attempt(cfg, "PLAIN", "carol", "Bad-Pa55"))
 
 
 # -- IMAP (Dovecot) --------------------------------------------------------------------------------
@@ -87,12 +108,30 @@ def test_auth_imap(tmp_path):
     assert_pass(attempt(cfg, "PLAIN", user, password))
     assert_pass(attempt(cfg, "LOGIN", "bob@example.test", "bobpw"), "LOGIN")
     # one failure only: Dovecot delays the next login from this IP after each failed one
-    assert_fail(attempt(cfg, "PLAIN", user, "wrong"))
+    assert_fail(attempt(cfg, "PLAIN", user, "Bad-Pa55"))
     # the test Dovecot has ssl = no: requiring STARTTLS must fail closed (454), never fall back
     cfg = config(tmp_path / "tls", f"auth/auth_imap {host} {port} tls starttls")
     assert_fail(attempt(cfg, "PLAIN", user, password), 454)
     cfg = config(tmp_path / "down", f"auth/auth_imap 127.0.0.1 {free_port()}")
     assert_fail(attempt(cfg, "PLAIN", user, password), 454)
+
+
+def test_auth_imap_over_tls(tmp_path):
+    service_env("QPT_IMAP_HOST")                    # Dovecot is installed and runs here
+    certs = make_certs(str(tmp_path / "certs"))
+    ca = os.path.join(certs, "qpsmtpd-ca.crt")
+    with DovecotTLS(certs, {"hank@example.test": "hankpw"}) as imap:
+        cfg = config(tmp_path / "starttls", f"auth/auth_imap 127.0.0.1 {imap.port} ca {ca}")
+        assert_pass(attempt(cfg, "PLAIN", "hank@example.test", "hankpw"))
+        cfg = config(tmp_path / "imaps", f"auth/auth_imap 127.0.0.1 {imap.imaps_port} tls imaps ca {ca}")
+        assert_pass(attempt(cfg, "LOGIN", "hank@example.test", "hankpw"), "LOGIN")
+        assert_fail(attempt(cfg, "PLAIN", "hank@example.test", "Bad-Pa55"))
+        # a certificate that does not verify: no password is sent, temporary failure
+        cfg = config(tmp_path / "noca", f"auth/auth_imap 127.0.0.1 {imap.port}")
+        assert_fail(attempt(cfg, "PLAIN", "hank@example.test", "hankpw"), 454)
+        with open(os.path.join(imap.dir, "dovecot.log")) as fh:
+            log = fh.read()
+    assert "Login: user=<hank@example.test>, method=PLAIN" in log and "TLS" in log
 
 
 # -- another SMTP server (qpsmtpd_py with auth_flat_file) ------------------------------------------------
@@ -106,7 +145,7 @@ def test_auth_smtpd_against_an_upstream_qpsmtpd(tmp_path):
         cfg = config(tmp_path / "local", f"auth/auth_smtpd 127.0.0.1 {server.port} ca {ca}")
         assert_pass(attempt(cfg, "PLAIN", "dave@example.test", "davepw"))
         assert_pass(attempt(cfg, "LOGIN", "dave@example.test", "davepw"), "LOGIN")
-        assert_fail(attempt(cfg, "PLAIN", "dave@example.test", "wrong"))
+        assert_fail(attempt(cfg, "PLAIN", "dave@example.test", "Bad-Pa55"))
         # an upstream certificate we cannot verify: no credentials are sent
         cfg = config(tmp_path / "noca", f"auth/auth_smtpd 127.0.0.1 {server.port}")
         assert_fail(attempt(cfg, "PLAIN", "dave@example.test", "davepw"), 454)
@@ -126,7 +165,7 @@ def test_auth_vpopmail_sql(tmp_path):
     assert_pass(attempt(cfg, "CRAM-MD5", "alice@example.test", "alicepw"), "CRAM-MD5")
     assert_pass(attempt(cfg, "LOGIN", "bob@example.test", "bobpw"), "LOGIN")  # sha512-crypt only
     assert_fail(attempt(cfg, "CRAM-MD5", "bob@example.test", "bobpw"))       # no clear password
-    assert_fail(attempt(cfg, "PLAIN", "alice@example.test", "wrong"))
+    assert_fail(attempt(cfg, "PLAIN", "alice@example.test", "Bad-Pa55"))
     assert_fail(attempt(cfg, "PLAIN", "nobody@example.test", "x"))
     assert_fail(attempt(cfg, "PLAIN", "alice", "alicepw"))                   # no domain
     socket_files = dict(files, vpopmail_mysql_dsn="dbi:mysql:dbname=vpopmail;mysql_socket="
@@ -147,7 +186,7 @@ def test_auth_ldap_bind(tmp_path):
     cfg = config(tmp_path, line)
     assert_pass(attempt(cfg, "PLAIN", "alice", service_env("QPT_LDAP_USER_PW")))   # {SSHA}
     assert_pass(attempt(cfg, "LOGIN", "bob", "bobpw"), "LOGIN")                     # clear text
-    assert_fail(attempt(cfg, "PLAIN", "alice", "wrong"))
+    assert_fail(attempt(cfg, "PLAIN", "alice", "Bad-Pa55"))
     assert_fail(attempt(cfg, "PLAIN", "nobody", "x"))
     assert_fail(attempt(cfg, "PLAIN", "*", "alicepw"))                  # filter chars escaped
     # the config file `ldap`, logging in with the mail address
@@ -167,7 +206,7 @@ def test_auth_vpopmaild(tmp_path):
         cfg = config(tmp_path, f"auth/auth_vpopmaild host 127.0.0.1 port {port}")
         assert_pass(attempt(cfg, "PLAIN", "erin@example.test", "erinpw"))
         assert_pass(attempt(cfg, "LOGIN", "erin@example.test", "erinpw"), "LOGIN")
-        assert_fail(attempt(cfg, "PLAIN", "erin@example.test", "wrong"))
+        assert_fail(attempt(cfg, "PLAIN", "erin@example.test", "Bad-Pa55"))
         assert_fail(attempt(cfg, "PLAIN", "erin@example.test", "erinpw extra"))   # never sent
     finally:
         server.shutdown()
@@ -182,7 +221,7 @@ def test_auth_cvm_unix_local(tmp_path):
         cfg = config(tmp_path / "c", f"auth/auth_cvm_unix_local cvm_socket {path}")
         assert_pass(attempt(cfg, "PLAIN", "frank@example.test", "frankpw"))
         assert_pass(attempt(cfg, "LOGIN", "frank@example.test", "frankpw"), "LOGIN")
-        assert_fail(attempt(cfg, "PLAIN", "frank@example.test", "wrong"))
+        assert_fail(attempt(cfg, "PLAIN", "frank@example.test", "Bad-Pa55"))
         assert_fail(attempt(cfg, "PLAIN", "frank@tempfail", "frankpw"))
         # port 25 needs enable_smtp yes
         assert_fail(attempt(cfg, "PLAIN", "frank@example.test", "frankpw", env={"TCPLOCALPORT": "25"}))

@@ -87,6 +87,12 @@ def test_running_server_blocks_a_second_one(make_config):
                      f"127.0.0.1:{free_port()}", "--pid-file", pid_path, env=srv.env())
         assert result.returncode == 1
         assert f"Found an already running qpsmtpd with pid {server.pid}." in result.stderr
+        # a pid file without our lock (written by Perl qpsmtpd, say) naming a live qpsmtpd
+        other = os.path.join(srv.tmp, "perl.pid")
+        with open(other, "w") as fh:
+            fh.write(f"{server.pid}\n")
+        with pytest.raises(DaemonError, match=f"already running qpsmtpd with pid {server.pid}"):
+            PidFile(other).claim()
     assert not os.path.exists(pid_path)
 
 

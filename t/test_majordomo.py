@@ -73,6 +73,14 @@ def test_domains_argument(make_config, lists):
     assert post(srv, "carol@x.test", "team@lists.example.test")[0] == 550
 
 
+def test_foreign_domains_hold_no_lists(make_config, lists):
+    srv = server(make_config, f"lists_dir {lists}", extra=["relay"])
+    with srv.session(env={"RELAYCLIENT": ""}) as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<carol@x.test>")[0] == 250
+        assert c.cmd("RCPT TO:<team@elsewhere.test>")[0] == 250
+
+
 def test_broken_list_config_is_a_logged_temporary_failure(make_config, lists):
     srv = server(make_config, f"lists_dir {lists}")
     with srv.session() as c:

@@ -33,7 +33,7 @@ def directory():
 
 def server(make_config, directory, args="", ldap_file=None, final="rcpt_ok", extra=()):
     uri, ou, *_ = directory
-    files = {"rcpthosts": "example.test", "plugin_dirs": PLUGIN_DIRS, "loglevel": "6",
+    files = {"rcpthosts": "example.test\nother.test", "plugin_dirs": PLUGIN_DIRS, "loglevel": "6",
              "ldap": ldap_file if ldap_file is not None else f"ldap_uri {uri}\nldap_base {ou}\nldap_timeout 2"}
     plugins = list(extra) + [f"rcpt_ldap {args}".strip()] + ([final] if final else [])
     return make_config(plugins=plugins + ["queue/maildir {maildir}"], files=files)
@@ -67,8 +67,8 @@ def test_filter_placeholders_and_arguments_override_the_file(make_config, direct
     uri, ou, _, _, carol = directory
     user = carol.split("@")[0]
     srv = server(make_config, directory, args="ldap_rcpt_filter (&(mail=%u@*)(mail=*@%d))")
-    (found, other_domain), _ = rcpts(srv, carol, f"{user}@example.test".replace("example", "other"))
-    assert found[0] == 250 and other_domain[0] == 550
+    (found, other_domain), _ = rcpts(srv, carol, f"{user}@other.test")
+    assert found[0] == 250 and other_domain == (550, NOT_FOUND)
     # settings only as arguments, with ldap_host/ldap_port instead of a URI
     host, port = uri[len("ldap://"):].rsplit(":", 1)
     srv = server(make_config, directory, ldap_file="",
@@ -110,6 +110,13 @@ def test_a_missing_base_is_a_logged_temporary_failure(make_config, directory):
     srv = server(make_config, directory, args=f"ldap_base ou=missing,{directory[1]}")
     (reply,), log = rcpts(srv, "x@example.test")
     assert reply[0] == 450 and "noSuchObject" in log
+
+
+def test_foreign_domains_are_not_looked_up(make_config, directory):
+    srv = server(make_config, directory, args="accept 1", final="rcpt_ok")
+    (reply,), log = rcpts(srv, "someone@elsewhere.test")
+    assert reply == (550, "5.7.1 Relaying denied (#5.7.1)")
+    assert "skip, elsewhere.test is not one of our domains" in log
 
 
 def test_relay_clients_and_reject_0(make_config, directory):

@@ -55,3 +55,15 @@ def test_morercpthosts_cdb(srv, tmp_path):
     import subprocess
     subprocess.run(["cdb", "-c", "-m", srv.dir + "/morercpthosts.cdb"], input=b"more.test 1\n", check=True)
     assert rcpt(srv, "<u@more.test>")[0] == 250
+
+
+def test_whitelisted_sender_cannot_relay(srv):
+    """A whitelist exempts from policy, it never opens the relay (forged senders)."""
+    srv.set_plugins(["whitelist", "relay", "rcpt_ok", "queue/maildir {maildir}"])
+    srv.write("whitelistsenders", "friend@partner.test")
+    srv.write("whitelisthosts", "192.0.2.99")
+    with srv.session() as c:
+        c.cmd("HELO client.test")
+        assert c.cmd("MAIL FROM:<friend@partner.test>")[0] == 250
+        assert c.cmd("RCPT TO:<victim@other.test>") == (550, "Relaying denied (#5.7.1)")
+    assert rcpt(srv, "<victim@other.test>", env={"TCPREMOTEIP": "192.0.2.99"})[0] == 550

@@ -119,3 +119,13 @@ def test_an_unusable_store_stops_start_up(make_config, tmp_path):
     c = srv.session(read_greeting=False)
     assert c.closed()
     assert "store_dir" in c.stderr and c.proc.returncode == 78
+
+
+def test_foreign_addresses_are_never_rewritten(make_config, tmp_path):
+    srv = make_config(plugins=["relay", "spam_gourmet", "rcpt_ok", "queue/maildir {maildir}"],
+                      files={"rcpthosts": "example.test", "plugin_dirs": PLUGIN_DIRS,
+                             "store_dir": str(tmp_path / "store")})
+    with srv.session(env={"RELAYCLIENT": ""}) as c:
+        code, text = c.send_message("me@example.test", ["john.smith.2@elsewhere.test"], "Subject: x\n\ny")
+        assert code == 250, text
+    assert delivered_to(srv) == [b"Delivered-To: john.smith.2@elsewhere.test"]

@@ -4,16 +4,18 @@ real clients (Python ssl, swaks, openssl s_client)."""
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import stat
 import subprocess
+import time
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import ConfigDir, bin_path
+from harness import ConfigDir, bin_path, free_port, wait_for_port
 from stubs.spawn_server import SpawnServer
 from stubs.tlsutil import HOST, client_context, install_certs, make_certs, starttls
 
@@ -102,6 +104,7 @@ def test_failed_handshake_refuses_mail_commands(srv):
     assert "TLS negotiation failed" in c.stderr
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")      # the client's TLSv1/TLSv1_1
 def test_tls_1_1_refused_by_default_and_tls_protocols(srv, certs):
     with srv.session() as c:
         c.ehlo()
@@ -163,6 +166,14 @@ def test_smtps_implicit_tls(srv, certs):
     assert b"ESMTPS" in msg.split(b"\n\n")[0]
 
 
+def test_port_465_is_implicit_tls_as_in_qpsmtpd(srv, certs):
+    with srv.session(env={"TCPLOCALPORT": "465"}, read_greeting=False) as c:
+        c.sock = client_context(certs).wrap_socket(c.sock, server_hostname=HOST)
+        assert c.read_reply()[0] == 220
+        assert "STARTTLS" not in c.ehlo()
+        c.cmd("QUIT")
+
+
 def test_smtps_handshake_failure_disconnects(srv):
     with srv.session(args=["--smtps"], read_greeting=False) as c:
         c.send("EHLO plaintext.test\r\n")
@@ -188,6 +199,44 @@ def test_reload_rereads_certificates(tmp_path):
     make_certs(ssl_dir)
     app.reload()
     assert app.tls.context.get_ca_certs()[0]["serialNumber"] != first
+
+
+def _served_serial(port, certs):
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with context.wrap_socket(raw) as tls:
+            cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+            assert tls.recv(100).startswith(b"220 ")
+    return cert.serial_number
+
+
+def test_forkserver_smtps_port_and_certificates_reloaded_on_hup(srv, certs):
+    forkserver = bin_path("qpsmtpd-forkserver")
+    port, smtps_port = free_port(), free_port()
+    proc = subprocess.Popen([forkserver, "-l", "127.0.0.1", "-p", str(port), "--smtps-port",
+                             str(smtps_port), "--allow-root", "-H", "--config", srv.dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=srv.tmp)
+    try:
+        assert wait_for_port("127.0.0.1", smtps_port), proc.stderr.read1().decode()
+        first = _served_serial(smtps_port, certs)
+        run = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--tls", "--from", "a@b.test",
+                              "--to", "u@example.test", "--helo", "client.test"],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stdout
+        ssl_dir = os.path.join(srv.dir, "ssl")
+        shutil.rmtree(ssl_dir)
+        make_certs(ssl_dir)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while _served_serial(smtps_port, certs) == first:
+            assert time.time() < deadline, "the new certificate was not loaded after HUP"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=40)
+        proc.stderr.close()
+    assert len(srv.messages()) == 1
 
 
 def test_certificate_maker(tmp_path):

@@ -18,6 +18,7 @@ Example config/plugins line:
 """
 
 import os
+import signal
 import subprocess
 import time
 
@@ -54,24 +55,36 @@ class AuthCheckpassword(Plugin):
             return DENYSOFT, "auth_checkpassword - not available"
         data = b"\0".join((user.encode(), clear.encode(), b"%d" % int(time.time()), b""))
         try:
-            proc = subprocess.run(["/bin/sh", "-c", _FD3, binary, true], input=data,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=self.timeout, close_fds=True,
-                                  env={"PATH": "/usr/bin:/bin"})
+            returncode = run_checkpassword(binary, true, data, self.timeout)
         except subprocess.TimeoutExpired:
             self.log(LOGERROR, f"error, {binary} timed out after {self.timeout:g}s")
             return DENYSOFT, "auth_checkpassword - timeout"
         except OSError as exc:
             self.log(LOGERROR, f"error, cannot run {binary}: {exc}")
             return DENYSOFT, "auth_checkpassword - not available"
-        if proc.returncode == 0:
+        if returncode == 0:
             self.log(LOGINFO, f"pass, {user}")
             self.connection.notes["authuser"] = user
             return OK, "auth_checkpassword"
-        if proc.returncode == 111:
+        if returncode == 111:
             self.log(LOGNOTICE, f"error, {binary} reported a temporary failure (111)")
             return DENYSOFT, "auth_checkpassword - temporary failure"
-        self.log(LOGINFO, f"fail, {user}: checkpassword exit {proc.returncode}")
+        self.log(LOGINFO, f"fail, {user}: checkpassword exit {returncode}")
         return DECLINED, "auth_checkpassword"
 
     hook_auth_login = hook_auth_plain
+
+
+def run_checkpassword(binary, true, data, timeout):
+    """Exit status of `binary true` fed `data` on fd 3; on a time-out the program and
+    everything it started are killed (its own process group)."""
+    proc = subprocess.Popen(["/bin/sh", "-c", _FD3, binary, true], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            close_fds=True, start_new_session=True, env={"PATH": "/usr/bin:/bin"})
+    try:
+        proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return proc.returncode

@@ -76,7 +76,7 @@ class Maildir(Plugin):
             for tmp_path, _new in written:
                 _unlink(tmp_path)
         msg_id = (transaction.header.get("Message-Id") or "").split("\n")[0].strip()
-        return OK, f"Queued! {msg_id}".rstrip()
+        return OK, f"Queued! {msg_id}"      # qpsmtpd: "Queued! " when there is none
 
     def user_dir(self, rcpt):
         user = _UNSAFE.sub("_", rcpt.user or "")

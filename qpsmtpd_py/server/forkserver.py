@@ -138,10 +138,11 @@ class ForkServer(Master):
             self.app.hooks.run("post-fork", None)
             serve_client(self.app, client, peer, listener.smtps, self.max_conn_ip, others,
                          self.refusals)
-        except Exception:
+        except BaseException:            # never let a child return into the master's code
             code = 1
             self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
-        self.child_exit(code)
+        finally:
+            self.child_exit(code)
 
     def child_gone(self, pid, record, status):
         self.board.release(record.slot)

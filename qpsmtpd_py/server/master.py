@@ -211,18 +211,22 @@ class Master:
     def wait(self, timeout, fds=()):
         """Sleep until a signal, one of `fds` is readable, or the timeout; handle the
         signals; return the readable fds."""
-        watch = [self.signal_pipe[0], *fds]
-        try:
-            ready, _, _ = select.select(watch, [], [], max(0.0, timeout))
-        except InterruptedError:
-            ready = []
+        poller = select.poll()
+        poller.register(self.signal_pipe[0], select.POLLIN)
+        by_fd = {}
+        for each in fds:
+            fd = each if isinstance(each, int) else each.fileno()
+            by_fd[fd] = each
+            poller.register(fd, select.POLLIN)
+        events = poller.poll(max(0.0, timeout) * 1000)
         for signum in self.read_signals():
             self.on_signal(signum)
-        return [fd for fd in ready if fd != self.signal_pipe[0]]
+        return [by_fd[fd] for fd, _ in events if fd in by_fd]
 
     def on_signal(self, signum):
         if signum == signal.SIGHUP:
-            self.reload()
+            if not self.stopping:
+                self.reload()
         elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             if self.stopping:
                 self.log(C.LOGWARN, f"{signal.Signals(signum).name} again: stopping now")
@@ -283,17 +287,17 @@ class Master:
 
     # -- children ----------------------------------------------------------------------------------
     def reap(self):
-        """Collect every exited child; returns [(pid, record, status)]."""
+        """Collect every exited child; returns [(pid, record, status)]. Only our own
+        workers are waited for: a plugin's helper process (a log pipe, say) belongs to
+        the plugin's subprocess.Popen."""
         gone = []
-        while True:
+        for pid in list(self.children):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            record = self.children.pop(pid, None)
-            if record is not None:
+                done, status = pid, 0
+            if done == pid:
+                record = self.children.pop(pid)
                 gone.append((pid, record, status))
                 self.child_gone(pid, record, status)
                 if os.WIFSIGNALED(status) and not self.stopping:
@@ -370,14 +374,12 @@ class Master:
         if self.children:
             self.log(C.LOGWARN, f"graceful stop timed out: killing {len(self.children)} children")
             self.signal_children(signal.SIGKILL)
-            while self.children:
+            for pid in list(self.children):
                 try:
-                    pid, _ = os.waitpid(-1, 0)
+                    os.waitpid(pid, 0)
                 except ChildProcessError:
-                    break
-                record = self.children.pop(pid, None)
-                if record is not None:
-                    self.child_gone(pid, record, 0)
+                    pass
+                self.child_gone(pid, self.children.pop(pid), 0)
         if self.pidfile:
             self.pidfile.remove()
         self.log(C.LOGNOTICE, "stopped")

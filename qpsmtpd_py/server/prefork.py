@@ -109,7 +109,7 @@ class PreforkMaster(Master):
         self.notifier.ready(self.status_text())
         self.show_status()
         while not self.stopping:
-            timeout = 1.0
+            timeout = min(1.0, max(0.0, self.next_spawn - time.monotonic()) or 1.0)
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
@@ -253,10 +253,11 @@ class Worker:
                 if self.reopen:
                     self.reopen = False
                     reopen_logs(self.app)
-        except Exception:
+        except BaseException:            # never let a child return into the master's code
             code = 1
             sys.stderr.write(f"{os.getpid()} {PROG} child failed:\n{traceback.format_exc()}")
-        self.master.child_exit(code)
+        finally:
+            self.master.child_exit(code)
 
     def setup(self):
         master = self.master

@@ -61,9 +61,11 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # qpsmtpd: the original Perl daemon, for differential tests and benchmarks; never
 # started by apt (policy-rc.d below), only by the tests that want it.
 # fortune-mod: /usr/games/fortune for the quit_fortune plugin.
+# systemd: only for `systemd-analyze verify` of systemd/*.{service,socket} (never booted;
+# installing it in a container without systemd as PID 1 just adds the tools).
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
-      postfix checkpw swaks openssl mmdb-bin tinycdb python3-venv qpsmtpd fortune-mod"
+      postfix checkpw swaks openssl mmdb-bin tinycdb python3-venv qpsmtpd fortune-mod systemd"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }
