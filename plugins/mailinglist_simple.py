@@ -51,6 +51,7 @@ from email.message import Message
 
 from qpsmtpd_py.address import Address
 from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
+from qpsmtpd_py.filecache import FileCache
 from qpsmtpd_py.plugin import Plugin
 
 ACCESS = ("PUBLIC", "PROTECTED")
@@ -64,7 +65,7 @@ class ListError(Exception):
 class MailinglistSimple(Plugin):
     def register(self, *args):
         super().register(*args)
-        self._files = {}          # path -> (stat signature, content), per process
+        self.files = FileCache()          # parsed files, per process
         self._lists = None        # (config lines, parsed lists), per process
 
     # -- configuration -------------------------------------------------------------------
@@ -103,17 +104,9 @@ class MailinglistSimple(Plugin):
 
     def read_file(self, path, parse):
         try:
-            st = os.stat(path)
-            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
-            cached = self._files.get(path)
-            if cached and cached[0] == signature:
-                return cached[1]
-            with open(path, "rb") as fh:
-                content = parse(fh.read().decode("utf-8", "surrogateescape"))
+            return self.files.get(path, parse)
         except OSError as exc:
             raise ListError(f"{path}: {exc.strerror}")
-        self._files[path] = (signature, content)
-        return content
 
     # -- hooks -----------------------------------------------------------------------------
     def hook_rcpt(self, transaction, rcpt, params=None):

@@ -54,6 +54,7 @@ from email.utils import getaddresses
 
 from qpsmtpd_py.addrlist import is_local_domain
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO
+from qpsmtpd_py.filecache import FileCache
 from qpsmtpd_py.plugin import Plugin
 
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -81,7 +82,7 @@ class Majordomo(Plugin):
         self.domains = {d.strip().lower() for d in self.args.get("domains", "").split(",") if d.strip()}
         self.check_envelope = _true(self.args.get("check_envelope", "1"))
         self.check_header = _true(self.args.get("check_header", "0"))
-        self._files = {}       # path -> (signature, parsed content), per process
+        self.files = FileCache()       # parsed files, per process
         if self.check_header:
             self.register_hook("data_post", self.header_check)
 
@@ -122,17 +123,9 @@ class Majordomo(Plugin):
 
     def read_file(self, path, parse):
         try:
-            st = os.stat(path)
-            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
-            cached = self._files.get(path)
-            if cached and cached[0] == signature:
-                return cached[1]
-            with open(path, "rb") as fh:
-                content = parse(fh.read().decode("utf-8", "surrogateescape"))
+            return self.files.get(path, parse)
         except OSError as exc:
             raise ListError(f"{path}: {exc.strerror}")
-        self._files[path] = (signature, content)
-        return content
 
     # -- hooks ---------------------------------------------------------------------------
     def hook_rcpt(self, transaction, rcpt, params=None):

@@ -13,6 +13,35 @@ import tempfile
 from .header import Header
 
 
+# One emptied spool file per process, reused by the next big message: creating and
+# dropping an unlinked file costs far more than truncating one (ext4: ~0.15 ms).
+_spare = []                         # [(pid, spool_dir, file)]
+_CLOSED = io.BytesIO()
+_CLOSED.close()
+
+
+def _spool_file(spool_dir):
+    while _spare:
+        pid, directory, fh = _spare.pop()
+        if pid == os.getpid() and directory == spool_dir:
+            return fh
+        # inherited across fork: the parent shares this file; never write to it
+    return tempfile.TemporaryFile(prefix="qpsmtpd-body-", dir=spool_dir)
+
+
+def _recycle(fh, spool_dir):
+    """Empty a spool file and keep it for the next message; False if it cannot be."""
+    if _spare or fh.closed:
+        return False
+    try:
+        fh.seek(0)
+        fh.truncate()
+    except (OSError, ValueError):
+        return False
+    _spare.append((os.getpid(), spool_dir, fh))
+    return True
+
+
 class Transaction:
     def __init__(self, spool_dir=None, size_threshold=10000):
         self.sender = None
@@ -46,7 +75,7 @@ class Transaction:
             self._spool_to_disk()
 
     def _spool_to_disk(self):
-        fh = tempfile.TemporaryFile(prefix="qpsmtpd-body-", dir=self.spool_dir)
+        fh = _spool_file(self.spool_dir)
         fh.write(self._body.getvalue())
         self._body = fh
         self._spooled = True
@@ -103,10 +132,12 @@ class Transaction:
 
     def close(self):
         """Free the spool and scratch files."""
-        try:
-            self._body.close()
-        except OSError:
-            pass
+        body, self._body = self._body, _CLOSED
+        if not (self._spooled and _recycle(body, self.spool_dir)):
+            try:
+                body.close()
+            except OSError:
+                pass
         for path in self._temp_paths:
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
