@@ -2,8 +2,9 @@
 """Benchmark: qpsmtpd_py (prefork, forkserver) against Debian's Perl qpsmtpd 0.94,
 driven by Postfix's smtp-source on loopback. Run by hand (it is not a test):
 
-    .venv/bin/python bench/run.py                 # full run, about 10 minutes
-    .venv/bin/python bench/run.py --quick         # a smaller run, about 2 minutes
+    .venv/bin/python bench/run.py                 # about 15 minutes
+    .venv/bin/python bench/run.py --quick         # fewer messages, about 5 minutes
+    .venv/bin/python bench/run.py --servers floor,py-prefork --only "s=50"
 
 Reports messages/second and server CPU milliseconds per message (run time of the
 server's whole process tree, reaped children included, from /proc), PSS with 50 busy
@@ -356,7 +357,7 @@ def reexec_in_netns():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer messages, one round")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=1,
                         help="repeat each measurement, alternating servers; the best round counts")
     parser.add_argument("--servers", default="py-prefork,py-forkserver,perl-prefork,perl-forkserver")
     parser.add_argument("--only", help="run only scenarios whose label contains this text")
@@ -368,14 +369,15 @@ def main():
         reexec_in_netns()
     if os.geteuid() != 0:
         raise SystemExit("run as root (servers switch to user nobody)")
-    scale = 0.3 if args.quick else 1.0
-    rounds = 1 if args.quick else args.rounds
+    scale = 0.2 if args.quick else 0.5
+    rounds = args.rounds
     base = tempfile.mkdtemp(prefix="qpsmtpd-bench-")
     os.chmod(base, 0o755)
     names = args.servers.split(",")
     servers = make_servers(base, names, 60, args.port)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  "
-          f"{cpu_model()}  Python {sys.version.split()[0]}  work dir {base}", flush=True)
+          f"{cpu_model()}  Python {sys.version.split()[0]}  load {loadavg()}  work dir {base}",
+          flush=True)
     try:
         for server in servers:
             server.start()
@@ -402,6 +404,7 @@ def main():
                 memory[server.name] = busy_pss(server, 50) + big_message(server)
                 server.stop()
         print_tables(names, results, memory)
+        print(f"\nload average at the end: {loadavg()} (other work on the machine skews the numbers)")
         if FAILURES:
             print(f"\n{len(FAILURES)} run(s) failed and were repeated:")
             for line in FAILURES:
@@ -419,6 +422,11 @@ def memory_servers(base, names, port0):
     os.makedirs(mem_base)
     os.chmod(mem_base, 0o755)
     return make_servers(mem_base, names, 50, port0)
+
+
+def loadavg():
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
 
 
 def cpu_model():

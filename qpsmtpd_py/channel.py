@@ -112,7 +112,8 @@ class SocketChannel(Channel):
     def _recv(self, timeout):
         if getattr(self.sock, "pending", None) and self.sock.pending():
             return self.sock.recv(65536)
-        self.sock.settimeout(timeout)
+        if self.sock.gettimeout() != timeout:     # settimeout costs a syscall
+            self.sock.settimeout(timeout)
         try:
             return self.sock.recv(65536)
         except socket.timeout:
@@ -122,7 +123,8 @@ class SocketChannel(Channel):
 
     def _send(self, data):
         try:
-            self.sock.settimeout(self.timeout)
+            if self.sock.gettimeout() != self.timeout:
+                self.sock.settimeout(self.timeout)
             self.sock.sendall(data)
         except (socket.timeout, OSError) as exc:
             raise ClientGone(str(exc))

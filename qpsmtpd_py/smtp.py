@@ -107,11 +107,22 @@ class SMTPSession:
         self.app.log(level, msg, hook=self.verb or None)
 
     def run_hooks(self, hook, *args):
-        return self.app.hooks.run(hook, self.transaction, *args)
+        hooks = self.app.hooks
+        if not hooks.registry[hook]:            # most hooks have no plugin: skip the call
+            return C.DECLINED, [], None
+        return hooks.run(hook, self.transaction, *args)
 
     # -- replies ------------------------------------------------------------------------
     def respond(self, code, *messages, enhanced=None):
         """Queue a (multi-line) reply; messages may contain newlines."""
+        if len(messages) == 1 and "\n" not in str(messages[0]):     # the usual one-liner
+            line = str(messages[0])
+            if (self.esmtp and code >= 200 and code // 100 != 3 and self.verb != "ehlo"
+                    and not _ENHANCED.match(line)):
+                enh = enhanced or self._enhanced_code(code, [line])
+                line = f"{enh} {line}" if line else enh
+            self.channel.write(f"{code} {line}\r\n".encode("utf-8", "surrogateescape"))
+            return True
         lines = []
         for message in messages:
             lines.extend(str(message).split("\n"))
@@ -709,19 +720,19 @@ class DataReader:
     def process(self, content, mid_line):
         """Handle complete CRLF-terminated lines (content starts at a line start
         unless mid_line)."""
-        if not content:
-            return
+        if not content or (self.bare and not self.normalize):
+            return                      # refused for bare CR/LF whatever else follows
+        lines = content.split(b"\r\n")
         lf = None                       # content with CRLF -> LF, while no bare CR/LF seen
         if not self.bare:
-            lf = content.replace(b"\r\n", b"\n")
-            crlf = len(content) - len(lf)
-            if b"\r" in lf or lf.count(b"\n") != crlf:
+            lf = b"\n".join(lines)     # one pass; faster than replace()
+            if b"\r" in lf or lf.count(b"\n") != len(lines) - 1:
                 self.bare = True
                 lf = None
                 if not self.normalize:
                     return
-        if self.line_limit and not self.long_line and len(content) > self.line_limit - 2:
-            if self._has_long_line(content):
+        if self.line_limit and len(content) > self.line_limit - 2:
+            if max(map(len, lines)) > self.line_limit - 2:
                 self.long_line = True
         if self.long_line or self.too_big or (self.bare and not self.normalize):
             return
@@ -742,21 +753,6 @@ class DataReader:
         else:
             self.header_buf += data
             self.scan_header()
-
-    def _has_long_line(self, content):
-        """A line (CRLF excluded) over line_limit - 2 octets? Without bare CR/LF, every
-        window of line_limit // 2 octets holding a LF proves there is none (a longer
-        line would cover a whole window), so most chunks need no split."""
-        limit = self.line_limit - 2
-        step = (limit + 2) // 2
-        if not self.bare and step >= 16:
-            find = content.find
-            for start in range(0, len(content), step):
-                if find(b"\n", start, start + step) < 0:
-                    break
-            else:
-                return False
-        return max(map(len, content.split(b"\r\n"))) > limit
 
     def scan_header(self):
         """Split the header block off as soon as it ends: at the blank line, or at

@@ -187,6 +187,15 @@ def test_broken_config_stops_start_up_with_file_and_line(make_config, program):
     assert f"{srv.dir}/plugins:2" in result.stderr and "no_such_plugin" in result.stderr
 
 
+def test_failed_start_leaves_no_pid_file(make_config):
+    srv = make_config(plugins=["no_such_plugin"], files=FILES)
+    pid_path = os.path.join(srv.tmp, "failed.pid")
+    result = run("qpsmtpd-prefork", "--allow-root", "--config", srv.dir, "--pid-file", pid_path,
+                 "-l", f"127.0.0.1:{free_port()}", env=srv.env())
+    assert result.returncode == 78
+    assert not os.path.exists(pid_path)
+
+
 def test_port_in_use_is_reported(make_config):
     srv = make_config(files=FILES)
     with Server("qpsmtpd-forkserver", srv) as server:

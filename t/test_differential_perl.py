@@ -165,7 +165,7 @@ class ForkServer:
         else:
             argv = [bin_path("qpsmtpd-forkserver"), "--config", cfg.dir, "--allow-root", "-H",
                     "-l", f"127.0.0.1:{self.port}"]
-        environ = cfg.env()
+        environ = cfg.env({"NODNS_LOG": "1"} if perl else None)
         environ.pop("TCPREMOTEIP", None)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
@@ -738,11 +738,18 @@ def test_same_replies_as_perl(servers, mode, dialogue):
                     + "\n".join(left), pytrace=False)
 
 
-def test_perl_made_no_dns_lookup_off_loopback(servers):
-    """The forkserver's PTR lookup went to NoDNS, not to /etc/resolv.conf."""
+def test_perl_dns_goes_to_the_shim(servers):
+    """Perl's forkserver looks up every client's PTR through /etc/resolv.conf, -H or
+    not: the lookup must have been answered by t/perlshim/NoDNS.pm (no packet sent)."""
     pair = servers("forkserver", "base")
     client = pair.perl.connect()
     assert read_reply(client)[0].startswith("220 ")
     client.send("HELO client.example.test\r\n")
     assert "Hi Unknown [127.0.0.1]" in read_reply(client)[0]
+    client.send("QUIT\r\n")
+    read_reply(client)
     client.close()
+    deadline = time.monotonic() + 5
+    while "NoDNS: blocked Net::DNS::Resolver->query 127.0.0.1 PTR" not in pair.perl.read_log():
+        assert time.monotonic() < deadline, pair.perl.read_log()
+        time.sleep(0.05)

@@ -176,7 +176,8 @@ def test_mail_syntax_errors(config):
         assert c.cmd("MAIL TO:<a@b.test>") == (501, "Syntax error in command")
         assert c.cmd("MAIL FROM:<a@b.test> @bad param") == (501, "Syntax error in parameters")
         assert c.cmd("MAIL FROM:a@b.test") == (501, "could not parse your mail from command")
-        assert c.cmd("MAIL FROM:<a@b.test") == (501, "Syntax error in parameters")
+        # qpsmtpd 0.94's text (t/test_differential_perl.py): the path is not <...>
+        assert c.cmd("MAIL FROM:<a@b.test") == (501, "could not parse your mail from command")
         assert c.cmd("MAIL FROM:<root>") == (501, "could not parse your mail from command")
         assert c.cmd("MAIL FROM:<a@@b.test>") == (501, "could not parse your mail from command")
         # the session is still usable

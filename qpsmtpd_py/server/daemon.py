@@ -66,13 +66,13 @@ class PidFile:
             self.fd = None
 
     def remove(self):
-        """Unlink the file if it still names us (best effort: the directory may be
-        root's and we no longer are)."""
+        """Unlink the file if it still names us, or is still empty because start-up
+        failed (best effort: the directory may be root's and we no longer are)."""
         if self.fd is None:
             return
         try:
             with open(self.path) as fh:
-                if fh.read().strip() == str(self.pid):
+                if fh.read().strip() == ("" if self.pid is None else str(self.pid)):
                     os.unlink(self.path)
         except OSError:
             try:

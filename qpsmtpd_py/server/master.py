@@ -117,6 +117,8 @@ class Master:
             sys.stderr.flush()
 
     def die(self, msg, code=1):
+        if self.pidfile:
+            self.pidfile.remove()
         sys.stderr.write(f"{self.prog}: {msg}\n")
         sys.stderr.flush()
         sys.exit(code)
@@ -182,7 +184,6 @@ class Master:
     def prepare(self, app):
         """Server settings that outlive a reload are applied to every new app."""
         app.rdns = not self.args.no_rdns
-        app.server_mode = self.prog
         if self.args.debug:
             app.loglevel = C.LOGDEBUG
         return app
