@@ -198,6 +198,8 @@ class SMTPSession:
             except ClientGone:
                 pass
         finally:
+            self.log(C.LOGINFO, f"session with [{self.connection.remote_ip}] ended after "
+                     f"{time.time() - self.started:.2f}s")
             self.run_hooks("post-connection")
             if self.transaction is not None:
                 self.transaction.close()
@@ -225,6 +227,9 @@ class SMTPSession:
                 self.log(C.LOGWARN, f"TLS handshake failed on SMTPS listener: {exc}")
                 self.disconnect()
         self._lookup_remote_host()
+        conn = self.connection
+        self.log(C.LOGINFO, f"connect from {conn.remote_display} [{conn.remote_ip}]:{conn.remote_port}"
+                 f" to {conn.local_ip}:{conn.local_port}")
         code, msgs, _ = self.run_hooks("connect")
         if code in (C.DENY, C.DENY_DISCONNECT):
             self.respond_and_disconnect(550, *(msgs or ["Connection from you denied, bye bye."]))

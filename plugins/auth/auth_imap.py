@@ -26,34 +26,17 @@ import socket
 import ssl
 
 from qpsmtpd_py.constants import DENY, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin, parse_pairs
+from qpsmtpd_py.remote_login import RemoteLoginPlugin
 
 MODES = ("auto", "starttls", "imaps", "none")
 
 
-class AuthImap(Plugin):
-    def register(self, *args):
-        if not args:
-            raise ValueError("auth/auth_imap needs the IMAP server: auth/auth_imap HOST [PORT]")
-        self.host = args[0]
-        rest = list(args[1:])
-        self.port = int(rest.pop(0)) if rest and rest[0].isdigit() else 143
-        self.args = parse_pairs(rest)
-        if rest and not self.args:
-            raise ValueError(f"auth/auth_imap: cannot parse arguments {' '.join(rest)}")
-        self.mode = self.args.get("tls", "imaps" if self.port == 993 else "auto").lower()
-        if self.mode not in MODES:
-            raise ValueError(f"auth/auth_imap: tls must be one of {', '.join(MODES)}")
-        self.ca = self.args.get("ca")
-        self.timeout = float(self.args.get("timeout", 10))
-
-    def ssl_context(self):
-        if self.ca and self.ca.lower() == "none":
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context(cafile=self.ca)
+class AuthImap(RemoteLoginPlugin):
+    default_port = 143
+    implicit_tls_port = 993
+    implicit_mode = "imaps"
+    modes = MODES
+    default_timeout = 10
 
     def connect(self):
         if self.mode == "imaps":

@@ -24,34 +24,17 @@ import socket
 import ssl
 
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin, parse_pairs
+from qpsmtpd_py.remote_login import RemoteLoginPlugin
 
 MODES = ("auto", "starttls", "smtps", "none")
 
 
-class AuthSmtpd(Plugin):
-    def register(self, *args):
-        if not args:
-            raise ValueError("auth/auth_smtpd needs the SMTP server: auth/auth_smtpd HOST [PORT]")
-        self.host = args[0]
-        rest = list(args[1:])
-        self.port = int(rest.pop(0)) if rest and rest[0].isdigit() else 587
-        self.args = parse_pairs(rest)
-        if rest and not self.args:
-            raise ValueError(f"auth/auth_smtpd: cannot parse arguments {' '.join(rest)}")
-        self.mode = self.args.get("tls", "smtps" if self.port == 465 else "auto").lower()
-        if self.mode not in MODES:
-            raise ValueError(f"auth/auth_smtpd: tls must be one of {', '.join(MODES)}")
-        self.ca = self.args.get("ca")
-        self.timeout = float(self.args.get("timeout", 15))
-
-    def ssl_context(self):
-        if self.ca and self.ca.lower() == "none":
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context(cafile=self.ca)
+class AuthSmtpd(RemoteLoginPlugin):
+    default_port = 587
+    implicit_tls_port = 465
+    implicit_mode = "smtps"
+    modes = MODES
+    default_timeout = 15
 
     def connect(self):
         me = self.app.me
