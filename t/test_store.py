@@ -376,9 +376,11 @@ def test_dead_reader_does_not_pin_pages(tmp_path):
     assert str(reader.pid) in store.env().readers()
     reader.kill()
     reader.wait()
-    store.close()
-    store = Store(path)
+    assert str(reader.pid) in store.env().readers()           # until the next check
+    store._next_check = 0                                     # READER_CHECK_SECONDS later
     assert str(reader.pid) not in store.env().readers()
+    store.close()
+    store = Store(path)                                       # and a fresh open checks too
     t = store.table("t")
     for i in range(200):                       # pages can be recycled: the file stays small
         t.set("k", os.urandom(2000))
