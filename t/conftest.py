@@ -14,3 +14,15 @@ def make_config(tmp_path):
     def make(plugins=("rcpt_ok", "queue/maildir {maildir}"), files=None, **kw):
         return ConfigDir(tmp_path, plugins=plugins, files=files, **kw)
     return make
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true nothing may be skipped: every tool and service the tests need is
+    installed and started by scripts/test, so a skip means something is missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must not happen: {reason}"
