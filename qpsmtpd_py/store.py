@@ -127,15 +127,13 @@ class Store:
         return self._env
 
     def _forget_inherited(self):
-        """Close what the parent process opened: LMDB handles must not cross fork.
-        Closing in the child touches only the child's own fds and reader slots."""
-        env, self._env, self._dbs = self._env, None, {}
+        """LMDB handles must not cross fork: close what the parent opened (in the
+        child that releases only the child's own fds and reader slots), then reopen."""
         self._generation = _fork_generation
-        if env is not None:
-            try:
-                env.close()
-            except lmdb.Error:
-                pass
+        try:
+            self.close()
+        except lmdb.Error:
+            pass
 
     def _open(self):
         self._check_dir()
@@ -192,10 +190,11 @@ class Store:
             pass
 
     def close(self):
-        """Close the environment in this process (it reopens on next use)."""
-        if self._env is not None and self._generation == _fork_generation:
-            self._env.close()
-        self._env, self._dbs = None, {}
+        """Close the environment in this process (it reopens on next use). Safe on
+        one inherited across fork too: only this process's handles are released."""
+        env, self._env, self._dbs = self._env, None, {}
+        if env is not None:
+            env.close()
 
     # -- tables ---------------------------------------------------------------------------
     def table(self, name):
@@ -266,9 +265,10 @@ class Store:
         env = self._env
         size = env.info()["map_size"]
         if size >= self.max_size:
-            raise StoreError(self._problem(
-                f"the store is full ({size >> 20} MB, the limit store_max_size); run "
-                f"`qpsmtpd-store expire` or raise store_max_size"))
+            raise StoreError(
+                f"store_dir {self.path}: the store is full ({size >> 10} KB, the limit set "
+                f"by store_max_size). Fix: run `qpsmtpd-store expire`, or raise "
+                f"store_max_size in the config directory")
         env.set_mapsize(min(size * 2, self.max_size))
 
 

@@ -17,7 +17,8 @@ id (a new file for each connection). The output is reopened whenever the
 expanded name changes, so `%Y-%m-%d` gives one file per day. A file is created
 (mode 0640) if missing and appended to; its directory must exist. A file that
 was renamed or deleted (logrotate) is noticed and reopened at the next line, so
-no signal is needed. COMMAND is run by /bin/sh with the log on its stdin.
+no signal is needed (SIGUSR1 to the server also closes it at once). COMMAND is
+run by /bin/sh with the log on its stdin.
 
 Options:
   loglevel L   log lines at level L and more urgent (0-7 or LOGINFO ...);
@@ -127,6 +128,10 @@ class File(Plugin):
         except (OSError, ValueError):
             return True
         return (disk.st_dev, disk.st_ino) != (mine.st_dev, mine.st_ino)
+
+    def reopen_logs(self):
+        """SIGUSR1 (after logrotate): close now; the next log line reopens the file."""
+        self.close()
 
     def close(self):
         out, proc = self.out, self.proc
