@@ -24,14 +24,14 @@ Example config/plugins lines:
 import os
 
 from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGNOTICE
-from qpsmtpd_py.netmatch import IPList
+from qpsmtpd_py.netmatch import cached_iplist
 from qpsmtpd_py.plugin import Plugin
 
 
 class CheckNorelay(Plugin):
     def hook_connect(self, transaction):
         conn = self.connection
-        if conn.remote_ip in IPList(self.config_list("norelayclients")):
+        if conn.remote_ip in cached_iplist(self.config_list("norelayclients")):
             conn.relay_client = False
             os.environ.pop("RELAYCLIENT", None)
             self.log(LOGNOTICE, f"{conn.remote_ip} denied relaying")

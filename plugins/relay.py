@@ -21,7 +21,7 @@ Example:  relay
 import os
 
 from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO, LOGNOTICE, OK
-from qpsmtpd_py.netmatch import IPList, ip_prefixes
+from qpsmtpd_py.netmatch import cached_iplist, ip_prefixes
 from qpsmtpd_py.plugin import Plugin
 
 
@@ -34,7 +34,7 @@ class Relay(Plugin):
     def hook_connect(self, transaction):
         conn = self.connection
         ip = conn.remote_ip
-        if ip in IPList(self.config_list("norelayclients")):
+        if ip in cached_iplist(self.config_list("norelayclients")):
             self.log(LOGNOTICE, f"{ip} in norelayclients")
             conn.relay_client = False
             return DECLINED
@@ -42,7 +42,7 @@ class Relay(Plugin):
             conn.relay_client = True
             self.log(LOGINFO, "pass: enabled by env")
             return DECLINED
-        if ip == "::1" or ip in IPList(self.config_list("relayclients")) or self._in_more(ip):
+        if ip == "::1" or ip in cached_iplist(self.config_list("relayclients")) or self._in_more(ip):
             conn.relay_client = True
             self.log(LOGINFO, f"pass: {ip} may relay")
             return DECLINED

@@ -7,6 +7,9 @@ batch is answered with one write (RFC 2920 allows it) and never deadlocks.
 import os
 import select
 import socket
+import struct
+
+_TIMEVAL = struct.Struct("ll")
 
 
 class ClientTimeout(Exception):
@@ -108,8 +111,38 @@ class SocketChannel(Channel):
     def __init__(self, sock, timeout=1200):
         super().__init__(timeout)
         self.sock = sock
+        self._timed = (None, None)        # (socket, seconds) its kernel time-outs hold
+
+    def _kernel_timeouts(self):
+        """Make a plain TCP socket blocking with SO_RCVTIMEO/SO_SNDTIMEO = timeout:
+        then each recv and send is one syscall, where a socket with a Python
+        time-out polls before every call. False for TLS sockets (own path)."""
+        sock, timeout = self.sock, self.timeout
+        if type(sock) is not socket.socket or not timeout or timeout <= 0:
+            return False
+        if self._timed[0] is sock and self._timed[1] == timeout and sock.gettimeout() is None:
+            return True
+        try:
+            timeval = _TIMEVAL.pack(int(timeout), int(timeout % 1 * 1000000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            sock.settimeout(None)
+        except OSError:
+            return False
+        self._timed = (sock, timeout)
+        return True
 
     def _recv(self, timeout):
+        if self._kernel_timeouts():
+            sock = self.sock
+            try:
+                if timeout != self.timeout and not _readable(sock, timeout):
+                    raise ClientTimeout()         # a shorter wait (earlytalker) ran out
+                return sock.recv(65536)
+            except BlockingIOError:               # SO_RCVTIMEO ran out
+                raise ClientTimeout()
+            except OSError as exc:
+                raise ClientGone(str(exc))
         if getattr(self.sock, "pending", None) and self.sock.pending():
             return self.sock.recv(65536)
         if self.sock.gettimeout() != timeout:     # settimeout costs a syscall
@@ -123,7 +156,7 @@ class SocketChannel(Channel):
 
     def _send(self, data):
         try:
-            if self.sock.gettimeout() != self.timeout:
+            if not self._kernel_timeouts() and self.sock.gettimeout() != self.timeout:
                 self.sock.settimeout(self.timeout)
             self.sock.sendall(data)
         except (socket.timeout, OSError) as exc:
@@ -135,6 +168,12 @@ class SocketChannel(Channel):
             self.sock.close()
         except OSError:
             pass
+
+
+def _readable(sock, timeout):
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0, timeout) * 1000))
 
 
 class PipeChannel(Channel):

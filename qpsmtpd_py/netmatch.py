@@ -68,3 +68,18 @@ class IPList:
 
     def __contains__(self, ip):
         return self.lookup(ip) is not None
+
+
+_CACHED = {}
+
+
+def cached_iplist(lines):
+    """The IPList of these config lines, built once per distinct content (the
+    relay plugin asks on every connection)."""
+    key = tuple(lines)
+    found = _CACHED.get(key)
+    if found is None:
+        if len(_CACHED) > 64:
+            _CACHED.clear()
+        found = _CACHED[key] = IPList(key)
+    return found

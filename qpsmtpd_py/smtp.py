@@ -644,7 +644,7 @@ class SMTPSession:
 
 def _has_surrogate(text):
     """Bytes that were not valid UTF-8 decode to lone surrogates."""
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _head(buffer, size):

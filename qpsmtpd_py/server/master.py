@@ -319,7 +319,10 @@ class Master:
         now = time.time()
         for pid, record in self.children.items():
             _, state, since, ip = self.board.read(record.slot)
-            if state == BUSY and not record.killed and now - since > limit:
+            if state != BUSY or record.killed or since <= 0 or now - since <= limit:
+                continue
+            # confirm with a second read: a write racing the first may look stale
+            if self.board.read(record.slot)[1:3] == (state, since):
                 self.log(C.LOGWARN, f"child {pid} serving {ip} hung for {now - since:.0f}s "
                          f"(over 2 x timeout {self.app.timeout}s): killing it")
                 record.killed = True

@@ -316,8 +316,10 @@ class Worker:
             pass
         self.title(f"{ip} connect")
         try:
+            # child_addrs only matter to pre-connection plugins (hosts_allow)
+            addrs = self.board.busy_addrs(exclude=self.slot) if self.app.hooks.has("pre-connection") else []
             serve_client(self.app, client, peer, listener.smtps, self.master.max_conn_ip,
-                         self.board.busy_addrs(exclude=self.slot), self.master.refusals)
+                         addrs, self.master.refusals)
         except Exception:
             self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
         finally:

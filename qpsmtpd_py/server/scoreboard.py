@@ -8,8 +8,9 @@ process title; children read it to count connections per IP (--max-from-ip).
 Only the master frees a slot, when it reaps the child, so a child killed with
 -9 never leaves a connection counted.
 
-Each write packs a whole slot at once with the IP written before the state, so
-a reader that sees BUSY also sees its IP. A racing reader may get a slot that is
+Every write copies ready-made bytes into the slot (struct.pack_into would first
+zero the region, so a reader could see a BUSY slot with `since` 0), with the IP
+written before the state, so a reader that sees BUSY also sees its IP. A racing reader may get a slot that is
 a moment out of date; for the per-IP count that errs on the side of counting a
 connection twice, never of missing one.
 """
@@ -35,25 +36,28 @@ class Scoreboard:
         """A free slot index for a child about to be forked (None when full)."""
         for index in range(self.slots):
             if self.read(index)[1] == FREE:
-                _SLOT.pack_into(self.mem, index * _SLOT.size, 0, STARTING, time.time(), b"")
+                self._write(index * _SLOT.size, _SLOT.pack(0, STARTING, time.time(), b""))
                 return index
         return None
 
     def set_pid(self, index, pid):
-        struct.pack_into("=i", self.mem, index * _SLOT.size, pid)
+        self._write(index * _SLOT.size, struct.pack("=i", pid))
 
     def release(self, index):
-        _SLOT.pack_into(self.mem, index * _SLOT.size, 0, FREE, 0.0, b"")
+        self._write(index * _SLOT.size, _SLOT.pack(0, FREE, 0.0, b""))
+
+    def _write(self, offset, data):
+        self.mem[offset:offset + len(data)] = data
 
     # -- children ----------------------------------------------------------------------------
     def mark(self, index, state, ip=""):
         """A child's own slot: idle, or busy with a client IP."""
         offset = index * _SLOT.size
-        self.mem[offset + _IP_OFFSET:offset + _IP_OFFSET + 46] = ip.encode("ascii")[:46].ljust(46, b"\0")
-        struct.pack_into("=Bxxxd", self.mem, offset + 4, state, time.time())
+        self._write(offset + _IP_OFFSET, ip.encode("ascii")[:46].ljust(46, b"\0"))
+        self._write(offset + 4, struct.pack("=Bxxxd", state, time.time()))
 
     def heartbeat(self, index):
-        struct.pack_into("=d", self.mem, index * _SLOT.size + 8, time.time())
+        self._write(index * _SLOT.size + 8, struct.pack("=d", time.time()))
 
     # -- everyone ----------------------------------------------------------------------------
     def read(self, index):
