@@ -11,8 +11,8 @@ merges them. Drive it with smtp-source like bench/run.py does.
 import cProfile
 import os
 import pstats
-import time
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,33 +50,7 @@ def main():
 
     prefork.Worker.run = run
     master.Master.child_exit = child_exit
-    _race_free_scoreboard()
     return prefork.main(sys.argv[1:])
-
-
-def _race_free_scoreboard():
-    """struct.pack_into zero-fills its whole format before writing the fields, so a
-    reader can see a BUSY slot with since == 0 and the master kills the child as
-    'hung' mid-session. Until server/scoreboard.py writes with one memcpy, the
-    profiler does so here, or runs end with smtp-source 'lost connection'."""
-    import struct
-    import time
-    from qpsmtpd_py.server import scoreboard
-    board = scoreboard.Scoreboard
-    if getattr(board, "_bench_patched", False):
-        return
-
-    def mark(self, index, state, ip=""):
-        offset = index * scoreboard._SLOT.size
-        self.mem[offset + scoreboard._IP_OFFSET:offset + scoreboard._IP_OFFSET + 46] = \
-            ip.encode("ascii")[:46].ljust(46, b"\0")
-        self.mem[offset + 4:offset + 16] = struct.pack("=Bxxxd", state, time.time())
-
-    def heartbeat(self, index):
-        offset = index * scoreboard._SLOT.size + 8
-        self.mem[offset:offset + 8] = struct.pack("=d", time.time())
-
-    board.mark, board.heartbeat, board._bench_patched = mark, heartbeat, True
 
 
 if __name__ == "__main__":
