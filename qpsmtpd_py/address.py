@@ -20,6 +20,7 @@ _PATH_RE = re.compile(
     rf"@(?P<domain>{_LITERAL}|{_DOMAIN})"
 )
 _NEEDS_QUOTE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\u0080-\U0010FFFF]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DISALLOWED_IN_DOMAIN = re.compile("[\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff\u00ad]")
 
 
@@ -47,7 +48,7 @@ def canonify(path):
         return "", None, "empty path"
     if inner.lower() == "postmaster":
         return "postmaster", None, "bare postmaster"
-    if re.search(r"[\x00-\x1f\x7f]", inner):
+    if _CONTROL.search(inner):
         return None, None, "control character in path"
     match = _PATH_RE.fullmatch(inner)
     if not match:

@@ -26,6 +26,7 @@ _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HASH_ENHANCED = re.compile(r"#([245]\.\d{1,3}\.\d{1,3})")
 _PARAM_AT_END = re.compile(r"\s+([A-Za-z0-9][A-Za-z0-9\-]*(?:=[^= \x00-\x1f]+)?)$", re.ASCII)
 _AT_THEN_SPACE = re.compile(r"@.*\s", re.ASCII)
+_ENVELOPE_KEYWORD = {kw: re.compile(kw + r":\s*", re.I | re.ASCII) for kw in ("from", "to")}
 
 # Enhanced status codes (RFC 3463) used when a reply carries none of its own.
 _ENH_BY_VERB = {
@@ -356,7 +357,7 @@ class SMTPSession:
     def _parse_envelope(self, rest, keyword, pre_hook, check=None):
         """Split 'FROM:<a@b> PARAMS'; returns (path_text, params) or replies and None.
         check() runs between the syntax check and the pre hook (RCPT: MAIL first?)."""
-        match = re.match(keyword + r":\s*", rest, re.I | re.ASCII)
+        match = _ENVELOPE_KEYWORD[keyword].match(rest)
         if not match:
             self.respond(501, "Syntax error in command")
             return None
