@@ -1,6 +1,7 @@
 """Client IP lists as qpsmtpd's files write them: exact IPs, octet prefixes
 ('192.168.' or '10.'), CIDR blocks (v4 and v6)."""
 
+import functools
 import ipaddress
 import re
 
@@ -30,6 +31,17 @@ def parse_ip(text):
     return ip
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip_facts(ip):
+    """(normalised text, ip_address or None, octet prefixes) of a client IP; cached
+    because every connection asks several lists about the same address."""
+    text = ip.lower()
+    parsed = parse_ip(text)
+    if parsed is not None:
+        text = str(parsed)
+    return text, parsed, tuple(ip_prefixes(text))
+
+
 class IPList:
     """Membership test for a list of IPs, prefixes and CIDR blocks."""
 
@@ -53,11 +65,10 @@ class IPList:
 
     def lookup(self, ip):
         """The value stored for the first entry matching `ip`, else None."""
-        text = str(ip).lower()
-        parsed = parse_ip(text)
-        if parsed is not None:
-            text = str(parsed)
-        for candidate in ip_prefixes(text):
+        if not self.exact and not self.networks:
+            return None
+        _text, parsed, prefixes = _ip_facts(str(ip))
+        for candidate in prefixes:
             if candidate in self.exact:
                 return self.exact[candidate]
         if parsed is not None:
