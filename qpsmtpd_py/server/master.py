@@ -317,9 +317,12 @@ class Master:
             return
         limit = 2 * self.app.timeout
         now = time.time()
+        states = self.board.states()
         for pid, record in self.children.items():
+            if states[record.slot] != BUSY or record.killed:
+                continue
             _, state, since, ip = self.board.read(record.slot)
-            if state != BUSY or record.killed or since <= 0 or now - since <= limit:
+            if state != BUSY or since <= 0 or now - since <= limit:
                 continue
             # confirm with a second read: a write racing the first may look stale
             if self.board.read(record.slot)[1:3] == (state, since):

@@ -65,11 +65,16 @@ class Scoreboard:
         pid, state, since, ip = _SLOT.unpack_from(self.mem, index * _SLOT.size)
         return pid, state, since, ip.rstrip(b"\0").decode("ascii", "replace")
 
+    def states(self):
+        """The state byte of every slot, read in one go (the master asks after
+        every connection, so this must be cheap)."""
+        return self.mem[4::_SLOT.size]
+
     def busy_addrs(self, exclude=None):
         """IPs of every busy child but `exclude` (child_addrs for pre-connection)."""
         out = []
-        for index in range(self.slots):
-            if index != exclude:
+        for index, state in enumerate(self.states()):
+            if state == BUSY and index != exclude:
                 _, state, _, ip = self.read(index)
                 if state == BUSY and ip:
                     out.append(ip)
@@ -77,9 +82,10 @@ class Scoreboard:
 
     def counts(self, indexes):
         """{state: number} over the given slots."""
+        states = self.states()
         result = {STARTING: 0, IDLE: 0, BUSY: 0}
         for index in indexes:
-            state = self.read(index)[1]
+            state = states[index]
             if state in result:
                 result[state] += 1
         return result
