@@ -47,6 +47,18 @@ class Disconnect(Exception):
     """Raised to end the session after the reply has been queued."""
 
 
+def reply_lines(messages):
+    """Reply messages -> text lines: a message with newlines becomes several lines."""
+    return [line for message in messages for line in str(message).split("\n")] or [""]
+
+
+def format_reply(code, lines):
+    """The wire form of a reply: `250-first`, ..., `250 last`, CRLF line ends."""
+    last = len(lines) - 1
+    text = "".join(f"{code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
+    return text.encode("utf-8", "surrogateescape")
+
+
 def split_envelope(text, verb):
     """The argument of MAIL FROM: / RCPT TO: (after the colon) -> (path, {param: value})
     or (None, error text), as qpsmtpd's Qpsmtpd::Command does it: ESMTP parameters
@@ -116,29 +128,12 @@ class SMTPSession:
     # -- replies ------------------------------------------------------------------------
     def respond(self, code, *messages, enhanced=None):
         """Queue a (multi-line) reply; messages may contain newlines."""
-        if len(messages) == 1 and "\n" not in str(messages[0]):     # the usual one-liner
-            line = str(messages[0])
-            if (self.esmtp and code >= 200 and code // 100 != 3 and self.verb != "ehlo"
-                    and not _ENHANCED.match(line)):
-                enh = enhanced or self._enhanced_code(code, [line])
-                line = f"{enh} {line}" if line else enh
-            self.channel.write(f"{code} {line}\r\n".encode("utf-8", "surrogateescape"))
-            return True
-        lines = []
-        for message in messages:
-            lines.extend(str(message).split("\n"))
-        if not lines:
-            lines = [""]
-        add_enh = self.esmtp and code >= 200 and code // 100 != 3 and self.verb != "ehlo"
-        if add_enh:
+        lines = reply_lines(messages)
+        if self.esmtp and code >= 200 and code // 100 != 3 and self.verb != "ehlo":
             enh = enhanced or self._enhanced_code(code, lines)
-        out = []
-        last = len(lines) - 1
-        for i, line in enumerate(lines):
-            if add_enh and not _ENHANCED.match(line):
-                line = f"{enh} {line}" if line else enh
-            out.append(f"{code}{' ' if i == last else '-'}{line}\r\n")
-        self.channel.write("".join(out).encode("utf-8", "surrogateescape"))
+            lines = [line if _ENHANCED.match(line) else (f"{enh} {line}" if line else enh)
+                     for line in lines]
+        self.channel.write(format_reply(code, lines))
         return True
 
     def _enhanced_code(self, code, lines):

@@ -3,6 +3,7 @@
 
 from .. import constants as C
 from ..channel import ClientGone, SocketChannel
+from ..smtp import format_reply, reply_lines
 from .common import new_connection, run_session
 
 
@@ -36,9 +37,7 @@ def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals):
 
 
 def refuse(channel, code, messages):
-    lines = [line for message in messages for line in str(message).split("\n")] or [""]
-    text = "".join(f"{code}{' ' if i == len(lines) - 1 else '-'}{line}\r\n" for i, line in enumerate(lines))
-    channel.write(text.encode("utf-8", "replace"))
+    channel.write(format_reply(code, reply_lines(messages)))
     try:
         channel.flush()
     except ClientGone:
