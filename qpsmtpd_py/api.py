@@ -14,3 +14,5 @@ from .constants import (  # noqa: F401  return codes, log levels and their helpe
 from .address import Address, valid_address_literal  # noqa: F401
 from .config import ConfigError, ConfigLine  # noqa: F401
 from .plugin import Plugin, isa_plugin, parse_pairs  # noqa: F401
+from .dns import DNSFailure, reverse_ip  # noqa: F401  self.resolver's failure and list-zone names
+from .store import StoreError  # noqa: F401  self.store's "cannot be used" error

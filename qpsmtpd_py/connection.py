@@ -21,6 +21,7 @@ class Connection:
         self.auth_mechanism = None
         self.notes = {}
         self.id = None
+        self.dns = None                       # this session's DNS answers (dns.SessionResolver)
 
     @property
     def remote_display(self):

@@ -10,10 +10,20 @@ config changes. Lookups return plain strings; "no such name" and "no data" are a
 empty list; a time-out or a server failure raises DNSFailure, so a plugin can
 apply its documented policy (usually: temporary failure or skip, never accept
 by accident).
+
+Several lookups can be in flight at once: `submit()` starts one on a small pool
+of threads (MAX_THREADS per process, at most MAX_PENDING waiting) and returns a
+Pending; `result(timeout)` collects it later. A plugin starts its list lookups
+at connect and reads them at RCPT, as Postfix's postscreen does, so N list
+zones cost one round trip, not N. Plugins reach this through `self.resolver`, a
+SessionResolver that keeps the session's answers (docs/plugin-api.md).
 """
 
+import concurrent.futures
 import ipaddress
 import os
+import threading
+import time
 
 import dns.exception
 import dns.nameserver
@@ -39,6 +49,10 @@ def parse_server(line):
     return text, 53
 
 
+MAX_THREADS = 8          # lookups running at once in one process
+MAX_PENDING = 256        # submitted but not finished; more is refused (DNSFailure)
+
+
 class Resolver:
     """A configured dnspython resolver with the calls plugins need."""
 
@@ -52,11 +66,19 @@ class Resolver:
         self._resolver.timeout = timeout
         self._resolver.cache = dns.resolver.LRUCache(2000)
         self.timeout = timeout
+        self._pool = None            # (pid, ThreadPoolExecutor), made on first submit()
+        self._lock = threading.Lock()
+        self._pending = 0
 
-    def query(self, name, rdtype="A"):
-        """Answers as text ([] for NXDOMAIN / no data); DNSFailure when unknown."""
+    def query(self, name, rdtype="A", timeout=None):
+        """Answers as text ([] for NXDOMAIN / no data); DNSFailure when unknown.
+        `timeout` (seconds, default dns_timeout) bounds the whole lookup."""
+        lifetime = self.timeout if timeout is None else float(timeout)
+        if lifetime <= 0:
+            raise DNSFailure(f"{name}/{rdtype}: time-out (no time left)")
         try:
-            answer = self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
+            answer = self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False,
+                                            lifetime=lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers) as exc:
             if isinstance(exc, dns.resolver.NXDOMAIN):
                 return []
@@ -79,9 +101,45 @@ class Resolver:
                 out.append(rdata.to_text())
         return out
 
-    def ptr(self, ip):
+    def submit(self, name, rdtype="A", timeout=None):
+        """Start a lookup and return at once; `Pending.result()` collects it. The
+        lookup ends `timeout` seconds (default dns_timeout) after this call, even
+        when it had to wait for a free thread."""
+        lifetime = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + lifetime
+        executor = self._executor()
+        with self._lock:
+            if self._pending >= MAX_PENDING:
+                return Pending.failed(name, rdtype, "too many lookups in flight")
+            self._pending += 1
+        try:
+            future = executor.submit(self._run, name, rdtype, deadline)
+        except RuntimeError as exc:          # interpreter shutting down
+            self._finished(None)
+            return Pending.failed(name, rdtype, str(exc))
+        future.add_done_callback(self._finished)
+        return Pending(future, name, rdtype, deadline)
+
+    def _run(self, name, rdtype, deadline):
+        return self.query(name, rdtype, timeout=deadline - time.monotonic())
+
+    def _finished(self, _future):
+        with self._lock:
+            self._pending -= 1
+
+    def _executor(self):
+        """The thread pool of this process (threads do not survive fork)."""
+        pid = os.getpid()
+        if self._pool is None or self._pool[0] != pid:
+            self._lock = threading.Lock()
+            self._pending = 0
+            self._pool = (pid, concurrent.futures.ThreadPoolExecutor(
+                MAX_THREADS, thread_name_prefix="dns"))
+        return self._pool[1]
+
+    def ptr(self, ip, timeout=None):
         """Host names of `ip` (reverse lookup)."""
-        return self.query(dns.reversename.from_address(ip).to_text(), "PTR")
+        return self.query(dns.reversename.from_address(ip).to_text(), "PTR", timeout)
 
     def addresses(self, name):
         """A and AAAA records of `name`."""
@@ -90,6 +148,100 @@ class Resolver:
         for rdtype in ("A", "AAAA"):
             try:
                 found += self.query(name, rdtype)
+            except DNSFailure as exc:
+                failure = exc
+        if not found and failure:
+            raise failure
+        return found
+
+
+class Pending:
+    """A lookup in flight (Resolver.submit). result() waits for it, never past the
+    lookup's own deadline, and returns the answers or raises DNSFailure."""
+
+    def __init__(self, future, name, rdtype, deadline):
+        self.name, self.rdtype = name, rdtype
+        self._future = future
+        self._deadline = deadline
+
+    @classmethod
+    def failed(cls, name, rdtype, reason):
+        future = concurrent.futures.Future()
+        future.set_exception(DNSFailure(f"{name}/{rdtype}: {reason}"))
+        return cls(future, name, rdtype, 0.0)
+
+    def done(self):
+        """True once the answer (or the failure) is known."""
+        return self._future.done()
+
+    def failed_lookup(self):
+        """True when the lookup has ended, or is past its deadline, without an answer."""
+        if self._future.done():
+            return self._future.exception() is not None
+        return time.monotonic() > self._deadline
+
+    def result(self, timeout=None):
+        """The answers; waits at most `timeout` seconds (None: until the lookup's
+        deadline). DNSFailure on a time-out or a server failure."""
+        wait = max(0.0, self._deadline - time.monotonic()) + 0.05
+        if timeout is not None:
+            wait = min(wait, max(0.0, float(timeout)))
+        try:
+            return list(self._future.result(wait))
+        except concurrent.futures.TimeoutError:
+            raise DNSFailure(f"{self.name}/{self.rdtype}: time-out")
+
+
+def reverse_ip(ip):
+    """The label order list zones use: '1.2.3.4' -> '4.3.2.1'; IPv6 in nibble form
+    ('2001:db8::1' -> '1.0.0.0.<...>.8.b.d.0.1.0.0.2', 32 labels); an IPv4-mapped
+    IPv6 address ('::ffff:1.2.3.4') is treated as its IPv4 address. Append the
+    zone: f"{reverse_ip(ip)}.zen.example"."""
+    address = ipaddress.ip_address(str(ip).strip().strip("[]"))
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    pointer = address.reverse_pointer
+    return pointer.rsplit(".", 2)[0]         # drop in-addr.arpa / ip6.arpa
+
+
+class SessionResolver:
+    """What a plugin's `self.resolver` is: the process's Resolver plus this
+    session's answers. The same (name, type) asked twice in one session is looked
+    up once (also while the first lookup is still in flight); answers and "no such
+    name" are kept for the session, failures are not (asking again retries)."""
+
+    def __init__(self, resolver):
+        self.base = resolver
+        self._answers = {}
+
+    @property
+    def timeout(self):
+        return self.base.timeout
+
+    def submit(self, name, rdtype="A", timeout=None):
+        """Start a lookup now, collect it later: `pending.result(timeout)`."""
+        key = (str(name).lower().rstrip("."), rdtype.upper())
+        pending = self._answers.get(key)
+        if pending is None or pending.failed_lookup():
+            pending = self._answers[key] = self.base.submit(name, rdtype, timeout)
+        return pending
+
+    def query(self, name, rdtype="A", timeout=None):
+        """Look up and wait: answers as text, [] for no such name / no data,
+        DNSFailure when unknown (time-out, server failure)."""
+        return self.submit(name, rdtype, timeout).result()
+
+    def ptr(self, ip, timeout=None):
+        """Host names of `ip` (reverse lookup)."""
+        return self.query(dns.reversename.from_address(ip).to_text(), "PTR", timeout)
+
+    def addresses(self, name, timeout=None):
+        """A and AAAA records of `name` (both asked at once)."""
+        pendings = [self.submit(name, rdtype, timeout) for rdtype in ("A", "AAAA")]
+        found, failure = [], None
+        for pending in pendings:
+            try:
+                found += pending.result()
             except DNSFailure as exc:
                 failure = exc
         if not found and failure:
@@ -108,6 +260,18 @@ def resolver_for(app):
     if _cache["pid"] != os.getpid() or _cache["key"] != key:
         _cache.update(pid=os.getpid(), key=key, resolver=Resolver(list(servers), timeout))
     return _cache["resolver"]
+
+
+def session_resolver(app, connection=None):
+    """The SessionResolver of `connection` (kept on it for the session); without a
+    connection (pre-connection, register) one without a session cache."""
+    resolver = resolver_for(app)
+    if connection is None:
+        return SessionResolver(resolver)
+    view = getattr(connection, "dns", None)
+    if view is None or view.base is not resolver:
+        view = connection.dns = SessionResolver(resolver)
+    return view
 
 
 def reverse_name(app, ip):

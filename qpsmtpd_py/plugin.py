@@ -64,6 +64,20 @@ class Plugin:
     def transaction(self):
         return self.qp.transaction if self.qp else None
 
+    # -- services: per process, opened on first use (after fork) ---------------------------
+    @property
+    def store(self):
+        """The server's LMDB store (docs/store.md): `self.store.table("greylist")`."""
+        from .store import open_store
+        return open_store(self.app)
+
+    @property
+    def resolver(self):
+        """DNS with this session's answer cache (dns.SessionResolver):
+        `pending = self.resolver.submit(name, "A")`, later `pending.result()`."""
+        from .dns import session_resolver
+        return session_resolver(self.app, self.connection)
+
     # -- config ---------------------------------------------------------------------------
     def config(self, name, default=None):
         """First line of config file `name` (config hooks first), else default."""
