@@ -7,7 +7,7 @@
 #          start-services.sh --install-only [STATE_DIR]
 #
 #   components (default: all, in this order):
-#     dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip
+#     dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim
 #
 #   --install       first make sure the Debian packages are there (policy-rc.d
 #                   guard + at most one apt-get update + apt-get install of the
@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
 done
 if [ $# -lt 1 ] && [ $START = 1 ]; then sed -n '2,30p' "$0" >&2; exit 2; fi
 STATE=""; [ $# -ge 1 ] && { STATE=$(realpath -m "$1"); shift; }
-ALL="dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip"
+ALL="dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim"
 COMPONENTS=${*:-$ALL}
 
 DNS_PORT=${DNS_PORT:-5353}; SPAMD_PORT=${SPAMD_PORT:-7830}; CLAMD_PORT=${CLAMD_PORT:-3310}
@@ -652,11 +652,45 @@ EOF
   ok geoip "$D/GeoLite2-Country.mmdb, $D/GeoLite2-City.mmdb"
 }
 
+# ---------------------------------------------------------------- 12. exim (unpacked only)
+# exim4-daemon-light conflicts with postfix, so it is not installed: its .deb is
+# unpacked once into STATE/exim-root (apt-get download + dpkg-deb -x), and the tests
+# run that binary with a config of their own (-C).  The binary needs its compiled-in
+# user Debian-exim to exist and its shared libraries (the package's lib* Depends).
+start_exim() {
+  local R=$STATE/exim-root X=$STATE/exim-root/usr/sbin/exim4 dl libs p missing=""; T0=$(now)
+  id Debian-exim >/dev/null 2>&1 || useradd --system --user-group -M -d /nonexistent -s /usr/sbin/nologin Debian-exim \
+    || { fail exim "useradd Debian-exim"; return; }
+  if [ ! -x "$X" ] || [ ! -s "$R/depends" ]; then
+    dl=$(mktemp -d /tmp/qpt-exim-dl.XXXXXX)
+    if ! (cd "$dl" && apt-get download exim4-daemon-light) >>"$STATE/exim-apt.log" 2>&1; then
+      apt-get update -q >>"$STATE/exim-apt.log" 2>&1
+      (cd "$dl" && apt-get download exim4-daemon-light) >>"$STATE/exim-apt.log" 2>&1 \
+        || { rm -rf "$dl"; fail exim "apt-get download exim4-daemon-light, see $STATE/exim-apt.log"; return; }
+    fi
+    rm -rf "$R"; mkdir -p "$R"
+    dpkg-deb -x "$dl"/exim4-daemon-light_*.deb "$R" && dpkg-deb -f "$dl"/exim4-daemon-light_*.deb Depends > "$R/depends" \
+      || { rm -rf "$dl"; fail exim "dpkg-deb -x"; return; }
+    rm -rf "$dl"
+  fi
+  libs=$(tr ',|' '\n\n' < "$R/depends" | awk '$1 ~ /^lib/ {print $1}')
+  for p in $libs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    log "exim: installing its libraries:$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >>"$STATE/exim-apt.log" 2>&1 \
+      || { fail exim "apt-get install$missing, see $STATE/exim-apt.log"; return; }
+  fi
+  # works, not just exists: it reads a config and reports its version
+  printf 'primary_hostname = exim.example.test\nspool_directory = %s/spool\n' "$R" > "$R/probe.conf"
+  "$X" -C "$R/probe.conf" -bV 2>&1 | grep -q '^Exim version' \
+    && ok exim "$X" || fail exim "$X -C $R/probe.conf -bV: $("$X" -C "$R/probe.conf" -bV 2>&1 | head -3)"
+}
+
 # ---------------------------------------------------------------- run
 TALL=$(now)
 for c in $COMPONENTS; do
   case $c in
-    dns|spamd|clamd|ldap|imap|mysql|pam|checkpw|milter|sink|postfix|geoip) "start_$c" ;;
+    dns|spamd|clamd|ldap|imap|mysql|pam|checkpw|milter|sink|postfix|geoip|exim) "start_$c" ;;
     *) log "unknown component: $c"; FAILED="$FAILED $c" ;;
   esac
 done
@@ -706,6 +740,7 @@ QPT_SINK_DIR=$STATE/sink/msgs
 QPT_POSTFIX_HOST=$H
 QPT_POSTFIX_PORT=$POSTFIX_PORT
 QPT_GEOIP_DIR=$STATE/geoip
+QPT_EXIM_BIN=$STATE/exim-root/usr/sbin/exim4
 EOF
 
 log "all done in $(since "$TALL")s; env: $STATE/services.env"
