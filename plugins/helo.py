@@ -97,7 +97,6 @@ class Helo(Plugin):
         except ValueError:
             raise ValueError(f"timeout '{self.args.get('timeout')}' is not a number of seconds")
         self.tests = POLICIES[self.policy]
-        self._regexes = {}
 
     # -- hooks ------------------------------------------------------------------------
     def hook_helo(self, transaction, host, *rest):
@@ -126,32 +125,30 @@ class Helo(Plugin):
     # -- the checks: each returns (reply text, log text) on failure, else None ------------
     def is_in_badhelo(self, host):
         lhost = host.lower()
-        for entry in self.config_list("badhelo"):
-            if _REGEX_CHARS.search(entry):
-                failure = self.regex_match(lhost, entry)
-                if failure:
-                    return failure
-            elif lhost == entry.lower():
-                return f"I do not believe you are {host}.", "in badhelo"
+        for entry, regex, negate in self.parsed_config("badhelo", self.parse_badhelo):
+            if regex is None:
+                if lhost == entry:
+                    return f"I do not believe you are {host}.", "in badhelo"
+            elif bool(regex.search(lhost)) != negate:
+                return "Your HELO hostname is not allowed", f"badhelo pattern match ({entry})"
         return None
 
-    def regex_match(self, host, entry):
-        negate = entry.startswith("!")
-        regex = self.compile(entry, entry[1:] if negate else entry)
-        if regex is not None and bool(regex.search(host)) != negate:
-            return "Your HELO hostname is not allowed", f"badhelo pattern match ({entry})"
-        return None
-
-    def compile(self, entry, pattern):
-        """The compiled pattern (cached per process); a bad one is logged once."""
-        key = (entry.origin, pattern)
-        if key not in self._regexes:
+    def parse_badhelo(self, lines):
+        """[(entry, compiled regex or None for a plain name, negated)]; a bad
+        pattern is logged (once per change of the file) and skipped."""
+        entries = []
+        for entry in lines:
+            if not _REGEX_CHARS.search(entry):
+                entries.append((entry.lower(), None, False))
+                continue
+            negate = entry.startswith("!")
             try:
-                self._regexes[key] = re.compile(pattern, re.IGNORECASE)
+                regex = re.compile(entry[1:] if negate else entry, re.IGNORECASE)
             except re.error as exc:
                 self.log(LOGERROR, f"{entry.origin}: badhelo pattern '{entry}' skipped: {exc}")
-                self._regexes[key] = None
-        return self._regexes[key]
+                continue
+            entries.append((entry, regex, negate))
+        return entries
 
     def invalid_localhost(self, host):
         if host.lower() not in LOCALHOST_NAMES or is_loopback(self.connection.remote_ip):

@@ -51,7 +51,6 @@ from email.message import Message
 
 from qpsmtpd_py.address import Address
 from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.filecache import FileCache
 from qpsmtpd_py.plugin import Plugin
 
 ACCESS = ("PUBLIC", "PROTECTED")
@@ -63,28 +62,22 @@ class ListError(Exception):
 
 
 class MailinglistSimple(Plugin):
-    def register(self, *args):
-        super().register(*args)
-        self.files = FileCache()          # parsed files, per process
-        self._lists = None        # (config lines, parsed lists), per process
-
     # -- configuration -------------------------------------------------------------------
     def lists(self):
         """{list address (lowercase): settings} from config/mailinglist_simple,
         parsed (and malformed lines logged) once per change of the file."""
-        lines = self.config_list("mailinglist_simple")
-        key = tuple((str(line), line.origin) for line in lines)
-        if self._lists is None or self._lists[0] != key:
-            lists = {}
-            for line in lines:
-                try:
-                    name, settings = parse_line(line)
-                except ValueError as exc:
-                    self.log(LOGERROR, f"{line.origin}: {exc}; line ignored")
-                    continue
-                lists[name] = settings
-            self._lists = (key, lists)
-        return self._lists[1]
+        return self.parsed_config("mailinglist_simple", self.parse_lists)
+
+    def parse_lists(self, lines):
+        lists = {}
+        for line in lines:
+            try:
+                name, settings = parse_line(line)
+            except ValueError as exc:
+                self.log(LOGERROR, f"{line.origin}: {exc}; line ignored")
+                continue
+            lists[name] = settings
+        return lists
 
     def resolve(self, settings, name):
         """A file name from the config line, relative to the config file's directory."""
@@ -100,11 +93,11 @@ class MailinglistSimple(Plugin):
     def signature(self, settings):
         if not settings.get("signature"):
             return ""
-        return self.read_file(self.resolve(settings, "signature"), lambda text: text)
+        return self.read_file(self.resolve(settings, "signature"), str)
 
     def read_file(self, path, parse):
         try:
-            return self.files.get(path, parse)
+            return self.parsed_file(path, parse)
         except OSError as exc:
             raise ListError(f"{path}: {exc.strerror}")
 

@@ -54,7 +54,6 @@ from email.utils import getaddresses
 
 from qpsmtpd_py.addrlist import is_local_domain
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO
-from qpsmtpd_py.filecache import FileCache
 from qpsmtpd_py.plugin import Plugin
 
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -82,7 +81,6 @@ class Majordomo(Plugin):
         self.domains = {d.strip().lower() for d in self.args.get("domains", "").split(",") if d.strip()}
         self.check_envelope = _true(self.args.get("check_envelope", "1"))
         self.check_header = _true(self.args.get("check_header", "0"))
-        self.files = FileCache()       # parsed files, per process
         if self.check_header:
             self.register_hook("data_post", self.header_check)
 
@@ -123,7 +121,7 @@ class Majordomo(Plugin):
 
     def read_file(self, path, parse):
         try:
-            return self.files.get(path, parse)
+            return self.parsed_file(path, parse)
         except OSError as exc:
             raise ListError(f"{path}: {exc.strerror}")
 

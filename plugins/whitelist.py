@@ -28,10 +28,12 @@ What a match does (qpsmtpd's whitelist, which is Gavin Carr's whitelist_soft):
           transaction note `whitelistrcpt` counts such recipients (greylisting
           reads it). List only your own addresses and domains here: an entry for
           a foreign domain would let anyone relay to it.
-This plugin itself accepts a recipient only for a whitelistrcpt match. But note
-that rcpt_ok (like qpsmtpd's) accepts any recipient from an immune client, so a
-whitelisted host or sender can relay through it: whitelist only hosts you would
-let relay anyway, and remember that an envelope sender is easily forged.
+This plugin itself accepts a recipient only for a whitelistrcpt match.
+Whitelisting never grants relaying: a whitelisted host or sender skips policy
+checks, but rcpt_ok still answers `550 Relaying denied (#5.7.1)` for a recipient
+outside our domains unless the client may relay (relay plugin, RELAYCLIENT,
+AUTH). qpsmtpd HEAD's rcpt_ok let such clients relay, which turns a forged
+whitelisted envelope sender into an open relay; qpsmtpd 0.94 did not.
 Devin Carraway's older whitelist, which carried every match across all later
 hooks, is not reproduced. Load `relay` before this plugin (its connect hook must
 run) and the policy plugins after it.
@@ -80,7 +82,6 @@ class Whitelist(Plugin):
             raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
         self.per_recipient = _true(self.args.get("per_recipient", "0"))
         self.merge = _true(self.args.get("merge", "1"))
-        self._lists = {}          # parsed lists by their config lines, per process
         if self.per_recipient:
             self.register_hook("rcpt", self.per_recipient_rcpt)
             self.register_hook("data", self.data_scope)
@@ -93,7 +94,7 @@ class Whitelist(Plugin):
 
     # -- normal mode: one check per hook -------------------------------------------------
     def check_host(self, transaction):
-        if self.host_whitelisted(self.config_list(FILES["host"])):
+        if self.host_whitelisted(self.global_list("host")):
             self.connection.notes["whitelisthost"] = 1
             return OK
         return DECLINED
@@ -106,78 +107,75 @@ class Whitelist(Plugin):
         return DECLINED
 
     def check_sender(self, transaction, sender, params=None):
-        if self.match_address(sender, self.config_list(FILES["sender"])):
+        if self.match_address(sender, self.global_list("sender")):
             transaction.notes["whitelistsender"] = 1
             self.log(LOGINFO, f"pass, envelope sender {sender.address} in whitelistsenders")
             return OK
         return DECLINED
 
     def check_rcpt(self, transaction, rcpt, params=None):
-        return self.rcpt_result(transaction, rcpt, self.config_list(FILES["rcpt"]))
+        return self.rcpt_result(transaction, rcpt, [self.global_list("rcpt")])
 
-    def rcpt_result(self, transaction, rcpt, entries):
-        if not self.match_address(rcpt, entries):
+    def rcpt_result(self, transaction, rcpt, lists):
+        if not any(self.match_address(rcpt, addresses) for addresses in lists):
             return DECLINED
         rcpt.notes["whitelistrcpt"] = 1
         transaction.notes["whitelistrcpt"] = transaction.notes.get("whitelistrcpt", 0) + 1
         self.log(LOGINFO, f"pass, recipient {rcpt.address} in whitelistrcpt")
         return OK
 
-    def host_whitelisted(self, entries):
+    def host_whitelisted(self, hosts):
         conn = self.connection
         if "WHITELISTCLIENT" in os.environ:
             conn.notes["whitelistclient"] = 1
             self.log(LOGINFO, f"pass, host {conn.remote_ip} is a whitelisted client (WHITELISTCLIENT)")
             return True
-        if conn.remote_ip and conn.remote_ip in self.host_list(entries):
+        if conn.remote_ip and conn.remote_ip in hosts:
             self.log(LOGINFO, f"pass, host {conn.remote_ip} is a whitelisted host")
             return True
         return False
 
-    def match_address(self, address, entries):
+    def match_address(self, address, addresses):
         """whitelistsenders/whitelistrcpt: user@host entries match the address,
         host and @host entries every address in the domain (case-insensitive)."""
         if address is None or address.is_null or not address.host:
             return False
-        key = ("addresses",) + tuple((str(e), getattr(e, "origin", "")) for e in entries)
-        cached = self._lists.get(key)
-        if cached is None:
-            lines = [ConfigLine(e if "@" in e else "@" + str(e).strip(),
-                                getattr(e, "path", None), getattr(e, "lineno", 0)) for e in entries]
-            cached = self.remember(key, AddressList(lines, log=self.log, regex="never",
-                                                    name="whitelist"))
-        return cached.match(address) is not None
+        return addresses.match(address) is not None
 
-    def remember(self, key, value):
-        """Keep parsed lists while the config lines stay the same (bounded cache)."""
-        if len(self._lists) > 100:
-            self._lists.clear()
-        self._lists[key] = value
-        return value
+    def global_list(self, kind):
+        """The parsed config file of `kind`, parsed again only when it changes."""
+        return self.parsed_config(FILES[kind], self.parser(kind))
 
-    def host_list(self, entries):
-        """An IPList of the valid entries, cached while the lines stay the same."""
-        key = ("hosts",) + tuple((str(e), getattr(e, "origin", "")) for e in entries)
-        cached = self._lists.get(key)
-        if cached is None:
-            cached = IPList()
-            for entry in entries:
-                value = host_entry(entry)
-                if value is None:
-                    self.log(LOGERROR, f"{getattr(entry, 'origin', 'user_config')}: "
-                             f"whitelisthosts: '{entry}' is no IP, prefix or CIDR block; ignored")
-                else:
-                    cached.add(value)
-            self.remember(key, cached)
-        return cached
+    def parser(self, kind):
+        return {"host": self.parse_hosts, "helo": list}.get(kind, self.parse_addresses)
+
+    def parse_addresses(self, entries):
+        """An AddressList of whitelistsenders/whitelistrcpt lines (a bare domain is @domain)."""
+        lines = [ConfigLine(e if "@" in e else "@" + str(e).strip(),
+                            getattr(e, "path", None), getattr(e, "lineno", 0)) for e in entries]
+        return AddressList(lines, log=self.log, regex="never", name="whitelist")
+
+    def parse_hosts(self, entries):
+        """An IPList of the valid whitelisthosts entries; the others are logged."""
+        hosts = IPList()
+        for entry in entries:
+            value = host_entry(entry)
+            if value is None:
+                self.log(LOGERROR, f"{getattr(entry, 'origin', 'user_config')}: "
+                         f"whitelisthosts: '{entry}' is no IP, prefix or CIDR block; ignored")
+            else:
+                hosts.add(value)
+        return hosts
 
     # -- per_recipient mode: everything at RCPT -----------------------------------------
     def per_recipient_rcpt(self, transaction, rcpt, params=None):
         conn = self.connection
-        own = {kind: self.recipient_list(transaction, rcpt, name) for kind, name in FILES.items()}
-        global_ = {kind: ([] if own[kind] is not None and not self.merge
-                          else self.config_list(name)) for kind, name in FILES.items()}
-        own = {kind: value or [] for kind, value in own.items()}
+        own, global_ = {}, {}
+        for kind, name in FILES.items():
+            lines = self.recipient_list(transaction, rcpt, name)
+            own[kind] = self.parser(kind)(lines or [])
+            replaced = lines is not None and not self.merge
+            global_[kind] = self.parser(kind)([]) if replaced else self.global_list(kind)
         helo = conn.hello_host or ""
         sender = transaction.sender
 
@@ -192,7 +190,7 @@ class Whitelist(Plugin):
             self.log(LOGINFO, f"pass, envelope sender {sender.address} in whitelistsenders")
 
         personal = [kind for kind, hit in (
-            ("host", own["host"] and conn.remote_ip in self.host_list(own["host"])),
+            ("host", conn.remote_ip and conn.remote_ip in own["host"]),
             ("helo", helo and match_name(helo, own["helo"])),
             ("sender", self.match_address(sender, own["sender"]))) if hit]
         for kind in personal:
@@ -200,7 +198,7 @@ class Whitelist(Plugin):
         if personal:
             self.log(LOGINFO, f"pass, {' and '.join(personal)} whitelisted by {rcpt.address}")
         self.scope_personal(transaction, bool(personal))
-        return self.rcpt_result(transaction, rcpt, global_["rcpt"] + own["rcpt"])
+        return self.rcpt_result(transaction, rcpt, [global_["rcpt"], own["rcpt"]])
 
     def scope_personal(self, transaction, whitelisted):
         """A recipient's own whitelist makes the transaction immune (note

@@ -14,6 +14,7 @@ import sys
 
 from . import constants as C
 from .config import ConfigError
+from .filecache import FileCache, ParsedLines
 from .hooks import HOOK_SET, METHOD_TO_HOOK
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -90,6 +91,19 @@ class Plugin:
     def config_map(self, name):
         """`name.cdb` as a CDB reader (None if absent)."""
         return self.app.config.get_map(name)
+
+    def parsed_config(self, name, parser):
+        """parser(lines) of config file `name` (the lines of config_list), cached
+        in this process: the parser runs again only after the file changed."""
+        cache = self.__dict__.get("_parsed_config") or self.__dict__.setdefault(
+            "_parsed_config", ParsedLines())
+        return cache.get(name, self.config_list(name), parser)
+
+    def parsed_file(self, path, parser):
+        """parser(text) of any file, cached until it changes; OSError if unreadable."""
+        cache = self.__dict__.get("_parsed_files") or self.__dict__.setdefault(
+            "_parsed_files", FileCache())
+        return cache.get(path, parser)
 
     # -- logging --------------------------------------------------------------------------
     def log(self, level, *msg):

@@ -176,3 +176,15 @@ def test_a_recipients_own_whitelist_counts_at_data_only_for_all_recipients(make_
         assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
         assert c.cmd("RCPT TO:<postmaster@example.test>")[0] == 250     # whitelistrcpt
         assert c.cmd("DATA") == (554, "5.7.1 t_policy refused at data")
+
+
+@pytest.mark.parametrize("name", ["whitelist", "whitelist_soft"])
+def test_whitelisted_host_and_sender_still_cannot_relay(make_config, name):
+    """The manual's promise: whitelisting exempts from policy, never opens the relay."""
+    srv = server(make_config, [name, "t_policy mail"])
+    for ip, sender in (("192.0.2.10", "x@stranger.test"), ("192.0.2.99", "boss@partner.test")):
+        with srv.session(env={"TCPREMOTEIP": ip}) as c:
+            c.ehlo()
+            assert c.cmd(f"MAIL FROM:<{sender}>")[0] == 250, "exempt from t_policy"
+            assert c.cmd("RCPT TO:<victim@elsewhere.test>") == (550, "5.7.1 Relaying denied (#5.7.1)")
+            assert c.cmd("RCPT TO:<u@example.test>")[0] == 250
