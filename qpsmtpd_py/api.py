@@ -16,3 +16,4 @@ from .config import ConfigError, ConfigLine  # noqa: F401
 from .plugin import Plugin, isa_plugin, parse_pairs  # noqa: F401
 from .dns import DNSFailure, reverse_ip  # noqa: F401  self.resolver's failure and list-zone names
 from .store import StoreError  # noqa: F401  self.store's "cannot be used" error
+from .scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners

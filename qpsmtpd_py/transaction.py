@@ -3,6 +3,10 @@
 The body (without the header block) is kept in memory up to `size_threshold`
 bytes, then moves to an unlinked temp file in `spool_dir`, so a 50 MB message
 costs no more memory than a small one. Line ends are LF, as in qpsmtpd.
+
+Plugins change the message with body_append / body_replace and the Header
+methods (add, replace, delete); `data_size` is worked out from what is there, so
+it stays right for later plugins and the queue whatever they changed.
 """
 
 import io
@@ -48,7 +52,7 @@ class Transaction:
         self.recipients = []
         self.header = None
         self.notes = {}
-        self.data_size = 0          # bytes stored (header + body), LF line ends
+        self._data_size = 0         # until the header exists (see data_size)
         self.spool_dir = spool_dir
         self.size_threshold = size_threshold
         self._body = io.BytesIO()
@@ -67,9 +71,57 @@ class Transaction:
             self.notes[key] = value[0]
         return self.notes.get(key)
 
+    # -- size -----------------------------------------------------------------------
+    @property
+    def data_size(self):
+        """Bytes of the message as it stands (header, blank line, body; LF line
+        ends): what the queue writes, after every change plugins made."""
+        if self.header is None:
+            return self._data_size
+        return len(self.header.as_bytes()) + 1 + self.body_length
+
+    @data_size.setter
+    def data_size(self, value):
+        # kept for code that sets it while reading DATA; once the header exists
+        # the size is worked out from the message itself
+        self._data_size = value
+
+    def message_size(self, crlf=False):
+        """data_size, or the size with CRLF line ends (what goes on the wire)."""
+        if not crlf:
+            return self.data_size
+        return sum(len(chunk) for chunk in self.iter_message(crlf=True))
+
     # -- body -----------------------------------------------------------------------
+    def body_append(self, data):
+        """Add text or bytes at the end of the body (LF line ends)."""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        self._body.seek(0, os.SEEK_END)
+        self.body_write(data)
+
+    def body_replace(self, data):
+        """Replace the whole body with bytes, text, or the contents of a binary
+        file object (read in chunks, so a large new body is never all in memory)."""
+        if self._spooled:
+            self._body.seek(0)
+            self._body.truncate()
+        else:
+            self._body = io.BytesIO()
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.body_write(bytes(data))
+            return
+        while True:
+            chunk = data.read(65536)
+            if not chunk:
+                break
+            self.body_write(chunk)
+
     def body_write(self, data):
-        """Append body bytes; moves the body to disk once it passes the threshold."""
+        """Append body bytes at the current position (the reader's; plugins use
+        body_append); moves the body to disk once it passes the threshold."""
         self._body.write(data)
         if not self._spooled and self._body.tell() > self.size_threshold:
             self._spool_to_disk()
