@@ -22,7 +22,7 @@ from qpsmtpd_py.app import Qpsmtpd                      # noqa: E402
 from qpsmtpd_py.channel import PipeChannel                # noqa: E402
 from qpsmtpd_py.config import Config                      # noqa: E402
 from qpsmtpd_py.server.common import new_connection       # noqa: E402
-from qpsmtpd_py.smtp import SMTPSession                   # noqa: E402
+from qpsmtpd_py.session import SMTPSession                  # noqa: E402
 
 PLUGINS = ["relay", "count_unrecognized_commands", "dont_require_anglebrackets", "rcpt_ok",
            "queue/discard"]

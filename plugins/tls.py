@@ -29,6 +29,9 @@ Behaviour:
   STARTTLS x     -> 500 Syntax error (no parameters allowed)
   before EHLO    -> 500 Unrecognized command
   after AUTH     -> 503 STARTTLS not allowed after AUTH
+  during a mail transaction (after MAIL) -> 503 5.5.1 Error: MAIL transaction in
+                    progress (Postfix's answer; qpsmtpd started TLS mid-transaction).
+                    RSET ends the transaction and STARTTLS works again.
   failure        -> 500 TLS Negotiation Failed; later HELO/EHLO/MAIL/RCPT/DATA/AUTH
                     get 550 Command refused due to lack of security.
   SMTPS listeners (qpsmtpd --smtps, forkserver/prefork --smtps-port) handshake
@@ -114,6 +117,10 @@ class TLS(Plugin):
             return DENY, "Syntax error (no parameters allowed)"
         if session.connection.auth_user:
             session.respond(503, "STARTTLS not allowed after AUTH")
+            return DONE
+        if transaction is not None and transaction.sender is not None:
+            # Postfix's answer; RSET ends the transaction and STARTTLS works again
+            session.respond(503, "5.5.1 Error: MAIL transaction in progress")
             return DONE
         try:
             service.wrap_session(session)

@@ -16,4 +16,21 @@ from .config import ConfigError, ConfigLine  # noqa: F401
 from .plugin import Plugin, isa_plugin, parse_pairs  # noqa: F401
 from .dns import DNSFailure, reverse_ip  # noqa: F401  self.resolver's failure and list-zone names
 from .store import StoreError  # noqa: F401  self.store's "cannot be used" error
+from .arguments import (  # noqa: F401  declared config/plugins arguments (Plugin.arguments)
+    REJECT, REJECT_TYPE, AnyKeyword, Arg, ArgumentError, Bool, Checked, Choice, Domains, Flag,
+    Int, Keyword, LogLevel, Number, Path, Positional, Text,
+)
+
+# -- helper libraries for plugins (their engine modules may move; these names stay) --------
+from .addrlist import (  # noqa: F401  address lists (badmailfrom syntax), local domains
+    NO_MAILBOX, AddressList, address_list, compile_pattern, is_local_domain, user_candidates,
+)
+from .netmatch import IPList, cached_iplist, ip_prefixes, parse_ip  # noqa: F401  IP lists
+from .aliases import AliasTable, parse_sendmail_aliases  # noqa: F401  alias files
+from .cdb import CDB  # noqa: F401  constant databases (tinycdb format)
+from .filecache import FileCache, file_signature  # noqa: F401  parsed files, re-read on change
+from .logsink import level_arg, line_text, session_id  # noqa: F401  logging/* plugins
+from .smtpclient import SMTPClient, SMTPError, xtext  # noqa: F401  queue/smtp-forward
+from .passwords import validate_password  # noqa: F401  auth plugins
+from .store import check_store, open_store  # noqa: F401  the LMDB store (see also self.store)
 from .scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners

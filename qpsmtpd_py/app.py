@@ -73,7 +73,7 @@ class Qpsmtpd:
         self.bare_newlines = (self.config.get("bare_newlines") or "reject").strip().lower()
         if self.bare_newlines not in ("reject", "normalize", "normalise"):
             raise ConfigError(f"bare_newlines: '{self.bare_newlines}' must be reject or normalize")
-        self.data_line_limit = self.config.get_int("data_line_limit", 1000)
+        self.data_line_limit = self.config.get_int("data_line_limit", 0)
 
     def reload(self):
         """SIGHUP: forget cached config and hooks, then load everything again."""

@@ -9,15 +9,9 @@ import select
 import socket
 import struct
 
+from .errors import ClientGone, ClientTimeout  # noqa: F401  (re-exported)
+
 _TIMEVAL = struct.Struct("ll")
-
-
-class ClientTimeout(Exception):
-    """The client sent nothing within the time-out."""
-
-
-class ClientGone(Exception):
-    """The client closed the connection (or a write failed)."""
 
 
 class LineTooLong(Exception):

@@ -3,7 +3,8 @@
 import re
 import traceback
 
-from .constants import DECLINED, DENY_CODES, DENYSOFT, LOGCRIT, LOGERROR, RETURN_NAMES
+from .constants import (DECLINED, DENY, DENY_CODES, DENY_DISCONNECT, DENYSOFT,
+                        DENYSOFT_DISCONNECT, LOGCRIT, LOGERROR, RETURN_NAMES)
 
 HOOKS = (
     "pre-connection", "connect", "helo_parse", "ehlo_parse", "helo", "ehlo",
@@ -120,3 +121,62 @@ class HookRunner:
                              + traceback.format_exc().rstrip(), hook=follow,
                              plugin=other.plugin_name)
 
+
+
+# -- what the client is told -------------------------------------------------------------
+# (hook, return code) -> (SMTP code, default text, disconnect after the reply).
+# The default text is used when the plugin gave none; {fields} are filled in by the
+# session (sender, kind, host). A result missing here is not a refusal: the session
+# goes on (OK/DECLINED accept, DONE means the plugin answered itself).
+def _refusals(hook, deny, soft, deny_disc=None, soft_disc=None):
+    """The four DENY codes of one hook; *_disc default to the plain code + disconnect."""
+    deny_disc = deny_disc or deny
+    soft_disc = soft_disc or soft
+    return {
+        (hook, DENY): (deny[0], deny[1], False),
+        (hook, DENYSOFT): (soft[0], soft[1], False),
+        (hook, DENY_DISCONNECT): (deny_disc[0], deny_disc[1], True),
+        (hook, DENYSOFT_DISCONNECT): (soft_disc[0], soft_disc[1], True),
+    }
+
+
+REPLIES = {}
+for _hook, _args in (
+    ("connect", ((550, "Connection from you denied, bye bye."),
+                 (450, "Connection from you temporarily denied, bye bye."))),
+    ("helo", ((550, "{kind} {host} refused"), (450, "{kind} {host} refused"))),
+    ("ehlo", ((550, "{kind} {host} refused"), (450, "{kind} {host} refused"))),
+    ("mail_pre", ((550, "Address refused"), (450, "Address refused"))),
+    ("rcpt_pre", ((550, "Address refused"), (450, "Address refused"))),
+    ("mail", ((550, "{sender}, denied"), (450, "{sender}, temporarily denied"),
+              None, (421, "{sender}, temporarily denied"))),
+    ("rcpt", ((550, "relaying denied"), (450, "relaying denied"),
+              (550, "delivery denied"), (421, "relaying denied"))),
+    ("unrecognized_command", ((500, "Unrecognized command"), (451, "Unrecognized command"),
+                              (521, "Unrecognized command"), (421, "Unrecognized command"))),
+    ("vrfy", ((554, "Access Denied"), (554, "Access Denied"))),
+    ("help", ((500, "Syntax error, command not recognized"),
+              (500, "Syntax error, command not recognized"))),
+    ("data", ((554, "Message denied"), (451, "Message denied temporarily"),
+              None, (421, "Message denied temporarily"))),
+    ("data_headers_end", ((554, "Message denied"), (421, "Message denied temporarily"))),
+    ("data_post", ((552, "Message denied"), (452, "Message denied temporarily"))),
+    ("queue_pre", ((552, "Message denied"), (452, "Message denied"))),
+    ("queue", ((552, "Message denied"), (452, "Message denied temporarily"))),
+):
+    REPLIES.update(_refusals(_hook, *_args))
+# hooks whose DENY/DENYSOFT keep the session but whose disconnect codes differ
+REPLIES[("noop", DENY)] = (500, "Stop wasting my time.", False)
+REPLIES[("noop", DENY_DISCONNECT)] = (500, "Stop wasting my time.", True)
+# queue_pre never disconnects; data_headers_end refuses only with its disconnect codes
+REPLIES[("queue_pre", DENY_DISCONNECT)] = (552, "Message denied", False)
+REPLIES[("queue_pre", DENYSOFT_DISCONNECT)] = (452, "Message denied", False)
+del REPLIES[("data_headers_end", DENY)], REPLIES[("data_headers_end", DENYSOFT)]
+# answers that are not refusals
+REPLIES[("rcpt", DECLINED)] = (450, "No plugin decided if relaying is allowed", False)
+REPLIES[("queue", DECLINED)] = (451, "Queuing declined or disabled; try again later", False)
+
+
+def reply_for(hook, code):
+    """(SMTP code, default text, disconnect) for a chain's result, or None."""
+    return REPLIES.get((hook, code))

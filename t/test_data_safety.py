@@ -4,8 +4,6 @@ limits, dot-unstuffing, and messages without a header block; all against a real
 
 import os
 import re
-import time
-
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,18 +143,28 @@ def test_command_line_limit(srv):
         assert c.cmd("QUIT")[0] == 221
 
 
-@pytest.mark.parametrize("files, length, accepted", [
-    ({}, 998, True),                              # 998 + CRLF = 1000: the RFC limit
-    ({}, 999, False),
-    ({}, 300000, False),                          # one enormous line
-    ({"data_line_limit": "2000"}, 1500, True),
-    ({"data_line_limit": "2000"}, 1999, False),
+@pytest.mark.parametrize("files, line, accepted", [
+    # the default accepts lines of any length, as qpsmtpd and Postfix do
+    ({}, b"z" * 998, True),
+    ({}, b"." + b"z" * 998, True),                # on the wire: 999 octets + CRLF
+    ({}, b"z" * 300000, True),
+    ({}, b"." + b"y" * 5000000, True),            # 5 MB, dot-stuffed
+    ({"data_line_limit": "0"}, b"z" * 300000, True),   # 0 = unlimited
+    # the admin's opt-in limit counts CRLF but never the transparency dot
+    ({"data_line_limit": "1000"}, b"z" * 998, True),
+    ({"data_line_limit": "1000"}, b"." + b"z" * 997, True),   # 998 octets of text
+    ({"data_line_limit": "1000"}, b"z" * 999, False),
+    ({"data_line_limit": "1000"}, b"." + b"z" * 998, False),
+    ({"data_line_limit": "1000"}, b"z" * 300000, False),
+    ({"data_line_limit": "2000"}, b"z" * 1500, True),
+    ({"data_line_limit": "2000"}, b"z" * 1999, False),
 ])
-def test_data_line_limit(srv, files, length, accepted):
+def test_data_line_limit(srv, files, line, accepted):
     s = srv(files=files)
+    wire = b"." + line if line.startswith(b".") else line       # dot-stuffing
     with s.session() as c:
         open_data(c)
-        c.send(b"Subject: long\r\n\r\nstart\r\n" + b"z" * length + b"\r\nend\r\n.\r\n")
+        c.send(b"Subject: long\r\n\r\nstart\r\n" + wire + b"\r\nend\r\n.\r\n")
         code, lines = c.read_reply()
         if accepted:
             assert code == 250, lines
@@ -166,9 +174,76 @@ def test_data_line_limit(srv, files, length, accepted):
         assert c.cmd("NOOP")[0] == 250
     if accepted:
         (msg,) = s.messages()
-        assert msg.endswith(b"\nstart\n" + b"z" * length + b"\nend\n")
+        assert msg.endswith(b"\nstart\n" + line + b"\nend\n")
     else:
         assert s.messages() == []
+
+
+@pytest.mark.parametrize("pieces, accepted", [
+    ([b"q" * 70000, b"q" * 29998], True),           # 99998 octets: at the limit
+    ([b"q" * 70000, b"q" * 29999], False),          # one more
+    ([b".." + b"q" * 69998, b"q" * 29999], True),   # stuffed dot + 99998 octets
+])
+def test_long_line_in_pieces_counts_across_reads(srv, pieces, accepted):
+    """A line longer than the reader's piece size (64 KiB) is handed on in pieces;
+    its length still counts whole against data_line_limit, without the stuffing dot."""
+    s = srv(files={"data_line_limit": "100000"})
+    with s.session() as c:
+        open_data(c)
+        c.send(b"Subject: pieces\r\n\r\n")
+        for piece in pieces:
+            c.send(piece)
+        c.send(b"\r\n.\r\n")
+        code, lines = c.read_reply()
+        if accepted:
+            assert code == 250, lines
+        else:
+            assert code == 554 and "line longer than 100000" in lines[0], lines
+    if accepted:
+        (msg,) = s.messages()
+        assert msg.endswith(b"\n\n" + b"".join(pieces)[1 if pieces[0][:2] == b".." else 0:] + b"\n")
+    else:
+        assert s.messages() == []
+
+
+def test_long_header_line_is_kept(srv):
+    """A 3 MB header line (no CRLF for a long time) is accepted and stored whole;
+    the reader ends the header block at its bound and keeps the rest as body."""
+    s = srv()
+    value = b"h" * 3000000
+    with s.session() as c:
+        open_data(c)
+        c.send(b"X-Long: " + value + b"\r\nSubject: after\r\n\r\nbody\r\n.\r\n")
+        assert c.read_reply()[0] == 250
+    (msg,) = s.messages()
+    assert b"X-Long: " + value + b"\nSubject: after\n\nbody\n" in msg
+
+
+@pytest.mark.parametrize("payload", [
+    b"a\x00b\r\n",
+    b"\r\n\x00.\r\n",                         # SEC Consult's fake end-of-data
+    b"\x00\r\n",
+])
+def test_nul_in_data_refused(srv, payload):
+    s = srv()
+    with s.session() as c:
+        open_data(c)
+        c.send(b"Subject: nul\r\n\r\nbefore\r\n" + payload + b"after\r\n.\r\n")
+        code, lines = c.read_reply()
+        assert code == 554 and lines[0].startswith("5.6.0 ") and "NUL" in lines[0], lines
+        assert c.cmd("NOOP")[0] == 250                    # read to the real end
+    assert s.messages() == []
+
+
+def test_nul_in_data_normalised(srv):
+    s = srv(files={"bare_newlines": "normalize"})
+    with s.session() as c:
+        open_data(c)
+        c.send(b"Subject: nul\r\n\r\nbefore\r\n\x00.\r\nafter\x00 x\r\n.\r\n")
+        assert c.read_reply()[0] == 250
+    (msg,) = s.messages()
+    assert b"\x00" not in msg
+    assert msg.endswith(b"\nbefore\n.\nafter x\n")
 
 
 def test_dot_unstuffing(srv):

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness import ConfigDir, bin_path, free_port, wait_for_port
+from tools import require_tool
 from stubs.spawn_server import SpawnServer
 from stubs.tlsutil import HOST, client_context, install_certs, make_certs, starttls
 
@@ -40,6 +41,9 @@ def test_starttls_upgrade_and_fresh_session(srv, certs):
     with srv.session() as c:
         assert "STARTTLS" in c.ehlo()
         assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
+        # inside a mail transaction: refused as Postfix does; RSET ends it
+        assert c.cmd("STARTTLS") == (503, "5.5.1 Error: MAIL transaction in progress")
+        assert c.cmd("RSET")[0] == 250
         assert "Go ahead with TLS" in starttls(c, certs)
         assert c.sock.version() in ("TLSv1.2", "TLSv1.3")
         # RFC 3207: everything is forgotten; EHLO again, STARTTLS not offered any more
@@ -267,6 +271,7 @@ def test_certificate_maker(tmp_path):
 
 
 def test_openssl_s_client_verifies_the_certificate(srv, certs):
+    require_tool("openssl")
     with SpawnServer(srv) as server:
         run = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-starttls", "smtp",
@@ -281,8 +286,8 @@ def test_openssl_s_client_verifies_the_certificate(srv, certs):
         assert old.returncode != 0
 
 
-@pytest.mark.skipif(not bin_path("swaks"), reason="swaks not installed")
 def test_swaks_starttls_and_tls_on_connect(srv):
+    require_tool("swaks")
     with SpawnServer(srv) as plain, SpawnServer(srv, args=["--smtps"]) as smtps:
         for port, option in ((plain.port, "--tls"), (smtps.port, "--tls-on-connect")):
             run = subprocess.run(

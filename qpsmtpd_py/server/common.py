@@ -6,7 +6,7 @@ import sys
 from ..app import Qpsmtpd
 from ..config import Config, ConfigError, config_dirs
 from ..connection import Connection
-from ..smtp import SMTPSession
+from ..session import SMTPSession
 
 
 def load_app():

@@ -3,7 +3,7 @@
 
 from .. import constants as C
 from ..channel import ClientGone, SocketChannel
-from ..smtp import format_reply, reply_lines
+from ..replies import format_reply, reply_lines
 from .common import new_connection, run_session
 
 

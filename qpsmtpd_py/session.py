@@ -1,0 +1,464 @@
+"""The SMTP session: greeting, one method per verb, qpsmtpd's replies.
+
+A session reads a command, runs the plugin chain for it (hooks.py) and answers
+from the reply table there (hooks.REPLIES). Envelope parsing (envelope.py), the
+DATA reader (data_reader.py) and trace headers (trace.py) live in their own
+modules. Differences from qpsmtpd are deliberate and safe: only CRLF.CRLF ends
+DATA, command lines are limited to 512 octets, SIZE is enforced at MAIL and while
+reading, and enhanced status codes are added after EHLO.
+"""
+
+import re
+import time
+
+from . import auth, envelope, trace
+from . import constants as C
+from .channel import LineTooLong
+from .data_reader import DataReader
+from .dns import reverse_name
+from .errors import ClientGone, ClientTimeout, Disconnect
+from .hooks import reply_for
+from .plugin import Plugin
+from .replies import format_reply, reply_lines, with_enhanced
+from .transaction import Transaction
+
+COMMAND_LINE_LIMIT = 512
+_VERB = re.compile(r"^\w{1,12}$")
+
+
+class SMTPSession:
+    """One client connection, from greeting to disconnect."""
+
+    def __init__(self, app, channel, connection):
+        self.app = app
+        self.channel = channel
+        self.connection = connection
+        self.transaction = None
+        self.esmtp = False
+        self.disconnected = False
+        self.tls_failed = False
+        self.auth_offered = False
+        self.auth = auth.handler_for(self)   # AUTH command handler; None without auth hooks
+        self.started = time.time()
+        self.commands = {
+            "helo": self.cmd_helo, "ehlo": self.cmd_ehlo, "mail": self.cmd_mail,
+            "rcpt": self.cmd_rcpt, "data": self.cmd_data, "rset": self.cmd_rset,
+            "noop": self.cmd_noop, "vrfy": self.cmd_vrfy, "help": self.cmd_help,
+            "quit": self.cmd_quit,
+        }
+        self.verb = ""
+
+    # -- conveniences for plugins ---------------------------------------------------
+    @property
+    def me(self):
+        return self.app.me
+
+    def config(self, name, default=None):
+        return self.app.config.get(name, default)
+
+    def log(self, level, msg):
+        self.app.log(level, msg, hook=self.verb or None)
+
+    def run_hooks(self, hook, *args):
+        hooks = self.app.hooks
+        if not hooks.registry[hook]:            # most hooks have no plugin: skip the call
+            return C.DECLINED, [], None
+        return hooks.run(hook, self.transaction, *args)
+
+    # -- replies ------------------------------------------------------------------------
+    def respond(self, code, *messages, enhanced=None):
+        """Queue a (multi-line) reply; messages may contain newlines."""
+        lines = reply_lines(messages)
+        if self.esmtp and code >= 200 and code // 100 != 3 and self.verb != "ehlo":
+            lines = with_enhanced(self.verb, code, lines, enhanced)
+        self.channel.write(format_reply(code, lines))
+        return True
+
+    def answer(self, hook, code, msgs, reset=False, **fields):
+        """Reply to a hook's result from the reply table; True if it answered.
+        Disconnect codes end the session after the reply; otherwise `reset`
+        ends the mail transaction."""
+        entry = reply_for(hook, code)
+        if entry is None:
+            return False
+        smtp_code, default, disconnect = entry
+        self.respond(smtp_code, *(msgs or [default.format(**fields)]))
+        if disconnect:
+            self.disconnect()
+        if reset:
+            self.reset_transaction()
+        return True
+
+    def disconnect(self):
+        """Run the disconnect hooks once and end the session."""
+        if not self.disconnected:
+            self.disconnected = True
+            self.connection.notes["disconnected"] = True
+            self.run_hooks("disconnect")
+            self.reset_transaction(new=False)
+        raise Disconnect()
+
+    def respond_and_disconnect(self, code, *messages):
+        self.respond(code, *messages)
+        self.disconnect()
+
+    # -- transactions ----------------------------------------------------------------------
+    def reset_transaction(self, new=True):
+        if self.transaction is not None:
+            self.run_hooks("reset_transaction")
+            self.transaction.close()
+        self.transaction = Transaction(self.app.spool_dir, self.app.size_threshold) if new else None
+        return self.transaction
+
+    def ensure_transaction(self):
+        return self.transaction or self.reset_transaction()
+
+    # -- the session -------------------------------------------------------------------------
+    def run(self):
+        """Greet, then answer commands until QUIT, a disconnect, EOF or a time-out."""
+        self.app.session = self
+        Plugin.qp = self
+        try:
+            try:
+                self.start()
+                while True:
+                    self.read_and_dispatch()
+            except Disconnect:
+                pass
+            except ClientTimeout:
+                self.log(C.LOGINFO, "timeout: client sent nothing for "
+                         f"{self.channel.timeout} seconds")
+                self.verb = ""      # not a reply to the last command (EHLO has no codes)
+                self.respond(421, f"4.4.2 {self.me} Error: timeout exceeded")
+                self._end_quietly()
+            except ClientGone as exc:
+                self.log(C.LOGINFO, f"client went away: {exc}")
+                self._end_quietly()
+            try:
+                self.channel.flush()
+            except ClientGone:
+                pass
+        finally:
+            self.log(C.LOGINFO, f"session with [{self.connection.remote_ip}] ended after "
+                     f"{time.time() - self.started:.2f}s")
+            self.run_hooks("post-connection")
+            if self.transaction is not None:
+                self.transaction.close()
+                self.transaction = None
+            self.channel.close()
+            self.app.session = None
+            Plugin.qp = None
+
+    def _end_quietly(self):
+        try:
+            self.disconnect()
+        except Disconnect:
+            pass
+        except ClientGone:          # a disconnect hook's write to a closed socket
+            pass
+
+    def start(self):
+        """TLS first on SMTPS listeners, then the connect hooks and the greeting."""
+        if self.connection.smtps:
+            tls = getattr(self.app, "tls", None)
+            if tls is None:
+                self.log(C.LOGERROR, "SMTPS listener but no tls plugin loaded; closing")
+                self.disconnect()
+            try:
+                tls.wrap_session(self, implicit=True)
+            except Exception as exc:
+                self.log(C.LOGWARN, f"TLS handshake failed on SMTPS listener: {exc}")
+                self.disconnect()
+        self._lookup_remote_host()
+        conn = self.connection
+        self.log(C.LOGINFO, f"connect from {conn.remote_display} [{conn.remote_ip}]:{conn.remote_port}"
+                 f" to {conn.local_ip}:{conn.local_port}")
+        code, msgs, _ = self.run_hooks("connect")
+        if self.answer("connect", code, msgs):
+            self.disconnect()       # a refused connection ends here, whatever the code
+        if code == C.DONE:
+            return
+        greeting = self.config("smtpgreeting")
+        if greeting:
+            if not re.search(r"(^|\W)ESMTP(\W|$)", greeting):
+                greeting += " ESMTP"
+        else:
+            greeting = (f"{self.me} ESMTP qpsmtpd_py {self.app.version} ready; "
+                        "send us your mail, but not your spam.")
+        self.respond(220, greeting)
+
+    def _lookup_remote_host(self):
+        """PTR name of the client (as qpsmtpd does), unless -H / app.rdns is off."""
+        conn = self.connection
+        if conn.remote_host is None and getattr(self.app, "rdns", True) and conn.remote_ip:
+            conn.remote_host = reverse_name(self.app, conn.remote_ip)
+
+    def read_and_dispatch(self):
+        try:
+            raw = self.channel.readline(COMMAND_LINE_LIMIT)
+        except LineTooLong:
+            self.verb = ""
+            self.log(C.LOGNOTICE, f"command line longer than {COMMAND_LINE_LIMIT} octets refused")
+            self.respond(500, "5.5.2 Line too long")
+            return
+        line = raw.rstrip(b"\r\n")
+        if b"\0" in line:
+            self.verb = ""
+            self.log(C.LOGNOTICE, "command with a NUL byte refused")
+            self.respond(500, "5.5.2 Syntax error, NUL byte in command")
+            return
+        self.dispatch(line.decode("utf-8", "surrogateescape"))
+
+    def dispatch(self, text):
+        self.connection.notes["original_string"] = text
+        parts = text.split(" ", 1)
+        verb = parts[0].lower()
+        rest = parts[1].strip() if len(parts) > 1 else ""
+        self.verb = verb
+        if self.app.on_command is not None:     # server hook: process title
+            self.app.on_command(self)
+        if self.app.loglevel >= C.LOGDEBUG:
+            shown = text if verb != "auth" else "AUTH " + rest.split(" ", 1)[0] + " (credentials hidden)"
+            self.log(C.LOGDEBUG, f"dispatching {shown}")
+        handler = self.commands.get(verb) if _VERB.match(verb) else None
+        if handler is None and verb == "auth" and self.auth_offered and self.auth is not None:
+            handler = self.auth.cmd_auth
+        if handler is None:
+            return self.cmd_unrecognized(verb, rest)
+        handler(rest)
+
+    # -- commands ---------------------------------------------------------------------------
+    def cmd_unrecognized(self, verb, rest):
+        code, msgs, _ = self.run_hooks("unrecognized_command", verb, rest)
+        if code == C.DONE or self.answer("unrecognized_command", code, msgs):
+            return
+        self.log(C.LOGINFO, f"unrecognized command: {verb[:32]!r}")
+        self.respond(500, "Unrecognized command")
+
+    def _refused_for_tls(self):
+        if self.tls_failed:
+            self.respond(550, "Command refused due to lack of security")
+            return True
+        return False
+
+    def cmd_helo(self, rest):
+        self._hello("helo", rest)
+
+    def cmd_ehlo(self, rest):
+        self._hello("ehlo", rest)
+
+    def _hello(self, kind, rest):
+        if self._refused_for_tls():
+            return
+        words = rest.split()
+        host = words[0] if words else ""
+        if not host:
+            return self.respond(501, f"{kind} requires domain/address - see RFC-2821 4.1.1.1")
+        if self.connection.hello:
+            return self.respond(503, "but you already said HELO ...")
+        self.ensure_transaction()
+        code, msgs, _ = self.run_hooks(kind, host, *words[1:])
+        if code == C.DONE or self.answer(kind, code, msgs, kind=kind.upper(), host=host):
+            return
+        self.connection.hello = kind
+        self.connection.hello_host = host
+        greeting = f"{self.me} Hi {self.connection.remote_display} [{self.connection.remote_ip}]"
+        if kind == "helo":
+            self.esmtp = False
+            return self.respond(250, f"{greeting}; I am so happy to meet you.")
+        self.esmtp = True
+        lines = [greeting, "PIPELINING", "8BITMIME"]
+        if self.app.databytes:
+            lines.append(f"SIZE {self.app.databytes}")
+        lines += ["ENHANCEDSTATUSCODES", "SMTPUTF8"]
+        lines += list(self.transaction.notes.get("capabilities") or [])
+        if self.auth is not None:
+            mechanisms = self.auth.offered_mechanisms()
+            self.auth_offered = bool(mechanisms)
+            if mechanisms:
+                lines.append("AUTH " + " ".join(mechanisms))
+        self.respond(250, *lines)
+
+    def _parse_envelope(self, verb, rest, pre_hook, check=None):
+        """Split 'FROM:<a@b> PARAMS'; returns (path_text, params) or replies and None.
+        check() runs between the syntax check and the pre hook (RCPT: MAIL first?)."""
+        argument = envelope.strip_keyword(verb, rest)
+        if argument is None:
+            self.respond(501, "Syntax error in command")
+            return None
+        path, params = envelope.split_envelope(argument, verb)
+        if path is None:
+            self.respond(501, params)
+            return None
+        if check is not None and not check():
+            return None
+        code, msgs, _ = self.run_hooks(pre_hook, path, params)
+        if code == C.OK and msgs:
+            path = msgs[0]
+        elif code == C.DONE or self.answer(pre_hook, code, msgs):
+            return None             # DONE: the plugin answered (parse_addr_withhelo: 501)
+        return path, params
+
+    def _utf8_allowed(self, address, params):
+        if not address.has_utf8:
+            return True
+        return self.esmtp and "smtputf8" in (self.transaction.notes.get("mail_params") or params)
+
+    def _refuse_param(self, problem):
+        code, text, enhanced = problem
+        self.respond(code, text, enhanced=enhanced)
+
+    def cmd_mail(self, rest):
+        if self._refused_for_tls():
+            return
+        if not self.connection.hello:
+            return self.respond(503, "please say hello first ...")
+        self.reset_transaction()
+        parsed = self._parse_envelope("mail", rest, "mail_pre")
+        if parsed is None:
+            return
+        path, params = parsed
+        sender = envelope.parse_sender(path)
+        if sender is None:
+            self.log(C.LOGINFO, f"could not parse sender: {path[:100]!r}")
+            return self.respond(501, "could not parse your mail from command")
+        if not self._utf8_allowed(sender, params):
+            return self.respond(553, "Non-ASCII address needs SMTPUTF8 (RFC 6531)", enhanced="5.6.7")
+        problem = envelope.check_size(params, self.app.databytes) or envelope.check_body(params)
+        if problem:
+            if problem[0] == 552:
+                self.log(C.LOGINFO, f"declared SIZE {params['size']} exceeds databytes "
+                         f"{self.app.databytes}")
+            return self._refuse_param(problem)
+        self.transaction.notes["mail_params"] = params
+        code, msgs, _ = self.run_hooks("mail", sender, params)
+        if code == C.DONE or self.answer("mail", code, msgs, sender=sender):
+            return
+        self.transaction.sender = sender
+        self.log(C.LOGINFO, f"sender {sender} accepted")
+        self.respond(250, f"{sender}, sender OK - how exciting to get mail from you!")
+
+    def cmd_rcpt(self, rest):
+        if self._refused_for_tls():
+            return
+        parsed = self._parse_envelope("rcpt", rest, "rcpt_pre", check=self._have_sender)
+        if parsed is None:
+            return
+        path, params = parsed
+        rcpt = envelope.parse_recipient(path)
+        if rcpt is None:
+            self.log(C.LOGINFO, f"could not parse recipient: {path[:100]!r}")
+            return self.respond(501, "could not parse recipient")
+        if not self._utf8_allowed(rcpt, params):
+            return self.respond(553, "Non-ASCII address needs SMTPUTF8 (RFC 6531)", enhanced="5.6.7")
+        code, msgs, _ = self.run_hooks("rcpt", rcpt, params)
+        if code == C.OK:
+            self.transaction.add_recipient(rcpt)
+            self.log(C.LOGINFO, f"recipient {rcpt} accepted")
+            return self.respond(250, f"{rcpt}, recipient ok")
+        if code == C.DECLINED:
+            self.log(C.LOGINFO, f"recipient {rcpt}: no plugin decided")
+        elif code == C.DENY:
+            self.log(C.LOGINFO, f"recipient {rcpt} refused: {' '.join(msgs) or 'relaying denied'}")
+        if code != C.DONE:
+            self.answer("rcpt", code, msgs)
+
+    def _have_sender(self):
+        """RCPT after the syntax check, before rcpt_pre (qpsmtpd's order): MAIL first."""
+        if self.transaction is None or self.transaction.sender is None:
+            self.respond(503, "Use MAIL before RCPT")
+            return False
+        return True
+
+    def cmd_rset(self, rest):
+        self.reset_transaction()
+        self.respond(250, "OK")
+
+    def cmd_noop(self, rest):
+        code, msgs, _ = self.run_hooks("noop")
+        if code == C.DONE or self.answer("noop", code, msgs):
+            return
+        self.respond(250, "OK")
+
+    def cmd_vrfy(self, rest):
+        code, msgs, _ = self.run_hooks("vrfy")
+        if code == C.DONE:
+            return
+        if code == C.OK:
+            return self.respond(250, *(msgs or ["User OK"]))
+        if code in C.DENY_CODES:
+            return self.answer("vrfy", code, msgs, reset=True)
+        self.respond(252, "Just try sending a mail and we'll see how it turns out ...")
+
+    def cmd_help(self, rest):
+        code, msgs, _ = self.run_hooks("help", rest)
+        if code == C.DONE:
+            return
+        if self.answer("help", code, msgs):
+            return
+        if code == C.OK and msgs:
+            return self.respond(214, *msgs)
+        version = "" if self.config("smtpgreeting") else f" {self.app.version}"
+        self.respond(214, f"This is qpsmtpd_py{version}", "See http://smtpd.develooper.com/",
+                     "To report bugs or send comments, mail to <ask@develooper.com>.")
+
+    def cmd_quit(self, rest):
+        code, msgs, _ = self.run_hooks("quit")
+        if code != C.DONE:
+            self.respond(221, f"{self.me} closing connection. Have a wonderful day.")
+        self.disconnect()
+
+    # -- DATA --------------------------------------------------------------------------------
+    def cmd_data(self, rest):
+        if self._refused_for_tls():
+            return
+        self.ensure_transaction()
+        code, msgs, _ = self.run_hooks("data")
+        if code == C.DONE:
+            return
+        if self.answer("data", code, msgs, reset=True):
+            return
+        if self.transaction.sender is None:
+            return self.respond(503, "MAIL first")
+        if not self.transaction.recipients:
+            return self.respond(503, "RCPT first")
+        self.respond(354, "go ahead")
+        problem = DataReader(self).read()
+        if problem is not None:
+            self._refuse_param(problem)
+            return self.reset_transaction()
+        self.finish_message()
+
+    def finish_message(self):
+        """Add trace headers, run data_post, queue, and answer."""
+        txn = self.transaction
+        self.run_hooks("data_post_headers")
+        trace.add_authentication_results(self, txn)
+        trace.add_received(self, txn)
+        code, msgs, _ = self.run_hooks("data_post")
+        if code == C.DONE:
+            return self.reset_transaction()
+        if code in C.DENY_CODES:
+            self.log(C.LOGINFO, f"message refused after DATA: {' '.join(msgs)}")
+            return self.answer("data_post", code, msgs, reset=True)
+        self.queue_message()
+
+    def queue_message(self):
+        code, msgs, _ = self.run_hooks("queue_pre")
+        if code == C.DONE:
+            return self.reset_transaction()
+        if self.answer("queue_pre", code, msgs, reset=True):
+            return
+        code, msgs, plugin = self.run_hooks("queue")
+        if code == C.OK:
+            self.respond(250, *(msgs or ["Queued"]), enhanced="2.0.0")
+            self.log(C.LOGINFO, f"queued by {plugin.plugin_name if plugin else '?'}: {' '.join(msgs)}")
+        elif code != C.DONE:
+            if code not in C.DENY_CODES:
+                self.log(C.LOGWARN, "no queue plugin accepted the message")
+            smtp_code, default, _ = reply_for("queue", code) or reply_for("queue", C.DECLINED)
+            self.respond(smtp_code, *(msgs or [default]))
+        self.run_hooks("queue_post")
+        self.reset_transaction()
+        if C.is_disconnect(code):
+            self.disconnect()
