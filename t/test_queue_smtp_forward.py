@@ -41,10 +41,7 @@ def own_sink(tmp_path):
         procs.append(proc)
         assert harness.wait_for_port("127.0.0.1", port), "smtp-sink did not start"
         return port
-    if not harness.bin_path("smtp-sink") and not os.path.exists("/usr/sbin/smtp-sink"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("smtp-sink (postfix) is not installed")
-        pytest.skip("smtp-sink (postfix) is not installed")
+    harness.require_tool("smtp-sink")
     yield start
     for proc in procs:
         proc.terminate()
@@ -134,3 +131,29 @@ def test_missing_host_stops_startup(make_config):
     with srv.session(read_greeting=False) as c:
         assert c.closed()
     assert "No SMTP server specified" in c.stderr
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_nul_never_reaches_the_next_hop(make_config, normalize):
+    """`<CR><LF><NUL>.<CR><LF>` (a fake end-of-data for a next hop that drops NULs)
+    is refused by default; normalised, the NUL is dropped before forwarding."""
+    host, port = harness.service_env("QPT_SINK_HOST"), harness.service_env("QPT_SINK_PORT")
+    marker = f"nul-{uuid.uuid4().hex}"
+    srv = forward_config(make_config, host, port)
+    if normalize:
+        srv.write("bare_newlines", "normalize")
+    with srv.session() as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
+        assert c.cmd("RCPT TO:<u@example.test>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(f"Subject: {marker}\r\n\r\nbefore\r\n".encode()
+               + b"\x00.\r\nMAIL FROM:<evil@b.test>\r\n.\r\n")
+        code, text = c.read_reply()
+        assert code == (250 if normalize else 554), text
+    if normalize:
+        msg = sink_message(f"Subject: {marker}\n")
+        assert "\x00" not in msg and "\nbefore\n.\nMAIL FROM:<evil@b.test>\n" in msg
+    else:
+        with pytest.raises(AssertionError):
+            sink_message(f"Subject: {marker}\n", timeout=1)
