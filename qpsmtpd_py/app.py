@@ -31,6 +31,7 @@ class Qpsmtpd:
         self.loglevel = C.LOGWARN
         self.rdns = True                 # look up the client's PTR name (-H turns it off)
         self.on_command = None           # server mode's callback(session) before each command
+        self.heartbeat = None            # server mode's liveness.Heartbeat (see keepalive)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self):
@@ -74,6 +75,13 @@ class Qpsmtpd:
         if self.bare_newlines not in ("reject", "normalize", "normalise"):
             raise ConfigError(f"bare_newlines: '{self.bare_newlines}' must be reject or normalize")
         self.data_line_limit = self.config.get_int("data_line_limit", 0)
+
+    def keepalive(self):
+        """This process is making progress: called by the channel at every read and
+        write and by plugins during long work, so the server's watchdog does not take
+        it for hung. Cheap; the heartbeat itself is rate-limited."""
+        if self.heartbeat is not None:
+            self.heartbeat()
 
     def reload(self):
         """SIGHUP: forget cached config and hooks, then load everything again."""

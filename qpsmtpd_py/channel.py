@@ -2,6 +2,8 @@
 
 Replies are buffered and flushed before the next blocking read, so a pipelined
 batch is answered with one write (RFC 2920 allows it) and never deadlocks.
+Every read and write that moves bytes calls `progress` (the server's liveness
+heartbeat, app.keepalive), so a slow but moving upload is never taken for a hang.
 """
 
 import os
@@ -25,6 +27,7 @@ class Channel:
         self.timeout = timeout
         self.buffer = bytearray()
         self._out = []
+        self.progress = None          # callable() after each read and write (liveness)
 
     # -- output ------------------------------------------------------------------
     def write(self, data):
@@ -35,6 +38,8 @@ class Channel:
             data = b"".join(self._out)
             self._out = []
             self._send(data)
+            if self.progress is not None:
+                self.progress()
 
     # -- input ---------------------------------------------------------------------
     def fill(self, timeout=None):
@@ -43,6 +48,8 @@ class Channel:
         data = self._recv(self.timeout if timeout is None else timeout)
         if not data:
             raise ClientGone("client closed the connection")
+        if self.progress is not None:
+            self.progress()
         self.buffer += data
         return len(data)
 
@@ -52,6 +59,8 @@ class Channel:
         data = self._recv(self.timeout)
         if not data:
             raise ClientGone("client closed the connection")
+        if self.progress is not None:
+            self.progress()
         return data
 
     def readline(self, limit):

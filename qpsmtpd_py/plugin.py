@@ -105,6 +105,12 @@ class Plugin:
             "_parsed_files", FileCache())
         return cache.get(path, parser)
 
+    # -- liveness ---------------------------------------------------------------------------
+    def keepalive(self):
+        """Call now and then during long work in a hook (a scan, a forward) with no
+        client I/O, so the server's watchdog does not kill the process as hung."""
+        self.app.keepalive()
+
     # -- logging --------------------------------------------------------------------------
     def log(self, level, *msg):
         level = self._adjust_level(level)

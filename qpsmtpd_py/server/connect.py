@@ -25,6 +25,7 @@ def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals):
     local = sock.getsockname()
     connection = new_connection(peer[:2], local[:2], smtps=smtps)
     channel = SocketChannel(sock, app.timeout)
+    channel.progress = app.keepalive         # liveness: bytes flowing are progress
     code, messages, _ = app.hooks.run("pre-connection", None,
                                       connection_args(connection, max_conn_ip, child_addrs))
     if code in C.DENY_CODES:

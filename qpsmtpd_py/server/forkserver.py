@@ -8,6 +8,9 @@ child exits; new clients wait in the listen backlog meanwhile.
 Signals to the master: HUP reloads config and plugins for the connections that
 follow (running ones are unaffected); TERM/INT stop accepting and give running
 sessions --graceful-timeout seconds; USR1 makes plugins reopen their log files.
+A child that makes no progress (no byte to or from its client, no plugin
+keepalive) for twice the SMTP timeout has its stack logged and is killed
+(liveness.py).
 """
 
 import argparse
@@ -19,6 +22,7 @@ import traceback
 from .. import constants as C
 from . import daemon
 from .connect import peer_ip, serve_client
+from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .master import Master, add_common_options, finish_common_options, ignore_signal
 from .scoreboard import BUSY, Scoreboard
 
@@ -61,6 +65,7 @@ class ForkServer(Master):
         super().__init__(args)
         self.limit = args.limit_connections
         self.board = Scoreboard(self.limit)
+        self.watchdog = Watchdog(self.board)
         self.shown_status = None
 
     def choose_user(self):
@@ -77,7 +82,7 @@ class ForkServer(Master):
         self.notifier.ready(self.status_text())
         self.show_status()
         while not self.stopping:
-            timeout = 1.0
+            timeout = self.wake_within(1.0)
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
@@ -130,10 +135,11 @@ class ForkServer(Master):
             self.board.mark(slot, BUSY, ip)
 
             def on_command(session):
-                self.board.heartbeat(slot)
                 daemon.set_title(f"{PROG} child: {ip} {session.verb}")
 
             self.app.on_command = on_command
+            self.app.heartbeat = Heartbeat(lambda: self.board.heartbeat(slot),
+                                           heartbeat_interval(self.app.timeout))
             daemon.set_title(f"{PROG} child: {ip} connect")
             self.app.hooks.run("post-fork", None)
             serve_client(self.app, client, peer, listener.smtps, self.max_conn_ip, others,

@@ -27,6 +27,7 @@ from .common import load_app
 from .daemon import DaemonError, PidFile
 from .listen import SMTPS_PORT, ListenError, bind_all, inherited_listeners, listen_specs, parse_port
 from .notify import Notifier
+from .liveness import DUMP_SIGNAL, limit_for
 from .scoreboard import BUSY
 
 MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
@@ -101,6 +102,7 @@ class Master:
         self.notifier = Notifier({})
         self.children = {}                # pid -> record with .slot and .killed
         self.board = None                 # Scoreboard: children's state and heartbeat
+        self.watchdog = None              # liveness.Watchdog over the board
         self.stopping = False
         self.stop_deadline = None
         self.signal_pipe = None
@@ -244,19 +246,26 @@ class Master:
         the child before it has its own handlers. Returns the pid (0 in the child)."""
         sys.stdout.flush()
         sys.stderr.flush()
+        dump_fd = self.watchdog.before_fork() if self.watchdog else None
         old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             pid = os.fork()
         except OSError:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if dump_fd is not None:
+                self.watchdog.fork_failed(dump_fd)
             raise
         if pid == 0:
-            self.become_child()
+            self.become_child(dump_fd)
+        elif dump_fd is not None:
+            self.watchdog.forked(pid, dump_fd)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return pid
 
-    def become_child(self):
+    def become_child(self, dump_fd=None):
         """In a fresh child (signals still blocked): drop what is the master's."""
+        if dump_fd is not None:
+            self.watchdog.arm_child(dump_fd)
         signal.set_wakeup_fd(-1)
         for signum in MASTER_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -306,30 +315,39 @@ class Master:
                              f"{signal.Signals(os.WTERMSIG(status)).name}")
                 elif os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0:
                     self.log(C.LOGWARN, f"child {pid} exited with status {os.WEXITSTATUS(status)}")
+                dump = self.watchdog.take_dump(pid) if self.watchdog else ""
+                if dump:                 # a fatal signal, or it left during its grace period
+                    self.log(C.LOGWARN, f"child {pid} left a stack dump:\n{dump}")
         return gone
 
     def child_gone(self, pid, record, status):
         """Subclasses free what the child held (its scoreboard slot, its IP)."""
 
     def kill_hung(self):
-        """Kill a child that made no progress (no SMTP command) for 2 x timeout."""
-        if self.board is None:
+        """End children that made no progress (no byte to or from the client, no
+        keepalive) for 2 x timeout, starting ones included: first a stack dump into
+        the log, then SIGKILL (liveness.py)."""
+        if self.watchdog is None:
             return
-        limit = 2 * self.app.timeout
-        now = time.time()
-        states = self.board.states()
-        for pid, record in self.children.items():
-            if states[record.slot] != BUSY or record.killed:
-                continue
-            _, state, since, ip = self.board.read(record.slot)
-            if state != BUSY or since <= 0 or now - since <= limit:
-                continue
-            # confirm with a second read: a write racing the first may look stale
-            if self.board.read(record.slot)[1:3] == (state, since):
-                self.log(C.LOGWARN, f"child {pid} serving {ip} hung for {now - since:.0f}s "
-                         f"(over 2 x timeout {self.app.timeout}s): killing it")
-                record.killed = True
-                self.signal_children(signal.SIGKILL, [pid])
+        timeout = self.app.timeout
+        for pid, record, state, ip, silent in self.watchdog.stuck(self.children, limit_for(timeout)):
+            doing = f"serving {ip}" if state == BUSY else "starting"
+            self.log(C.LOGWARN, f"child {pid} {doing} hung: no progress for {silent:.1f}s "
+                     f"(over 2 x timeout {timeout}s); dumping its stack, then killing it")
+            record.killed = True
+            self.watchdog.dumping(pid)
+            self.signal_children(DUMP_SIGNAL, [pid])
+        for pid in self.watchdog.due():
+            dump = self.watchdog.take_dump(pid)
+            self.log(C.LOGWARN, f"child {pid} stack when killed:\n{dump}" if dump
+                     else f"child {pid} wrote no stack dump; killing it")
+            self.signal_children(signal.SIGKILL, [pid])
+
+    def wake_within(self, timeout):
+        """`timeout` for the main loop's wait, shortened so a grace period that ends
+        sooner is acted on in time."""
+        due = self.watchdog.next_due() if self.watchdog else None
+        return timeout if due is None else min(timeout, due)
 
     def signal_children(self, signum, pids=None):
         for pid in list(self.children if pids is None else pids):

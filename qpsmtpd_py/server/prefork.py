@@ -11,11 +11,14 @@ Signals to the master: HUP reloads config and plugins (children with a session
 finish it on the old configuration, idle ones are replaced at once); TERM/INT
 stop accepting and give running sessions --graceful-timeout seconds; USR1 makes
 plugins reopen their log files. A child that dies is replaced; one that makes no
-progress for twice the SMTP timeout is killed.
+progress (no byte to or from its client, no plugin keepalive) for twice the SMTP
+timeout, while starting or serving, has its stack logged and is killed
+(liveness.py).
 """
 
 import argparse
 import os
+import random
 import select
 import signal
 import sys
@@ -25,6 +28,7 @@ import traceback
 from .. import constants as C
 from . import daemon
 from .connect import peer_ip, serve_client
+from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .master import EX_USAGE, Master, add_common_options, finish_common_options, reopen_logs
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
 
@@ -45,6 +49,10 @@ def parse_args(argv):
                         help="spare children kept waiting (default 5; 0 = --children)")
     parser.add_argument("--max-requests", type=int, default=100, metavar="N",
                         help="sessions a child serves before it is replaced (default 100)")
+    parser.add_argument("--max-requests-jitter", type=int, default=None, metavar="N",
+                        help="each child serves up to N more sessions than --max-requests, "
+                             "a random number per child, so children are not all replaced "
+                             "at once (default: a tenth of --max-requests; 0 = off)")
     parser.add_argument("--renice-parent", type=int, default=5, metavar="N",
                         help="when started as root, the master runs N nice levels higher "
                              "priority than its children (default 5; 0 = off)")
@@ -59,6 +67,10 @@ def parse_args(argv):
         args.max_from_ip = args.children
     if args.max_requests < 1:
         parser.error("--max-requests must be at least 1")
+    if args.max_requests_jitter is None:
+        args.max_requests_jitter = args.max_requests // 10
+    if args.max_requests_jitter < 0:
+        parser.error("--max-requests-jitter must not be negative")
     return args
 
 
@@ -84,6 +96,7 @@ class PreforkMaster(Master):
         self.max_children = args.children
         self.idle_target = args.idle_children
         self.board = Scoreboard(args.children)
+        self.watchdog = Watchdog(self.board)
         self.generation = 0
         self.status_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = None                # the Worker being forked
@@ -109,7 +122,7 @@ class PreforkMaster(Master):
         self.notifier.ready(self.status_text())
         self.show_status()
         while not self.stopping:
-            timeout = min(1.0, max(0.0, self.next_spawn - time.monotonic()) or 1.0)
+            timeout = self.wake_within(min(1.0, max(0.0, self.next_spawn - time.monotonic()) or 1.0))
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
@@ -213,6 +226,8 @@ class Worker:
         self.board = master.board
         self.listeners = master.listeners
         self.master_pid = os.getpid()
+        # drawn in the master, so every child gets its own number
+        self.max_requests = master.args.max_requests + random.randint(0, master.args.max_requests_jitter)
         self.stop = False
         self.reopen = False
         self.busy = False
@@ -244,7 +259,7 @@ class Worker:
         try:
             self.setup()
             served = 0
-            while not self.stop and served < self.master.args.max_requests:
+            while not self.stop and served < self.max_requests:
                 self.idle()
                 client, peer, listener = self.accept()
                 if client is not None:
@@ -265,6 +280,8 @@ class Worker:
         self.status_fd = master.status_pipe[1]
         self.app = master.app
         self.app.on_command = self.on_command
+        self.app.heartbeat = Heartbeat(lambda: self.board.heartbeat(self.slot),
+                                       heartbeat_interval(self.app.timeout))
         if master.reniced:
             try:
                 os.nice(master.args.renice_parent)
@@ -332,8 +349,8 @@ class Worker:
                     other.close()
 
     def on_command(self, session):
-        """Called before each SMTP command: heartbeat and process title."""
-        self.board.heartbeat(self.slot)
+        """Called before each SMTP command: the process title. (The heartbeat comes
+        from the channel as bytes flow, see liveness.py.)"""
         self.title(f"{self.client_ip} {session.verb}")
 
 

@@ -2,9 +2,10 @@
 master before it forks, read and written by every process without locks.
 
 A slot says what its child is doing (starting, idle, busy), since when (updated
-at every SMTP command, so it doubles as a heartbeat) and, while busy, the client
-IP. The master reads it to size the pool, to find hung children and for its
-process title; children read it to count connections per IP (--max-from-ip).
+whenever the child makes progress, so it doubles as a heartbeat: see liveness.py)
+and, while busy, the client IP. Times are CLOCK_MONOTONIC, which every process on
+the host shares. The master reads it to size the pool, to find hung children and
+for its process title; children read it to count connections per IP (--max-from-ip).
 Only the master frees a slot, when it reaps the child, so a child killed with
 -9 never leaves a connection counted.
 
@@ -27,8 +28,9 @@ _IP_OFFSET = 16
 
 
 class Scoreboard:
-    def __init__(self, slots):
+    def __init__(self, slots, clock=time.monotonic):
         self.slots = slots
+        self.clock = clock
         self.mem = mmap.mmap(-1, _SLOT.size * slots)
 
     # -- master ------------------------------------------------------------------------------
@@ -36,7 +38,7 @@ class Scoreboard:
         """A free slot index for a child about to be forked (None when full)."""
         for index in range(self.slots):
             if self.read(index)[1] == FREE:
-                self._write(index * _SLOT.size, _SLOT.pack(0, STARTING, time.time(), b""))
+                self._write(index * _SLOT.size, _SLOT.pack(0, STARTING, self.clock(), b""))
                 return index
         return None
 
@@ -54,10 +56,11 @@ class Scoreboard:
         """A child's own slot: idle, or busy with a client IP."""
         offset = index * _SLOT.size
         self._write(offset + _IP_OFFSET, ip.encode("ascii")[:46].ljust(46, b"\0"))
-        self._write(offset + 4, struct.pack("=Bxxxd", state, time.time()))
+        self._write(offset + 4, struct.pack("=Bxxxd", state, self.clock()))
 
     def heartbeat(self, index):
-        self._write(index * _SLOT.size + 8, struct.pack("=d", time.time()))
+        """The child is making progress (liveness.py)."""
+        self._write(index * _SLOT.size + 8, struct.pack("=d", self.clock()))
 
     # -- everyone ----------------------------------------------------------------------------
     def read(self, index):
