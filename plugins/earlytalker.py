@@ -14,10 +14,11 @@ Arguments (key/value pairs, as in qpsmtpd):
   reject 0|1|naughty  refuse early talkers (default 1); 0 only logs and sets the note,
                       naughty leaves the refusal to the naughty plugin
   reject_type perm|temp|disconnect|temp_disconnect
-                      default perm
+                      default perm; with defer-reject 1, temp (qpsmtpd's
+                      documented default)
   defer-reject 0|1    1: greet the client normally and refuse its MAIL commands
-                      instead (a DENY at MAIL), so the refusal shows up in the
-                      sender's bounce with the envelope logged
+                      instead (450 by default, 550 with reject_type perm or
+                      action deny), so the refusal is logged with the envelope
   check-at CONNECT|DATA
                       when to check; may be given twice to check at both.
                       Default: CONNECT only
@@ -31,7 +32,7 @@ Replies (qpsmtpd's text; the engine adds enhanced status codes after EHLO):
   at connect:  550 Connecting host started transmitting before SMTP greeting
                (450 with reject_type temp), then the connection is closed
   at DATA:     554 (451) with the same text; the transaction is reset
-  at MAIL (defer-reject):  550 (450) with the same text
+  at MAIL (defer-reject):  450 (550 with reject_type perm) with the same text
 Arguments come in pairs; an odd count, an unknown check-at stage or a bad wait
 stops the server at start-up (qpsmtpd silently disabled the plugin instead).
 
@@ -79,9 +80,11 @@ class Earlytalker(Plugin):
             raise ValueError(f"action '{action}': must be deny, denysoft or log")
         if "reject" not in settings:
             settings["reject"] = "0" if action == "log" else "1"
-        if "reject_type" not in settings:
-            settings["reject_type"] = "temp" if action == "denysoft" else "perm"
         self.defer = str(settings.get("defer-reject", "0")).lower() not in ("0", "", "no", "false", "off")
+        if "reject_type" not in settings:
+            # qpsmtpd: a deferred refusal is temporary unless asked otherwise
+            temp = action == "denysoft" or (self.defer and action != "deny")
+            settings["reject_type"] = "temp" if temp else "perm"
         self.args = settings
         if self.defer:
             self.register_hook("mail", self.mail_handler)

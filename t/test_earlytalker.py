@@ -71,9 +71,16 @@ def test_debian_action_log_only_logs(make_config):
     assert "fail, tolerated (remote started talking before the greeting)" in c.stderr
 
 
-@pytest.mark.parametrize("extra, code", [("", 550), ("reject_type temp", 450)])
-def test_defer_reject_refuses_at_mail(make_config, extra, code):
-    srv = config(make_config, f"earlytalker wait {WAIT} defer-reject 1 {extra}")
+@pytest.mark.parametrize("name, extra, code", [
+    ("earlytalker", "", 450),                   # qpsmtpd's documented default: reject_type temp
+    ("check_earlytalker", "", 450),
+    ("earlytalker", "reject_type temp", 450),
+    ("earlytalker", "action denysoft", 450),
+    ("earlytalker", "reject_type perm", 550),
+    ("check_earlytalker", "action deny", 550),
+])
+def test_defer_reject_refuses_at_mail(make_config, name, extra, code):
+    srv = config(make_config, f"{name} wait {WAIT} defer-reject 1 {extra}")
     with early(srv) as c:
         assert c.read_reply()[0] == 220
         assert c.read_reply()[0] == 250
