@@ -35,8 +35,6 @@ Hooks: deny, helo, ehlo, mail, rcpt, data, vrfy, noop, help, unrecognized_comman
 Example:  tarpit after 2 delay 2 max_delay 20 max_total 120
 """
 
-import time
-
 from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGINFO
 from qpsmtpd_py.plugin import Plugin
 
@@ -91,7 +89,7 @@ class Tarpit(Plugin):
             notes = self.connection.notes
             notes["tarpit_total"] = notes.get("tarpit_total", 0.0) + seconds
             self.log(LOGINFO, f"tarpit, {notes['tarpit_errors']} errors: waiting {seconds:.1f}s")
-            time.sleep(seconds)
+            self.app.clock.sleep(seconds)
         return DECLINED
 
     def next_delay(self):

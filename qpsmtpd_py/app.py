@@ -4,10 +4,10 @@ before any fork) and shared by every session of the process."""
 import os
 import sys
 import tempfile
-import time
 
 from . import __version__
 from . import constants as C
+from .clock import SYSTEM_CLOCK
 from .config import Config, ConfigError
 from .hooks import HookRunner
 from .plugin import PluginLoader, default_plugin_dirs, load_plugins
@@ -31,6 +31,7 @@ class Qpsmtpd:
         self.loglevel = C.LOGWARN
         self.rdns = True                 # look up the client's PTR name (-H turns it off)
         self.on_command = None           # server mode's callback(session) before each command
+        self.clock = SYSTEM_CLOCK        # time()/monotonic()/sleep(); tests put a fake one here
         self.heartbeat = None            # server mode's liveness.Heartbeat (see keepalive)
 
     # -- loading ---------------------------------------------------------------------------
@@ -126,4 +127,4 @@ class Qpsmtpd:
         return f"{prefix} {msg}\n"
 
     def now(self):
-        return time.time()
+        return self.clock.time()

@@ -25,10 +25,10 @@ Values carry an 8-byte header: the expiry time in milliseconds since the epoch
 import os
 import pwd
 import struct
-import time
 
 import lmdb
 
+from .clock import SYSTEM_CLOCK
 from .config import ConfigError
 
 DEFAULT_DIR = "/var/lib/qpsmtpd/store"
@@ -69,11 +69,11 @@ def _bytes(value, what="value"):
     raise TypeError(f"store {what} must be str or bytes, not {type(value).__name__}")
 
 
-def _expiry(ttl):
-    """ttl seconds (None = never) -> the 8-byte header."""
+def _expiry(ttl, now):
+    """ttl seconds from `now` (None = never) -> the 8-byte header."""
     if ttl is None:
         return _NEVER
-    return _HEADER.pack(max(1, int((time.time() + float(ttl)) * 1000)))
+    return _HEADER.pack(max(1, int((now + float(ttl)) * 1000)))
 
 
 def _live(raw, now_ms):
@@ -82,10 +82,6 @@ def _live(raw, now_ms):
     if expires and expires <= now_ms:
         return None
     return raw[_HLEN:]
-
-
-def _now_ms():
-    return int(time.time() * 1000)
 
 
 def _user():
@@ -102,11 +98,13 @@ class Store:
     sync=True (config `store_sync`, default on) fsyncs each commit, so a power
     loss loses at most the last transaction; sync=False is faster and as safe
     against crashed processes, but a crashed machine may lose recent writes.
+    `clock` (qpsmtpd_py.clock) decides when entries expire; tests pass a fake one.
     """
 
     def __init__(self, path, map_size=DEFAULT_MAP_SIZE, max_size=DEFAULT_MAX_SIZE,
-                 sync=True):
+                 sync=True, clock=SYSTEM_CLOCK):
         self.path = os.path.abspath(path)
+        self.clock = clock
         self.map_size = int(map_size)
         self.max_size = max(int(max_size), self.map_size)
         self.sync = sync
@@ -122,7 +120,7 @@ class Store:
             self._forget_inherited()
         if self._env is None:
             self._open()
-        elif time.monotonic() >= self._next_check:
+        elif self.clock.monotonic() >= self._next_check:
             self._reader_check()
         return self._env
 
@@ -183,7 +181,7 @@ class Store:
 
     def _reader_check(self):
         """Free reader slots of processes that died (kill -9) so they cannot pin pages."""
-        self._next_check = time.monotonic() + READER_CHECK_SECONDS
+        self._next_check = self.clock.monotonic() + READER_CHECK_SECONDS
         try:
             self._env.reader_check()
         except lmdb.Error:
@@ -288,30 +286,35 @@ class Table:
             raise ValueError(f"store key must be 1-511 bytes, got {len(key)}")
         return key
 
+    def _now_ms(self):
+        return int(self.store.clock.time() * 1000)
+
     def get(self, key, default=None):
         key = self._key(key)
+        now = self._now_ms()
 
         def read(txn):
             raw = txn.get(key)
             if raw is None:
                 return default
-            value = _live(raw, _now_ms())
+            value = _live(raw, now)
             return default if value is None else value
         return self.store.read(self.name, read, default)
 
     def set(self, key, value, ttl=None):
         """Store value; ttl in seconds (None: keep it until deleted)."""
         key = self._key(key)
-        raw = _expiry(ttl) + _bytes(value)
+        raw = _expiry(ttl, self.store.clock.time()) + _bytes(value)
         self.store.write(self.name, lambda txn: txn.put(key, raw))
 
     def delete(self, key):
         """Remove key; True if it existed (and had not expired)."""
         key = self._key(key)
+        now = self._now_ms()
 
         def delete(txn):
             raw = txn.pop(key)
-            return raw is not None and _live(raw, _now_ms()) is not None
+            return raw is not None and _live(raw, now) is not None
         return self.store.write(self.name, delete, create=False, default=False)
 
     def incr(self, key, n=1, ttl=None):
@@ -319,13 +322,13 @@ class Table:
         new value. ttl applies when the counter is created: a live counter keeps
         its expiry (a fixed window)."""
         key = self._key(key)
+        now = self.store.clock.time()
 
         def incr(txn):
             raw = txn.get(key)
-            now = _now_ms()
-            value = _live(raw, now) if raw is not None else None
+            value = _live(raw, int(now * 1000)) if raw is not None else None
             if value is None:
-                header, count = _expiry(ttl), n
+                header, count = _expiry(ttl, now), n
             else:
                 header, count = raw[:_HLEN], int(value or 0) + n
             txn.put(key, header + str(count).encode())
@@ -338,17 +341,18 @@ class Table:
         func may be called again if the transaction is retried: keep it pure.
         Returns the new value."""
         key = self._key(key)
+        now = self.store.clock.time()
 
         def update(txn):
             raw = txn.get(key)
-            old = _live(raw, _now_ms()) if raw is not None else None
+            old = _live(raw, int(now * 1000)) if raw is not None else None
             new = func(old)
             if new is None:
                 if raw is not None:
                     txn.delete(key)
                 return None
             new = _bytes(new)
-            header = raw[:_HLEN] if (old is not None and ttl is None) else _expiry(ttl)
+            header = raw[:_HLEN] if (old is not None and ttl is None) else _expiry(ttl, now)
             txn.put(key, header + new)
             return new
         return self.store.write(self.name, update)
@@ -364,7 +368,8 @@ class Table:
         prefix = _bytes(prefix, "prefix")
         start, skip_start = prefix, False
         while True:
-            batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, prefix), [])
+            now = self._now_ms()
+            batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, prefix, now), [])
             for entry in batch:
                 if entry[1] is not None:
                     yield entry
@@ -373,9 +378,8 @@ class Table:
             start, skip_start = batch[-1][0], True
 
     @staticmethod
-    def _scan(txn, start, skip_start, prefix):
+    def _scan(txn, start, skip_start, prefix, now):
         out = []
-        now = _now_ms()
         cursor = txn.cursor()
         if not cursor.set_range(start):
             return out
@@ -399,17 +403,18 @@ class Table:
         removed = 0
         start, skip_start = b"", False
         while True:
-            batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, b""), [])
+            now = self._now_ms()
+            batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, b"", now), [])
             dead = [key for key, value, _ in batch if value is None]
             if dead:
-                removed += self.store.write(self.name, lambda txn: self._delete_expired(txn, dead))
+                removed += self.store.write(self.name, lambda txn: self._delete_expired(txn, dead, now))
             if len(batch) < BATCH:
                 return removed
             start, skip_start = batch[-1][0], True
 
     @staticmethod
-    def _delete_expired(txn, keys):
-        now, count = _now_ms(), 0
+    def _delete_expired(txn, keys, now):
+        count = 0
         for key in keys:
             raw = txn.get(key)
             if raw is not None and _live(raw, now) is None:   # still expired?
@@ -453,7 +458,8 @@ def open_store(app):
         key = os.path.realpath(path)
         store = _STORES.get(key)
         if store is None:
-            store = _STORES[key] = Store(path, map_size, max_size, sync)
+            store = _STORES[key] = Store(path, map_size, max_size, sync,
+                                         getattr(app, "clock", SYSTEM_CLOCK))
         app._store = store
     return store
 

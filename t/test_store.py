@@ -15,6 +15,8 @@ import pytest
 from qpsmtpd_py.config import Config
 from qpsmtpd_py.store import Store, StoreError, check_store, open_store
 
+from fakeclock import FakeClock
+
 
 def run_py(code, timeout=60, **kw):
     """Run Python code in a fresh process; returns CompletedProcess (text)."""
@@ -23,8 +25,14 @@ def run_py(code, timeout=60, **kw):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(str(tmp_path / "store"))
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    """A store whose entries expire by the fake clock: tests advance it, never sleep."""
+    s = Store(str(tmp_path / "store"), clock=clock)
     yield s
     s.close()
 
@@ -55,13 +63,13 @@ def test_tables_are_separate_and_items_by_prefix(store):
     assert store.tables() == ["a", "b"]
 
 
-def test_items_reads_in_batches(store, monkeypatch):
+def test_items_reads_in_batches(store, clock, monkeypatch):
     import qpsmtpd_py.store as mod
     monkeypatch.setattr(mod, "BATCH", 7)
     t = store.table("t")
     for i in range(50):
-        t.set(f"k{i:03d}", str(i), ttl=(0.05 if i % 5 == 0 else None))
-    time.sleep(0.1)
+        t.set(f"k{i:03d}", str(i), ttl=(1 if i % 5 == 0 else None))
+    clock.advance(1)
     keys = [k for k, _ in t.items(b"k")]
     assert keys == [f"k{i:03d}".encode() for i in range(50) if i % 5]
     assert t.expire() == 10
@@ -84,33 +92,61 @@ def test_incr_and_update(store):
     assert t.update("missing", lambda old: None) is None
 
 
-def test_ttl_expiry(store):
+def test_ttl_expiry(store, clock):
     t = store.table("ttl")
-    t.set("short", "v", ttl=0.2)
+    t.set("short", "v", ttl=2)
     t.set("long", "v", ttl=60)
     t.set("forever", "v")
     assert t.get("short") == b"v"
     expires = {k: e for k, _, e in t.entries()}
-    assert expires[b"forever"] is None and abs(expires[b"long"] - time.time() - 60) < 2
-    time.sleep(0.25)
+    assert expires[b"forever"] is None and expires[b"long"] == clock.time() + 60
+    clock.advance(1.999)
+    assert t.get("short") == b"v"                            # alive until its time is up
+    clock.advance(0.001)
     assert t.get("short") is None                            # invisible once expired
     assert [k for k, _ in t.items()] == [b"forever", b"long"]
     assert t.expire() == 1
     assert t.expire() == 0
-    t.set("gone", "v", ttl=0.01)
-    time.sleep(0.02)
+    t.set("gone", "v", ttl=1)
+    clock.advance(1)
     assert t.delete("gone") is False
     # incr: ttl set when the counter starts, kept while it lives, restarts when expired
-    assert t.incr("n", ttl=0.2) == 1
-    assert t.incr("n", ttl=100) == 2
-    time.sleep(0.25)
-    assert t.incr("n", ttl=0.2) == 1
+    assert t.incr("n", ttl=2) == 1
+    clock.advance(1)
+    assert t.incr("n", ttl=100) == 2                         # the 2 s window stays
+    clock.advance(1)
+    assert t.get("n") is None
+    assert t.incr("n", ttl=2) == 1
     # update keeps the expiry unless given a ttl
-    t.set("u", "1", ttl=0.2)
+    t.set("u", "1", ttl=2)
     t.update("u", lambda old: old + b"2")
-    time.sleep(0.25)
+    assert t.get("u") == b"12"
+    clock.advance(2)
     assert t.get("u") is None
-    assert store.expire() >= 2
+    t.set("w", "1", ttl=2)
+    t.update("w", lambda old: old + b"2", ttl=10)           # a new ttl restarts it
+    clock.advance(5)
+    assert t.get("w") == b"12"
+    # long TTLs cost no waiting: a day passes at once
+    t.set("day", "v", ttl=86400)
+    clock.advance(86399)
+    assert t.get("day") == b"v"
+    clock.advance(1)
+    assert t.get("day") is None
+    assert store.expire() >= 3
+
+
+def test_the_real_clock_is_the_default(tmp_path):
+    """Production stores expire by wall time: an entry set with a TTL that has
+    already passed (negative) is gone, one with a long TTL is there."""
+    s = Store(str(tmp_path / "store"))
+    t = s.table("t")
+    t.set("past", "v", ttl=-1)
+    t.set("future", "v", ttl=3600)
+    assert t.get("past") is None and t.get("future") == b"v"
+    (_, _, expires), = [e for e in t.entries() if e[0] == b"future"]
+    assert abs(expires - time.time() - 3600) < 60
+    s.close()
 
 
 def test_bad_keys_and_names(store):
