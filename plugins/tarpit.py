@@ -16,7 +16,7 @@ tarpit runs before every other plugin of these hooks, wherever it is listed.
 QUIT and RSET are never delayed. Relay clients and whitelisted hosts or senders
 (is_immune) are never delayed.
 
-Arguments (key/value pairs; seconds may have fractions):
+Arguments (key/value pairs; seconds may have fractions; `qpsmtpd-doc tarpit` lists them):
   after N        the tarpit starts after the N-th error (default 1, at least 1)
   delay S        the first delay (default 1)
   max_delay S    the delay doubles per further error up to this (default 16)
@@ -35,36 +35,26 @@ Hooks: deny, helo, ehlo, mail, rcpt, data, vrfy, noop, help, unrecognized_comman
 Example:  tarpit after 2 delay 2 max_delay 20 max_total 120
 """
 
-from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGDEBUG, LOGINFO, Int, Keyword, Number, Plugin
 
 DELAYED_HOOKS = ("helo", "ehlo", "mail", "rcpt", "data", "vrfy", "noop", "help")
-DEFAULTS = {"after": "1", "delay": "1", "max_delay": "16", "max_total": "60"}
 
 
 class Tarpit(Plugin):
+    arguments = (
+        Keyword("after", Int(min=1), 1, "the tarpit starts after the N-th error"),
+        Keyword("delay", Number(min=0, unit="seconds"), 1.0, "the first delay"),
+        Keyword("max_delay", Number(min=0, unit="seconds"), 16.0,
+                "the delay doubles per further error up to this"),
+        Keyword("max_total", Number(min=0, unit="seconds"), 60.0,
+                "the most one connection is held in the tarpit (at most half the time-out)"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if len(args) % 2:
-            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
-        unknown = set(self.args) - set(DEFAULTS) - {"loglevel"}
-        if unknown:
-            raise ValueError(f"unknown argument(s): {', '.join(sorted(unknown))}")
-        settings = {}
-        for name, default in DEFAULTS.items():
-            text = self.args.get(name, default)
-            try:
-                settings[name] = float(text)
-            except ValueError:
-                raise ValueError(f"{name} '{text}' is not a number")
-            if settings[name] < 0:
-                raise ValueError(f"{name} {text} must not be negative")
-        self.after = int(settings["after"])
-        if self.after < 1:
-            raise ValueError("after must be at least 1")
-        self.delay = settings["delay"]
-        self.max_delay = settings["max_delay"]
-        self.max_total = settings["max_total"]
+        self.after = self.args["after"]
+        self.delay = self.args["delay"]
+        self.max_delay = self.args["max_delay"]
+        self.max_total = self.args["max_total"]
         for hook in DELAYED_HOOKS:
             self.register_hook(hook, self.slow_down, unshift=True)
         self.register_hook("unrecognized_command", self.unrecognized, unshift=True)

@@ -1,6 +1,7 @@
 """`qpsmtpd-doc`: show a plugin's manual (its module docstring) or list plugins.
 
-The docstring is read with `ast`, so the plugin is never imported or run.
+The docstring is read with `ast`. To list a plugin's declared arguments after
+its manual the plugin module is imported (its register() never runs).
 """
 
 import argparse
@@ -8,13 +9,26 @@ import ast
 import os
 import sys
 
-from .plugin import PluginLoader, default_plugin_dirs
+from .arguments import describe, usage
+from .plugin import PluginLoader, PluginLoadError, default_plugin_dirs
 
 
 def plugin_doc(path):
     with open(path, encoding="utf-8") as fh:
         tree = ast.parse(fh.read(), path)
     return ast.get_docstring(tree) or "(no documentation)"
+
+
+def arguments_text(loader, name):
+    """The 'Arguments' section: what the plugin declares (qpsmtpd_py.arguments)."""
+    try:
+        cls = loader.load_class(name)
+    except Exception as exc:        # a missing library, say: the manual still shows
+        return [f"(arguments not shown: {exc})"]
+    if cls.arguments is None:
+        return ["(this plugin does not declare its arguments; see the manual above)"]
+    return ["Declared arguments (config/plugins; anything else stops start-up):",
+            "  " + usage(name, cls.arguments), ""] + describe(cls.arguments)
 
 
 def all_plugins(dirs):
@@ -47,11 +61,19 @@ def main(argv=None):
             summary = plugin_doc(path).split("\n", 1)[0]
             print(f"{name:36} {summary.split(' - ', 1)[-1]}")
         return 0
-    path = PluginLoader(dirs).find(args.plugin)
+    loader = PluginLoader(dirs)
+    try:
+        path = loader.find(args.plugin)
+    except PluginLoadError as exc:
+        path, error = None, str(exc)
+    else:
+        error = f"no plugin named {args.plugin} in {', '.join(dirs)}"
     if path is None:
-        print(f"qpsmtpd-doc: no plugin named {args.plugin} in {', '.join(dirs)}", file=sys.stderr)
+        print(f"qpsmtpd-doc: {error}", file=sys.stderr)
         return 1
     print(plugin_doc(path))
+    print()
+    print("\n".join(arguments_text(loader, args.plugin)))
     return 0
 
 

@@ -13,6 +13,7 @@ import re
 import sys
 
 from . import constants as C
+from .arguments import ArgumentError, parse_arguments
 from .config import ConfigError
 from .filecache import FileCache, ParsedLines
 from .hooks import HOOK_SET, METHOD_TO_HOOK
@@ -36,20 +37,30 @@ class Plugin:
     #: set by the engine before each session's hooks run (one session per process)
     qp = None
 
+    #: the declared config/plugins arguments (qpsmtpd_py.arguments: Keyword, Positional,
+    #: Flag ...); None = undeclared (an old plugin): key/value pairs, nothing checked
+    arguments = None
+
     def __init__(self, app, plugin_name, args=()):
         self.app = app
         self.plugin_name = plugin_name
         self.args_list = list(args)
         self.args = {}
         self.loglevel_adjust = None      # (absolute, level) or (relative, delta)
+        if self.arguments is not None:
+            self.args = parse_arguments(plugin_name, self.arguments, self.args_list)
+            if self.args.raw.get("loglevel") is not None:
+                self.set_loglevel(self.args.raw["loglevel"])
 
     # -- lifecycle (override these) ---------------------------------------------------
     def init(self, *args):
         """Called before hooks are registered; rarely needed."""
 
     def register(self, *args):
-        """Parse arguments. The default keeps key/value pairs in self.args."""
-        self.args = parse_pairs(args)
+        """Set up after the arguments are parsed (self.args). For a plugin without
+        declared `arguments` the default keeps key/value pairs in self.args."""
+        if self.arguments is None:
+            self.args = parse_pairs(args)
 
     def register_hook(self, hook, method, unshift=False):
         """Register `method` (a name or callable) for `hook`."""
@@ -183,7 +194,7 @@ class Plugin:
         reject 0 logs 'fail, tolerated' and declines; reject naughty stores the
         rejection in the connection note `naughty` for the naughty plugin to apply.
         """
-        reject = str(self.args.get("reject", "1")).lower()
+        reject = str(self.args.get("reject") or "1").lower()
         detail = f" ({log_info})" if log_info else ""
         if reject in ("0", "no", "false", "off"):
             self.log(C.LOGINFO, f"fail, tolerated{detail}")
@@ -222,24 +233,73 @@ def _module_name(plugin_name):
     return "qpsmtpd_plugins." + escaped
 
 
+_PERL_MARKS = re.compile(
+    r"^#!.*\bperl\b|-\*-\s*perl\s*-\*-|\$self->|^\s*(?:use\s+(?:strict|warnings|Qpsmtpd)\b"
+    r"|sub\s+\w+\s*\{|my\s+[$@%(]|package\s+[\w:]+\s*;|=(?:head\d|pod|cut)\b)", re.M)
+
+
+def is_perl_plugin(path):
+    """True for a qpsmtpd (Perl) plugin file: not Python, and Perl by its marks
+    (#!perl, `use strict`, `sub register {`, `my $x`, `$self->`, POD)."""
+    try:
+        with open(path, "rb") as fh:
+            source = fh.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return False
+    try:
+        compile(source, path, "exec")
+        return False                  # valid Python, whatever it looks like
+    except (SyntaxError, ValueError):
+        return bool(_PERL_MARKS.search(source))
+
+
+class PluginLoadError(Exception):
+    """A plugin file that cannot be used; the text names the file."""
+
+
 class PluginLoader:
-    """Finds plugin files in the plugin dirs and turns them into Plugin objects."""
+    """Finds plugin files in the plugin dirs and turns them into Plugin objects.
+
+    A file without .py that holds Perl (Debian's plugin_dirs point at qpsmtpd's
+    /usr/share/qpsmtpd/plugins) is skipped with one log line, and our own plugin
+    of that name is used: from a later plugin dir, else from default_plugin_dirs()."""
 
     current = None      # the loader at work, for isa_plugin()
 
     def __init__(self, dirs):
         self.dirs = list(dirs)
         self._classes = {}
+        self.notices = []             # (level, text) for the next instantiate() to log
+        self._perl_seen = set()
 
     def find(self, name):
         base = name.split(":", 1)[0]
         if ".." in base.split("/") or base.startswith("/"):
             return None
-        for directory in self.dirs:
+        perl = []
+        dirs = self.dirs + [d for d in default_plugin_dirs() if d not in self.dirs]
+        for i, directory in enumerate(dirs):
+            if i >= len(self.dirs) and not perl:
+                break                 # our own dirs only stand in for skipped Perl files
             for candidate in (os.path.join(directory, base + ".py"), os.path.join(directory, base)):
-                if os.path.isfile(candidate):
-                    return candidate
+                if not os.path.isfile(candidate):
+                    continue
+                if not candidate.endswith(".py") and is_perl_plugin(candidate):
+                    perl.append(candidate)
+                    continue
+                self._note_perl(perl, f"using qpsmtpd_py's own {base} ({candidate})")
+                return candidate
+        if perl:
+            raise PluginLoadError(f"{perl[0]} is a Perl plugin (qpsmtpd_py runs only Python "
+                                  f"plugins) and qpsmtpd_py has no plugin named {base}")
         return None
+
+    def _note_perl(self, paths, outcome):
+        for path in paths:
+            if path not in self._perl_seen:
+                self._perl_seen.add(path)
+                self.notices.append((C.LOGWARN, f"skipping Perl plugin {path} (qpsmtpd_py "
+                                                 f"runs only Python plugins); {outcome}"))
 
     def load_class(self, name):
         """The Plugin subclass that the file for `name` defines (cached per name)."""
@@ -256,6 +316,15 @@ class PluginLoader:
         previous, PluginLoader.current = PluginLoader.current, self
         try:
             spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            del sys.modules[module_name]
+            raise PluginLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+        except (PluginLoadError, ArgumentError):
+            del sys.modules[module_name]
+            raise
+        except Exception as exc:      # ImportError, NameError ... at the plugin's top level
+            del sys.modules[module_name]
+            raise PluginLoadError(f"{path}: {type(exc).__name__}: {exc}") from exc
         finally:
             PluginLoader.current = previous
         classes = [obj for obj in vars(module).values()
@@ -267,9 +336,14 @@ class PluginLoader:
         return classes[0]
 
     def instantiate(self, app, name, args):
-        cls = self.load_class(name)
+        try:
+            cls = self.load_class(name)
+        finally:
+            while self.notices:
+                app.log(*self.notices.pop(0))
         plugin = cls(app, name, args)
-        _apply_standard_args(plugin, args)
+        if cls.arguments is None:
+            _apply_standard_args(plugin, args)
         plugin.init(*args)
         for attr in dir(cls):
             hook = METHOD_TO_HOOK.get(attr)
@@ -309,10 +383,12 @@ def load_plugins(app, lines, loader):
             plugins.append(loader.instantiate(app, name, args))
         except ConfigError:
             raise
+        except ArgumentError as exc:  # names the plugin, the argument and what it accepts
+            raise ConfigError(f"{line.origin}: {exc}") from exc
         except Exception as exc:  # the admin needs file, line and the reason
             raise ConfigError(f"{line.origin}: cannot load plugin '{name}': {exc}") from exc
     return plugins
 
 
-__all__ = ["Plugin", "isa_plugin", "PluginLoader", "load_plugins", "parse_pairs",
-           "default_plugin_dirs", "HOOK_SET"]
+__all__ = ["Plugin", "isa_plugin", "PluginLoader", "PluginLoadError", "load_plugins", "parse_pairs",
+           "default_plugin_dirs", "is_perl_plugin", "HOOK_SET"]

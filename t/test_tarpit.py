@@ -89,8 +89,8 @@ def test_relay_clients_are_not_delayed(make_config):
         assert timed(c, "NOOP")[1] < 0.5
 
 
-@pytest.mark.parametrize("args, reason", [("delay", "pairs"), ("delay soon", "not a number"),
-                                          ("after 0", "at least 1"), ("speed 3", "unknown")])
+@pytest.mark.parametrize("args, reason", [("delay", "pairs"), ("delay soon", "expected a number"),
+                                          ("after 0", "integer >= 1"), ("speed 3", "unknown")])
 def test_bad_arguments_stop_start_up(make_config, args, reason):
     c = server(make_config, args).session(read_greeting=False)
     assert c.closed()
