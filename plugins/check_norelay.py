@@ -7,7 +7,9 @@ webmail box. This plugin clears the relay permission again for them.
 Config file:
   norelayclients  one entry a line: a full IP address (192.168.42.7), or an
                   address prefix ending in a dot (192.168.42. matches the /24);
-                  CIDR blocks (10.1.0.0/16) and IPv6 addresses work too
+                  CIDR blocks (10.1.0.0/16) and IPv6 addresses in any spelling
+                  work too (2001:0db8:0000:0000:0000:0000:0000:0001 is 2001:db8::1;
+                  whole hextets such as 2001:0db8:0005: are a prefix)
 
 Arguments: none.
 Hooks: connect. Load it *after* relay (check_relay): it only clears
@@ -24,14 +26,14 @@ Example config/plugins lines:
 import os
 
 from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGNOTICE
-from qpsmtpd_py.netmatch import cached_iplist
+from qpsmtpd_py.netmatch import IPList
 from qpsmtpd_py.plugin import Plugin
 
 
 class CheckNorelay(Plugin):
     def hook_connect(self, transaction):
         conn = self.connection
-        if conn.remote_ip in cached_iplist(self.config_list("norelayclients")):
+        if conn.remote_ip in self.parsed_config("norelayclients", IPList):
             conn.relay_client = False
             os.environ.pop("RELAYCLIENT", None)
             self.log(LOGNOTICE, f"{conn.remote_ip} denied relaying")

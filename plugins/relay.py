@@ -2,9 +2,14 @@
 
 Config files:
   relayclients      one entry a line: an IP (1.2.3.4), an octet prefix ending in
-                    '.' or ':' (192.168.), or a CIDR block (10.0.0.0/8, 2001:db8::/32)
-  morerelayclients  more entries as morerelayclients.cdb (keys as in relayclients)
-  norelayclients    IPs or octet prefixes that may never relay; overrides everything
+                    '.' (192.168.), or a CIDR block (10.0.0.0/8, 2001:db8::/32).
+                    IPv6 in any spelling: 2001:db8::1 and
+                    2001:0DB8:0000:0000:0000:0000:0000:0001 are the same entry, and
+                    whole hextets (2001:0db8:0005: or 2001:DB8) are a prefix
+  morerelayclients  more entries as morerelayclients.cdb (keys as in relayclients,
+                    without CIDR blocks)
+  norelayclients    entries as in relayclients that may never relay; overrides
+                    everything
 
 Environment: RELAYCLIENT (set, even empty) lets the client relay, as tcpserver's
 rules set it; ::1 always may relay.
@@ -21,7 +26,7 @@ Example:  relay
 import os
 
 from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO, LOGNOTICE, OK
-from qpsmtpd_py.netmatch import cached_iplist, ip_prefixes
+from qpsmtpd_py.netmatch import IPList, ip_candidates
 from qpsmtpd_py.plugin import Plugin
 
 
@@ -34,7 +39,7 @@ class Relay(Plugin):
     def hook_connect(self, transaction):
         conn = self.connection
         ip = conn.remote_ip
-        if ip in cached_iplist(self.config_list("norelayclients")):
+        if ip in self.parsed_config("norelayclients", IPList):
             self.log(LOGNOTICE, f"{ip} in norelayclients")
             conn.relay_client = False
             return DECLINED
@@ -42,7 +47,7 @@ class Relay(Plugin):
             conn.relay_client = True
             self.log(LOGINFO, "pass: enabled by env")
             return DECLINED
-        if ip == "::1" or ip in cached_iplist(self.config_list("relayclients")) or self._in_more(ip):
+        if ip == "::1" or ip in self.parsed_config("relayclients", IPList) or self._in_more(ip):
             conn.relay_client = True
             self.log(LOGINFO, f"pass: {ip} may relay")
             return DECLINED
@@ -53,7 +58,7 @@ class Relay(Plugin):
         more = self.config_map("morerelayclients")
         if more is None:
             return False
-        return any(candidate in more for candidate in ip_prefixes(ip))
+        return any(candidate in more for candidate in ip_candidates(ip))
 
     def relay_only(self, transaction, rcpt, params=None):
         return OK if self.connection.relay_client else DENY

@@ -1,11 +1,19 @@
 """Client IP lists as qpsmtpd's files write them: exact IPs, octet prefixes
-('192.168.' or '10.'), CIDR blocks (v4 and v6)."""
+('192.168.' or '10.'), CIDR blocks (v4 and v6).
+
+IPv6 entries may be written in any form: compressed or expanded
+('2001:0DB8:0000:0000:0000:0000:0000:0001', as qpsmtpd's sample relayclients
+recommends), and a prefix of whole hextets with or without a trailing colon
+('2001:0db8:0000:', 'fdda:b13d:e431:ae06:', '2001:DB8') stands for that network
+(/48, /64, /32), whatever the client's address looks like when written.
+"""
 
 import functools
 import ipaddress
 import re
 
 _STRIP_LAST = re.compile(r"(\d|\w)+(:|\.)?$")
+_V6_PREFIX = re.compile(r"^(?:[0-9a-f]{1,4}:){1,7}$|^[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){1,6}$", re.I)
 
 
 def ip_prefixes(ip):
@@ -18,6 +26,35 @@ def ip_prefixes(ip):
         if stripped == ip:
             break
         ip = stripped
+    return out
+
+
+def v6_prefix_network(text):
+    """'2001:0db8:0000:' or '2001:DB8' -> the network of those whole hextets
+    (2001:db8::/48, 2001:db8::/32); None for anything else."""
+    if not _V6_PREFIX.match(text):
+        return None
+    groups = text.rstrip(":").split(":")
+    padded = ":".join(groups + ["0"] * (8 - len(groups)))
+    return ipaddress.ip_network(f"{padded}/{16 * len(groups)}")
+
+
+def ip_candidates(ip):
+    """Every form of a client IP a key-value list (morerelayclients.cdb) may hold:
+    qpsmtpd's octet-stripped prefixes and, for IPv6, the expanded address and its
+    hextet prefixes (padded, or unpadded with or without the trailing colon), in
+    lower and upper case."""
+    text, parsed, prefixes = _ip_facts(str(ip))
+    out = list(prefixes)
+    if parsed is not None and parsed.version == 6:
+        groups = parsed.exploded.split(":")
+        short = [g.lstrip("0") or "0" for g in groups]
+        forms = [parsed.exploded]
+        for n in range(7, 0, -1):
+            forms += [":".join(groups[:n]) + ":", ":".join(short[:n]) + ":", ":".join(short[:n])]
+        for form in forms + [f.upper() for f in forms + out]:
+            if form not in out:
+                out.append(form)
     return out
 
 
@@ -61,6 +98,14 @@ class IPList:
                 return
             except ValueError:
                 pass
+        parsed = parse_ip(text)
+        if parsed is not None:              # any spelling of one address
+            self.exact[str(parsed)] = value
+            return
+        network = v6_prefix_network(text)
+        if network is not None:
+            self.networks.append((network, value))
+            return
         self.exact[text.lower()] = value
 
     def lookup(self, ip):
