@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from harness import ConfigDir, bin_path
+from harness import ConfigDir
+from tools import require_tool
 from stubs.spawn_server import SpawnServer
 from stubs.tlsutil import client_context, install_certs, make_certs, starttls
 
@@ -291,8 +292,8 @@ def test_passwords_never_logged(srv):
 
 
 # -- real clients over TLS ----------------------------------------------------------------------------
-@pytest.mark.skipif(not bin_path("swaks"), reason="swaks not installed")
 def test_swaks_tls_auth_relay_end_to_end(tls_srv):
+    require_tool("swaks")
     with SpawnServer(tls_srv) as server, SpawnServer(tls_srv, args=["--smtps"]) as smtps:
         runs = [(server.port, "--tls", "PLAIN"), (server.port, "--tls", "LOGIN"),
                 (server.port, "--tls", "CRAM-MD5"), (smtps.port, "--tls-on-connect", "PLAIN")]

@@ -1,18 +1,21 @@
 """check_validrcptto_cdb with real cdb files built by tinycdb's `cdb` tool."""
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from test_policy_lists import envelope
+from tools import require_tool
 
 NO_MAILBOX = (550, "5.1.1 Sorry, no mailbox here by that name. (#5.1.1)")
 KEYS = ["alice@example.test", "bob-default@example.test", "list-a-default@example.test",
         "@catchall.test", "carol@other.test"]
 
-pytestmark = pytest.mark.skipif(shutil.which("cdb") is None, reason="tinycdb's cdb tool is missing")
+
+@pytest.fixture(autouse=True)
+def cdb_works():
+    require_tool("cdb")
 
 
 def make_cdb(path, keys, native=False):

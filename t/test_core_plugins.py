@@ -8,6 +8,7 @@ import tempfile
 import time
 
 import pytest
+from tools import require_tool
 
 MAILDIR = "queue/maildir {maildir}"
 LOCAL = {"rcpthosts": "example.test"}
@@ -162,10 +163,7 @@ def test_help_without_the_plugin_is_the_builtin_text(make_config):
 
 # -- quit_fortune --------------------------------------------------------------------
 def test_quit_fortune_for_helo_clients_only(make_config):
-    if not os.access("/usr/games/fortune", os.X_OK):
-        if os.environ.get("CI") == "true":
-            pytest.fail("/usr/games/fortune missing: install fortune-mod (t/services)")
-        pytest.skip("fortune-mod not installed")
+    require_tool("fortune")
     srv = make_config(["quit_fortune", "rcpt_ok"])
     with srv.session() as c:
         c.cmd("HELO client.example.test")

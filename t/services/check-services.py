@@ -1,29 +1,60 @@
 #!/usr/bin/env python3
-"""t/services/check-services.py [STATE_DIR] -- one real round trip with every component
-that t/services/start-services.sh started (14 checks).  A smoke test of the test
-plumbing, not a test of qpsmtpd_py.
+"""t/services/check-services.py [STATE_DIR] -- the probe phase of scripts/test: before
+pytest runs, every external tool and service the tests use must *work*, not merely be
+installed: one real round trip with every component that t/services/start-services.sh
+started, and every program of t/tools.py TOOLS (fortune prints a cookie, Perl qpsmtpd
+answers a session, swaks, msmtp, cdb, openssl, systemd-analyze, smtp-sink, exim when the
+exim component ran).  A failure names what to install.  Not a test of qpsmtpd_py.
 
-STATE_DIR defaults to $QPT_STATE_DIR, then /tmp/qpt-state.  Needs (pip): dnspython
-pyspf dkimpy ldap3 pymysql python-pam maxminddb geoip2 miltertest.  Run as root
-(PAM pam_unix and checkpw need it).  Prints one line per check and
-'N passed, N failed' at the end; exit 1 on a failure."""
-import base64, imaplib, os, smtplib, socket, struct, subprocess, sys, time, glob
+STATE_DIR defaults to $QPT_STATE_DIR, then /tmp/qpt-state.  Needs the [test] extra of
+setup.cfg (checked first).  Run as root (PAM pam_unix and checkpw need it).  Prints one
+line per check and 'N passed, N failed' at the end; exit 1 on a failure."""
+import base64, imaplib, importlib, os, smtplib, socket, struct, subprocess, sys, time, glob
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # t/: tools.py
+import tools  # noqa: E402
 
 STATE = sys.argv[1] if len(sys.argv) > 1 else os.environ.get('QPT_STATE_DIR', '/tmp/qpt-state')
 E = dict(l.strip().split('=', 1) for l in open(f'{STATE}/services.env') if '=' in l and not l.startswith('#'))
+for k, v in E.items():  # the tool probes see what pytest will see (scripts/test exports services.env)
+    os.environ.setdefault(k, v)
 results = []
+fixes = []
 
 
-def check(name):
+def check(name, fix):
+    """Run the decorated function now; `fix` says what to install when it fails."""
     def deco(fn):
         t = time.time()
         try:
             detail = fn()
             results.append(True); print(f'PASS {name} ({time.time() - t:.2f}s) {detail or ""}')
         except Exception as e:  # noqa
-            results.append(False); print(f'FAIL {name}: {type(e).__name__}: {e}')
+            results.append(False); fixes.append(fix)
+            print(f'FAIL {name}: {type(e).__name__}: {e}\n     fix: {fix}')
         return fn
     return deco
+
+
+# ---------------------------------------------------------------- Python packages
+# module -> pip package; dns.nameserver is what dnspython < 2.4 lacks (Debian 12 has 2.3)
+MODULES = {'dns.nameserver': 'dnspython>=2.4', 'spf': 'pyspf', 'dkim': 'dkimpy', 'ldap3': 'ldap3',
+           'pymysql': 'pymysql', 'pam': 'python-pam', 'lmdb': 'lmdb', 'idna': 'idna',
+           'cryptography': 'cryptography', 'daemon': 'python-daemon', 'setproctitle': 'setproctitle',
+           'maxminddb': 'maxminddb', 'geoip2': 'geoip2', 'miltertest': 'miltertest',
+           'mmdb_writer': 'mmdb-writer', 'aiosmtplib': 'aiosmtplib', 'hypothesis': 'hypothesis',
+           'pytest': 'pytest'}
+missing = []
+for module, pip_name in MODULES.items():
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        missing.append(f'{pip_name} ({module}: {e})')
+if missing:
+    print(f"FAIL python packages: {'; '.join(missing)}\n"
+          f"     fix: {sys.executable} -m pip install -e '.[test]' (setup.cfg)")
+    sys.exit(1)
+print(f'PASS python packages: {len(MODULES)} modules import')
 
 
 # ---------------------------------------------------------------- DNS
@@ -39,7 +70,7 @@ def q(name, t):
         return 'NXDOMAIN'
 
 
-@check('dns: dnsbl/rhsbl/dnswl/MX/PTR/TXT')
+@check('dns: nsd answers dnsbl/rhsbl/dnswl/MX/PTR/TXT', f'apt-get install nsd (log: {STATE}/dns/nsd.log)')
 def _():
     assert q('2.0.0.127.dnsbl.test', 'A') == ['127.0.0.2']
     assert 'listed' in q('2.0.0.127.dnsbl.test', 'TXT')[0]
@@ -52,7 +83,7 @@ def _():
     assert q('sel._domainkey.example.test', 'TXT')[0].startswith('"v=DKIM1')
 
 
-@check('dns: pyspf through the test server')
+@check('dns: pyspf through the test server', 'pip package pyspf')
 def _():
     import spf, warnings
     warnings.simplefilter('ignore', DeprecationWarning)  # pyspf calls dns.resolver.query()
@@ -65,7 +96,7 @@ def _():
     return got
 
 
-@check('dns: dkimpy sign + verify with the key in DNS')
+@check('dns: dkimpy sign + verify with the key in DNS', 'pip package dkimpy')
 def _():
     import dkim
     key = open(E['QPT_DKIM_KEY'], 'rb').read()
@@ -98,8 +129,13 @@ def spamd(cmd, msg, addr):
     return head.decode(), body.decode()
 
 
-@check('spamd: GTUBE/ham over TCP and unix socket (raw SPAMD protocol)')
+@check('spamd: PING/PONG, GTUBE/ham over TCP and unix socket, spamc',
+       f'apt-get install spamassassin spamd spamc (log: {STATE}/spamd/spamd.log)')
 def _():
+    with socket.create_connection((E['QPT_SPAMD_HOST'], int(E['QPT_SPAMD_PORT'])), timeout=10) as s:
+        s.sendall(b'PING SPAMC/1.5\r\n\r\n')
+        pong = s.makefile('rb').readline()
+    assert pong.startswith(b'SPAMD/') and b'PONG' in pong, pong
     h, b = spamd('SYMBOLS', GTUBE, (E['QPT_SPAMD_HOST'], int(E['QPT_SPAMD_PORT'])))
     score = float(h.split('Spam: True ; ')[1].split(' /')[0]) if 'Spam: True ; ' in h else 0
     assert h.startswith('SPAMD/1.') and score >= 1000 and 'GTUBE' in b, (h, b)
@@ -127,9 +163,13 @@ def instream(data, addr):
     return buf.rstrip(b'\0').decode()
 
 
-@check('clamd: INSTREAM tcp+unix, MIME attachment, clamdscan, clamscan')
+@check('clamd: PING/PONG, EICAR by INSTREAM tcp+unix, MIME attachment, clamdscan, clamscan',
+       f'apt-get install clamav clamav-daemon clamdscan (log: {STATE}/clamav/clamd.log)')
 def _():
     tcp = (E['QPT_CLAMD_HOST'], int(E['QPT_CLAMD_PORT']))
+    with socket.create_connection(tcp, timeout=10) as s:
+        s.sendall(b'zPING\0')
+        assert s.recv(64) == b'PONG\0'
     assert instream(EICAR, tcp) == 'stream: Local.Test.EICAR-NDB.UNOFFICIAL FOUND'
     assert instream(EICAR, E['QPT_CLAMD_SOCKET']).endswith('FOUND')
     assert instream(b'clean text\n' * 100, tcp) == 'stream: OK'
@@ -145,7 +185,7 @@ def _():
 
 
 # ---------------------------------------------------------------- ldap
-@check('ldap: ldap3 search + simple binds, ldapsearch/ldapwhoami')
+@check('ldap: ldap3 search + simple binds, ldapwhoami', 'apt-get install slapd ldap-utils')
 def _():
     from ldap3 import Server, Connection, SUBTREE
     host, port = E['QPT_LDAP_URI'].rsplit(':', 1)
@@ -163,9 +203,11 @@ def _():
 
 
 # ---------------------------------------------------------------- imap
-@check('imap: imaplib login/append/select, bad password refused')
+@check('imap: dovecot greeting, login/append/select, bad password refused',
+       f'apt-get install dovecot-imapd (log: {STATE}/dovecot/dovecot.log)')
 def _():
     m = imaplib.IMAP4(E['QPT_IMAP_HOST'], int(E['QPT_IMAP_PORT']))
+    assert m.welcome.startswith(b'* OK'), m.welcome
     assert m.login(E['QPT_IMAP_USER'], E['QPT_IMAP_PW'])[0] == 'OK'
     m.append('INBOX', None, None, b'From: x@example.test\r\nSubject: t\r\n\r\nhi\r\n')
     n = m.select('INBOX')[1][0]; m.logout()
@@ -178,7 +220,8 @@ def _():
 
 
 # ---------------------------------------------------------------- mysql
-@check('mysql: pymysql tcp + unix socket, vpopmail row')
+@check('mysql: pymysql tcp + unix socket, vpopmail row',
+       f'apt-get install mariadb-server (log: {STATE}/mysql/mysqld.err)')
 def _():
     import pymysql, warnings
     warnings.simplefilter('ignore', DeprecationWarning)
@@ -200,7 +243,8 @@ def _():
 
 
 # ---------------------------------------------------------------- pam
-@check('pam: python-pam pam_unix (system user) + pam_pwdfile')
+@check('pam: python-pam pam_unix (system user) + pam_pwdfile',
+       'apt-get install libpam-pwdfile; run as root (pam_unix reads /etc/shadow)')
 def _():
     import pam
     p = pam.pam()
@@ -213,21 +257,21 @@ def _():
 
 # ---------------------------------------------------------------- checkpassword
 def checkpassword(user, pw):
-    r, w = os.pipe()
-    p = subprocess.Popen([E['QPT_CHECKPW'], '/bin/true'], stdin=subprocess.DEVNULL, pass_fds=(r,),
-                         preexec_fn=lambda: os.dup2(r, 3))
-    os.close(r); os.write(w, f'{user}\0{pw}\0Y123456\0'.encode()); os.close(w)
-    return p.wait()
+    """Exit status of checkpw reading user\0pw\0stamp\0 on fd 3 (the shell puts it there:
+    a pass_fds/dup2 dance only works when the pipe happens to be fd 3 already)."""
+    return subprocess.run(['sh', '-c', 'exec "$0" /bin/true 3<&0', E['QPT_CHECKPW']],
+                          input=f'{user}\0{pw}\0Y123456\0'.encode(), timeout=10).returncode
 
 
-@check('checkpw: checkpassword protocol on fd 3')
+@check('checkpw: checkpassword protocol on fd 3', 'apt-get install checkpw; run as root')
 def _():
-    assert checkpassword(E['QPT_TEST_USER'], E['QPT_TEST_PASS']) == 0
-    assert checkpassword(E['QPT_TEST_USER'], 'wrong') == 1
+    assert checkpassword(E['QPT_TEST_USER'], E['QPT_TEST_PASS']) == 0, 'right password refused'
+    assert checkpassword(E['QPT_TEST_USER'], 'wrong') == 1, 'wrong password not refused with 1'
 
 
 # ---------------------------------------------------------------- milter
-@check('milter: opendkim signs (internal) and verifies (external) via miltertest')
+@check('milter: opendkim signs (internal) and verifies (external) via miltertest',
+       f'apt-get install opendkim opendkim-tools (log: {STATE}/opendkim/opendkim.out)')
 def _():
     from miltertest import MilterConnection, constants as C
 
@@ -259,39 +303,63 @@ def _():
 
 
 # ---------------------------------------------------------------- sink + postfix
-@check('sink: smtplib -> smtp-sink, dumped to a file')
-def _():
-    before = len(glob.glob(E['QPT_SINK_DIR'] + '/*'))
-    with smtplib.SMTP(E['QPT_SINK_HOST'], int(E['QPT_SINK_PORT']), timeout=10) as s:
-        s.sendmail('a@example.test', ['b@example.test'], b'Subject: sink\r\n\r\nhello sink\r\n')
-    time.sleep(0.2)
-    return f"dump files {before} -> {len(glob.glob(E['QPT_SINK_DIR'] + '/*'))}"
-
-
-@check('postfix: relay -> smtp-sink')
-def _():
-    tag = f'relay-{time.time()}'
-    with smtplib.SMTP(E['QPT_POSTFIX_HOST'], int(E['QPT_POSTFIX_PORT']), timeout=10) as s:
-        s.sendmail('a@example.test', ['b@remote.test'], f'Subject: {tag}\r\n\r\nrelayed\r\n'.encode())
+def send_and_find(host, port, what):
+    """Send one message to host:port (greeting must be 220); return the sink file that has it."""
+    tag = f'{what}-{time.time()}'
+    with smtplib.SMTP(timeout=10) as s:
+        code, greeting = s.connect(host, int(port))
+        assert code == 220, (code, greeting)
+        s.sendmail('a@example.test', ['b@remote.test'], f'Subject: {tag}\r\n\r\n{what}\r\n'.encode())
     for _ in range(50):
         for f in glob.glob(E['QPT_SINK_DIR'] + '/*'):
             if tag in open(f, errors='replace').read():
                 return f
         time.sleep(0.1)
-    raise AssertionError('message did not reach the sink')
+    raise AssertionError(f'the message did not reach {E["QPT_SINK_DIR"]}')
+
+
+@check('sink: smtp-sink greets 220, keeps the message in a file',
+       f'apt-get install postfix (smtp-sink; log: {STATE}/sink/sink.log)')
+def _():
+    return send_and_find(E['QPT_SINK_HOST'], E['QPT_SINK_PORT'], 'sink')
+
+
+@check('postfix: greets 220, relays to smtp-sink', f'apt-get install postfix (log: {STATE}/postfix/maillog)')
+def _():
+    return send_and_find(E['QPT_POSTFIX_HOST'], E['QPT_POSTFIX_PORT'], 'relay')
 
 
 # ---------------------------------------------------------------- geoip
-@check('geoip: geoip2 reads the generated mmdb')
+@check('geoip: geoip2 and mmdblookup read the generated mmdb files',
+       'apt-get install mmdb-bin; pip packages mmdb-writer geoip2')
 def _():
     import geoip2.database
     with geoip2.database.Reader(E['QPT_GEOIP_DIR'] + '/GeoLite2-Country.mmdb') as r:
         assert r.country('127.0.0.2').country.iso_code == 'DE'
         assert r.country('127.0.0.1').country.iso_code == 'US'
+    r = subprocess.run(['mmdblookup', '--file', E['QPT_GEOIP_DIR'] + '/GeoLite2-Country.mmdb',
+                        '--ip', '127.0.0.2', 'country', 'iso_code'], capture_output=True, text=True)
+    assert r.returncode == 0 and '"DE"' in r.stdout, r.stdout + r.stderr
     with geoip2.database.Reader(E['QPT_GEOIP_DIR'] + '/GeoLite2-City.mmdb') as r:
         c = r.city('127.0.0.3')
         return f'{c.country.iso_code} {c.location.latitude},{c.location.longitude}'
 
 
+# ---------------------------------------------------------------- programs the tests run
+def probe_tool(name):
+    why = tools.tool_problem(name)
+    if why:
+        raise AssertionError(why.split('\n  fix: ')[0])
+
+
+for name, (install, _) in tools.TOOLS.items():
+    if name == 'exim' and not tools.exim_bin():
+        print('---- exim: no QPT_EXIM_BIN in services.env (the exim component did not run); not probed')
+        continue
+    check(f'tool {name}', install)(lambda name=name: probe_tool(name))
+
+
 print(f'{results.count(True)} passed, {results.count(False)} failed')
+if fixes:
+    print('to fix:\n  ' + '\n  '.join(dict.fromkeys(fixes)))
 sys.exit(0 if all(results) else 1)

@@ -60,12 +60,17 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # tinycdb, python3-venv: used by the project itself (cdb maps, .venv).
 # qpsmtpd: the original Perl daemon, for differential tests and benchmarks; never
 # started by apt (policy-rc.d below), only by the tests that want it.
-# fortune-mod: /usr/games/fortune for the quit_fortune plugin.
+# libnet-ip-perl: Net::IP, which Debian's qpsmtpd needs but does not declare.
+# fortune-mod: /usr/games/fortune for the quit_fortune plugin; fortunes-min: its database
+# (a recommends only: without it `fortune` says "No fortunes found").
 # systemd: only for `systemd-analyze verify` of systemd/*.{service,socket} (never booted;
 # installing it in a container without systemd as PID 1 just adds the tools).
+# swaks, msmtp: real SMTP clients for the client tests.
+# scripts/test probes all of them for *working* before pytest (t/services/check-services.py).
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
-      postfix checkpw swaks openssl mmdb-bin tinycdb python3-venv qpsmtpd fortune-mod systemd"
+      postfix checkpw swaks msmtp openssl mmdb-bin tinycdb python3-venv qpsmtpd libnet-ip-perl
+      fortune-mod fortunes-min systemd"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }
