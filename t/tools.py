@@ -169,6 +169,7 @@ TOOLS = {
     "cdb": ("apt-get install tinycdb", _cdb),
     "systemd-analyze": ("apt-get install systemd", _systemd_analyze),
     "smtp-sink": ("apt-get install postfix", _smtp_sink),
+    "postfix": ("apt-get install postfix", _prints([sbin("postconf"), "-d", "mail_version"], "mail_version")),
     "exim": ("bash t/services/start-services.sh STATE exim (unpacks exim4-daemon-light)", _exim),
 }
 
