@@ -4,6 +4,7 @@ limits, dot-unstuffing, and messages without a header block; all against a real
 
 import os
 import re
+import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
