@@ -10,13 +10,17 @@ follows is refused with the line's reason:
 Config file badmailfrom, one entry a line:  PATTERN [reason ...]
   user@example.com             that sender (case does not matter)
   @spam.example                every sender in that domain
-  ^bounce-.*@lists\\.example$   a regular expression (a pattern containing one of
-                               ^ $ * ? \\ [ ] ( ) { } |, or written /re/), searched in
+  ^bounce-.*@lists\\.example$   a regular expression: as in qpsmtpd, a pattern containing
+                               one of / ^ $ * + ! % ? \\ (or written /re/), searched in
                                the lower-cased user@host
-  !@example\\.com$              a negated regular expression: every sender that
-                               does NOT match
-Lines without an @ that are not patterns, and bad regular expressions, are logged
-with file and line and skipped. (Shared syntax: qpsmtpd_py/addrlist.py.)
+  !                            (such as qpsmtpd's sample lines) every sender with a
+  %                            bang path, with a percent hack
+  !/@example\\.com$/            a negated regular expression: every sender that
+                               does NOT match (a leading ! alone is a literal bang)
+A pattern written as an address also matches that address: spam+list@example.com
+refuses spam+list@ (and, as in qpsmtpd, spamlist@, spammlist@ ...). Lines without
+an @ that are not patterns, and bad regular expressions, are logged with file and
+line and skipped. (Shared syntax: qpsmtpd_py/addrlist.py.)
 
 The null sender <> and senders without user or host are never checked; relay
 clients and whitelisted hosts/senders (is_immune) are skipped. A listed sender

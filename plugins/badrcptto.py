@@ -12,11 +12,17 @@ is answered `550 <reason>` instead.
 Config file badrcptto, one entry a line:  PATTERN [reason ...]
   closed@example.com       that recipient (case does not matter)
   @old.example.com         every recipient in that domain
-  ^(root|daemon)@          a regular expression (contains one of ^ $ * ? \\ [ ] ( ) { } |,
-                           or is written /re/), searched in the lower-cased user@host
-  !@example\\.com$          negated: every recipient that does NOT match
-Lines without @ that are not patterns, and bad regular expressions, are logged with
-file and line and skipped (syntax shared with badmailfrom: qpsmtpd_py/addrlist.py).
+  ^(root|daemon)@          a regular expression: as in qpsmtpd, a pattern containing one
+                           of / ^ $ * + ! % ? \\ (or written /re/), searched in the
+                           lower-cased user@host
+  !   Sorry, bang paths not accepted here      qpsmtpd's sample lines: a bang path,
+  %   Sorry, percent hack not accepted here    a percent hack
+  !/@example\\.com$/        negated: every recipient that does NOT match (a leading !
+                           alone is a literal bang, as in qpsmtpd)
+A pattern written as an address also matches that address (closed+tag@example.com;
+qpsmtpd matched only closedtag@, closeddtag@ ...). Lines without @ that are not
+patterns, and bad regular expressions, are logged with file and line and skipped
+(syntax shared with badmailfrom: qpsmtpd_py/addrlist.py).
 
 A closed mailbox is refused for everybody, relay clients and whitelisted hosts
 included (qpsmtpd #223). Recipients without a host (<postmaster>) are not

@@ -3,11 +3,11 @@ in config/badrcptto_patterns (percent hacks, bang paths, double @ ...).
 
 Config file badrcptto_patterns, one rule a line:  REGEX [response ...]
   REGEX is searched (not anchored: use ^ and $) in the lower-cased user@host,
-  case-insensitively; !REGEX matches the recipients it does NOT match. The rest
-  of the line is the reply:
+  case-insensitively (a leading ! is a literal bang, as in qpsmtpd); !/REGEX/
+  matches the recipients it does NOT match. The rest of the line is the reply:
 
-    %.*@                Sorry, no percent hacks here
-    !@example\\.com$    we only take mail for example.com
+    %.*@                  Sorry, no percent hacks here
+    !/@example\\.com$/    we only take mail for example.com
     @.*@
   The first line answers `550 Sorry, no percent hacks here`; a rule without a
   response (the third) gives the core's `550 relaying denied`.

@@ -11,7 +11,7 @@ Config file goodrcptto, one entry a line (anything after the first word is ignor
   @example.org            every address in that domain
   postmaster              that local part in any domain
   /^sales-\\d+@example\\.com$/   a regular expression (/re/ or a pattern with one of
-                          ^ $ * ? \\ [ ] ( ) { } |), searched in the lower-cased user@host
+                          / ^ $ * + ! % ? \\), searched in the lower-cased user@host
 Case does not matter. Bad regular expressions are logged with file and line and
 skipped (syntax shared with badrcptto: qpsmtpd_py/addrlist.py). With no (or an
 empty) goodrcptto file the plugin accepts everything.

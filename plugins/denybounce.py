@@ -10,8 +10,8 @@ Config file denybounce, one entry a line:  PATTERN [reply text ...]
   noreply@example.com          that address
   @newsletter.example.com      every address in that domain
   no-reply                     that local part in any domain
-  ^bounce-.*@example\\.com$     a regular expression (contains one of ^ $ * ? \\ [ ]
-                               ( ) { } |, or /re/), searched in the lower-cased user@host
+  ^bounce-.*@example\\.com$     a regular expression (contains one of / ^ $ * + ! % ? \\,
+                               or /re/), searched in the lower-cased user@host
 A line with text after the pattern answers `550 <text>`. Case does not matter; bad
 regular expressions are logged with file and line and skipped (syntax shared
 with badrcptto: qpsmtpd_py/addrlist.py).

@@ -9,12 +9,17 @@ A list file has one entry a line, `PATTERN [TEXT...]`. PATTERN is one of
                        bare users; elsewhere the line is logged and skipped)
   /regex/              a regular expression, searched (not anchored) in the
                        lower-cased `user@host`, case-insensitively
-  !regex  or  !/regex/ matches every address the regular expression does NOT match
+  !/regex/             matches every address the regular expression does NOT match
 
 Which lines are regular expressions depends on the plugin (`regex` argument):
-  auto     (the badmailfrom/badrcptto family) /re/, !re, or a pattern with one of
-           ^ $ * ? \\ [ ] ( ) { } |  -- '.' and '+' alone do not make a pattern, so
-           user+tag@example.com is an address
+  auto     (the badmailfrom/badrcptto family) as in qpsmtpd: a pattern containing
+           one of  / ^ $ * + ! % ? \\  (so `!` alone catches bang paths and `%`
+           the percent hack), and /re/. A pattern written as an address also
+           matches that address itself: user+tag@example.com is a regular
+           expression for qpsmtpd (matching usertag@...), and here also closes
+           user+tag@example.com. '.', [ ] ( ) { } | alone do not make a pattern
+           (user@[192.0.2.1] is an address), and a leading ! is a literal bang,
+           as in qpsmtpd; negate with !/re/.
   slashes  (rcpt_regexp family) only /re/ and !/re/
   always   (badrcptto_patterns) every pattern is a regular expression
   never    literal entries only
@@ -29,7 +34,8 @@ import re
 
 from .constants import LOGWARN
 
-REGEX_CHARS = re.compile(r"[\^$*?\\\[\](){}|]")
+#: qpsmtpd's test for "this badmailfrom/badrcptto line is a regular expression"
+REGEX_CHARS = re.compile(r"[/^$*+!%?\\]")
 
 #: the qmail-style answer for an unknown local recipient
 NO_MAILBOX = "Sorry, no mailbox here by that name. (#5.1.1)"
@@ -66,15 +72,12 @@ def compile_pattern(token, regex="auto", bare_user=False):
     """The Pattern for one list token; ValueError (with the reason) if unusable."""
     negate = False
     body = token
-    slashed = len(body) >= 2 and body.startswith("/") and body.endswith("/")
-    if regex != "never" and body.startswith("!") and len(body) > 1:
-        rest = body[1:]
-        rest_slashed = len(rest) >= 2 and rest.startswith("/") and rest.endswith("/")
-        if regex != "slashes" or rest_slashed:
-            negate, body, slashed = True, rest, rest_slashed
+    slashed = _slashed(body)
+    if regex != "never" and body.startswith("!") and _slashed(body[1:]):
+        negate, body, slashed = True, body[1:], True
     if slashed and regex != "never":
         is_regex, body = True, body[1:-1]
-    elif regex == "always" or negate:
+    elif regex == "always":
         is_regex = True
     elif regex == "auto":
         is_regex = bool(REGEX_CHARS.search(body))
@@ -82,9 +85,12 @@ def compile_pattern(token, regex="auto", bare_user=False):
         is_regex = False
     if is_regex:
         try:
-            return Pattern("regex", re.compile(body, re.IGNORECASE), token, negate)
+            compiled = re.compile(body, re.IGNORECASE)
         except re.error as exc:
             raise ValueError(f"bad regular expression '{body}': {exc}") from None
+        if regex == "auto" and not slashed and "@" in body[1:]:
+            compiled = _or_the_address(body, compiled)
+        return Pattern("regex", compiled, token, negate)
     value = body.lower()
     if value.startswith("@"):
         if len(value) < 2 or "@" in value[1:]:
@@ -95,6 +101,18 @@ def compile_pattern(token, regex="auto", bare_user=False):
             raise ValueError(f"no @ sign in '{token}'")
         return Pattern("user", value, token)
     return Pattern("address", value, token)
+
+
+def _slashed(text):
+    return len(text) >= 2 and text.startswith("/") and text.endswith("/")
+
+
+def _or_the_address(body, compiled):
+    """The pattern `body`, or the address it is written as (user+tag@example.com)."""
+    try:
+        return re.compile(f"^{re.escape(body)}$|{body}", re.IGNORECASE)
+    except re.error:             # (?flags) must stay first: keep the pattern alone
+        return compiled
 
 
 class Entry:

@@ -43,7 +43,7 @@ spammer@bad.test
 @junk.test we hate junk
 ^bounce-.*@lists\\.test$ no VERP bounces
 noatsign
-(unclosed[ broken
+^(unclosed[ broken
 """
 
 
@@ -69,7 +69,7 @@ def test_badmailfrom_refuses_every_rcpt(policy, name):
 
 
 def test_badmailfrom_negated_regex_and_clean_transactions(policy):
-    srv = policy("badmailfrom", files={"badmailfrom": "!@friends\\.test$ strangers go away"})
+    srv = policy("badmailfrom", files={"badmailfrom": "!/@friends\\.test$/ strangers go away"})
     with srv.session() as c:
         c.ehlo()
         assert envelope(c, "anyone@else.test", "a@example.test") == [(550, "5.7.1 strangers go away")]
@@ -128,7 +128,7 @@ BADRCPTTO = """closed@example.test
 @old.example.test
 ^(root|daemon)@
 special@example.test this mailbox is gone for good
-[broken
+^[broken
 """
 
 
@@ -162,7 +162,7 @@ def test_badrcptto_applies_to_relay_clients(policy):
 
 
 def test_badrcptto_patterns(policy):
-    patterns = "%.*@ Sorry, no percent hacks here\n@.*@\n!@(example|open)\\.test$ only our domains\n(bad\n"
+    patterns = "%.*@ Sorry, no percent hacks here\n@.*@\n!/@(example|open)\\.test$/ only our domains\n(bad\n"
     srv = policy("check_badrcptto_patterns", files={"badrcptto_patterns": patterns})
     with srv.session() as c:
         c.ehlo()
@@ -181,6 +181,67 @@ def test_badrcptto_patterns_skip_relay_clients(policy):
     with srv.session() as c:
         c.ehlo()
         assert envelope(c, "s@sender.test", "a%b@example.test")[0][0] == 250
+
+
+# -- lines qpsmtpd treats as patterns (issue 8 point 5) -------------------------------------------
+
+# qpsmtpd's config.sample/badrcptto_patterns, unchanged; qpsmtpd's badrcptto takes the same lines
+UPSTREAM_PATTERNS = """# Format is pattern\\s+Response
+# Don't forget to anchor the pattern if required
+!       Sorry, bang paths not accepted here
+@.*@    Sorry, multiple at signs not accepted here
+%       Sorry, percent hack not accepted here 
+"""
+
+
+@pytest.mark.parametrize("plugin, file", [("badrcptto", "badrcptto"),
+                                          ("check_badrcptto", "badrcptto"),
+                                          ("check_badrcptto_patterns", "badrcptto_patterns")])
+def test_upstream_bang_path_and_percent_hack_lines(policy, plugin, file):
+    srv = policy(plugin, files={file: UPSTREAM_PATTERNS})
+    with srv.session() as c:
+        c.ehlo()
+        replies = envelope(c, "s@sender.test", "other.test!user@example.test",
+                           "user%other.test@example.test", '"a@b"@example.test', "user@example.test")
+        assert replies[0] == (550, "5.7.1 Sorry, bang paths not accepted here")
+        assert replies[1] == (550, "5.7.1 Sorry, percent hack not accepted here")
+        assert replies[2] == (550, "5.7.1 Sorry, multiple at signs not accepted here")
+        assert replies[3][0] == 250
+    assert "line skipped" not in c.stderr
+
+
+@pytest.mark.parametrize("name", ["badmailfrom", "check_badmailfrom"])
+def test_badmailfrom_upstream_pattern_lines(policy, name):
+    lines = "!\n%  no percent hacks\n^[0-9]+@numbers\\.test$\nspam+list@bulk.test\n"
+    srv = policy(name, files={"badmailfrom": lines})
+    with srv.session() as c:
+        c.ehlo()
+        refused = (550, "5.7.1 sorry, your envelope sender is in my badmailfrom list")
+        assert envelope(c, "relay!user@bang.test", "a@example.test") == [refused]
+        assert envelope(c, "a%b@percent.test", "a@example.test") == [(550, "5.7.1 no percent hacks")]
+        assert envelope(c, "12345@numbers.test", "a@example.test") == [refused]
+        # '+' makes a pattern for qpsmtpd (it matches spamlist@, spammlist@ ...); the address
+        # as written is refused too
+        assert envelope(c, "spam+list@bulk.test", "a@example.test") == [refused]
+        assert envelope(c, "spamlist@bulk.test", "a@example.test") == [refused]
+        assert envelope(c, "spam@bulk.test", "a@example.test")[0][0] == 250
+        assert envelope(c, "plain@sender.test", "a@example.test")[0][0] == 250
+    assert "line skipped" not in c.stderr
+
+
+def test_badrcptto_plus_and_bracket_lines(policy):
+    """'+' makes a pattern (as in qpsmtpd) that also matches the address as written;
+    [ ] alone does not (as in qpsmtpd): @[192.0.2.1] is a domain, not a character class."""
+    srv = policy("badrcptto", files={"badrcptto": "closed+tag@example.test\n@[192.0.2.1]\n"})
+    with srv.session() as c:
+        c.ehlo()
+        replies = envelope(c, "s@sender.test", "closed+tag@example.test", "closedtag@example.test",
+                           "closed@example.test", "u@[192.0.2.1]", "u@0pen.test")
+        assert replies[0] == (550, "5.1.1 mail to closed+tag@example.test not accepted here (#5.1.1)")
+        assert replies[1] == (550, "5.1.1 mail to closedtag@example.test not accepted here (#5.1.1)")
+        assert replies[2][0] == 250
+        assert replies[3] == (550, "5.1.1 mail to @[192.0.2.1] not accepted here (#5.1.1)")
+        assert replies[4] == (550, "5.7.1 Relaying denied (#5.7.1)"), "rcpt_ok's answer, not ours"
 
 
 # -- check_verybadrcptto --------------------------------------------------------------------------
@@ -257,7 +318,7 @@ def test_goodrcptto_bad_arguments_stop_startup(policy):
     c = srv.session(read_greeting=False)
     with pytest.raises(EOFError):
         c.read_reply()
-    assert "limit 'many' is not a number" in c.stderr
+    assert "check_goodrcptto: limit 'many': expected an integer >= 0" in c.stderr
 
 
 # -- rcpt_regexp / bounce_rcpt_regexp ---------------------------------------------------------------
@@ -371,8 +432,8 @@ def test_rcpt_map_default_and_reload(policy):
 
 
 @pytest.mark.parametrize("args, message", [
-    ("file map", "No domain name given"),
-    ("domain example.test", "No map file given"),
+    ("file map", "rcpt_map: missing argument domain NAME (the domain this instance answers for)"),
+    ("domain example.test", "rcpt_map: missing argument file MAP"),
     ("domain example.test file nosuch", "cannot read map file"),
     ("domain example.test file empty", "Empty map file"),
     ("domain example.test file map default MAYBE", "Not a valid constant for 'default' arg"),
