@@ -299,6 +299,23 @@ class SMTPSession:
             return None             # DONE: the plugin answered (parse_addr_withhelo: 501)
         return path, params
 
+    def _read_address(self, verb, rest, pre_hook, parse, refusal, check=None):
+        """MAIL/RCPT argument -> (Address, params), or None after replying:
+        syntax, the pre hook, the path itself, then UTF-8 only with SMTPUTF8."""
+        parsed = self._parse_envelope(verb, rest, pre_hook, check)
+        if parsed is None:
+            return None
+        path, params = parsed
+        address = parse(path)
+        if address is None:
+            self.log(C.LOGINFO, f"{refusal}: {path[:100]!r}")
+            self.respond(501, refusal)
+            return None
+        if not self._utf8_allowed(address, params):
+            self.respond(553, "Non-ASCII address needs SMTPUTF8 (RFC 6531)", enhanced="5.6.7")
+            return None
+        return address, params
+
     def _utf8_allowed(self, address, params):
         if not address.has_utf8:
             return True
@@ -314,16 +331,11 @@ class SMTPSession:
         if not self.connection.hello:
             return self.respond(503, "please say hello first ...")
         self.reset_transaction()
-        parsed = self._parse_envelope("mail", rest, "mail_pre")
+        parsed = self._read_address("mail", rest, "mail_pre", envelope.parse_sender,
+                                    "could not parse your mail from command")
         if parsed is None:
             return
-        path, params = parsed
-        sender = envelope.parse_sender(path)
-        if sender is None:
-            self.log(C.LOGINFO, f"could not parse sender: {path[:100]!r}")
-            return self.respond(501, "could not parse your mail from command")
-        if not self._utf8_allowed(sender, params):
-            return self.respond(553, "Non-ASCII address needs SMTPUTF8 (RFC 6531)", enhanced="5.6.7")
+        sender, params = parsed
         problem = envelope.check_size(params, self.app.databytes) or envelope.check_body(params)
         if problem:
             if problem[0] == 552:
@@ -341,16 +353,11 @@ class SMTPSession:
     def cmd_rcpt(self, rest):
         if self._refused_for_tls():
             return
-        parsed = self._parse_envelope("rcpt", rest, "rcpt_pre", check=self._have_sender)
+        parsed = self._read_address("rcpt", rest, "rcpt_pre", envelope.parse_recipient,
+                                    "could not parse recipient", check=self._have_sender)
         if parsed is None:
             return
-        path, params = parsed
-        rcpt = envelope.parse_recipient(path)
-        if rcpt is None:
-            self.log(C.LOGINFO, f"could not parse recipient: {path[:100]!r}")
-            return self.respond(501, "could not parse recipient")
-        if not self._utf8_allowed(rcpt, params):
-            return self.respond(553, "Non-ASCII address needs SMTPUTF8 (RFC 6531)", enhanced="5.6.7")
+        rcpt, params = parsed
         code, msgs, _ = self.run_hooks("rcpt", rcpt, params)
         if code == C.OK:
             self.transaction.add_recipient(rcpt)
