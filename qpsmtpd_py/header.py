@@ -18,11 +18,6 @@ class _Parsed(str):
         return obj
 
 
-def _extend(value, more):
-    """Append continuation text, keeping the original separator."""
-    return _Parsed(value + more, value.sep) if isinstance(value, _Parsed) else value + more
-
-
 class Header:
     """Header fields in order. Values keep their folding; names compare case-blind."""
 
@@ -32,24 +27,23 @@ class Header:
     @classmethod
     def parse(cls, text):
         """Parse header text (LF line ends). A line that is not a field is kept as a
-        continuation of the previous one, or dropped if it comes first."""
-        fields = []
+        continuation of the previous one, or dropped if it comes first. Linear in the
+        size of the header: a field's lines are joined once, at its end."""
+        fields = []             # [name, separator, [value lines]]
         for line in text.split("\n"):
             if not line:
                 continue
             if line[0] in " \t" and fields:
-                name, value = fields[-1]
-                fields[-1] = (name, _extend(value, "\n" + line))
+                fields[-1][2].append(line)
                 continue
             match = _FIELD_START.match(line)
             if match:
                 name = match.group(1)
                 value = line[match.end():].lstrip(" \t")
-                fields.append((name, _Parsed(value, line[len(name):len(line) - len(value)])))
+                fields.append([name, line[len(name):len(line) - len(value)], [value]])
             elif fields:
-                name, value = fields[-1]
-                fields[-1] = (name, _extend(value, "\n " + line))
-        return cls(fields)
+                fields[-1][2].append(" " + line)
+        return cls((name, _Parsed("\n".join(lines), sep)) for name, sep, lines in fields)
 
     def get(self, name, default=None):
         values = self.get_all(name)

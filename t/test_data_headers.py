@@ -39,3 +39,22 @@ def test_header_block_is_kept_byte_for_byte(make_config, ehlo):
     assert body == b"body\n"
     added = head[:-len(b"\n".join(HEADERS))].decode()
     assert "\nReceived: from " in added and "\nAuthentication-Results: mx.example.test; auth=none\n" in added
+
+
+def test_header_parsing_is_linear():
+    """A field folded over 400,000 lines (issue 16 point 2) parses in time linear in
+    its size: 4x the lines may cost at most ~8x the CPU (quadratic would be 16x)."""
+    import time as _time
+
+    from qpsmtpd_py.header import Header
+
+    def cost(lines):
+        text = "Subject: x\n" + " folded\n" * lines + "To: a@b.test\n"
+        start = _time.process_time()
+        header = Header.parse(text)
+        spent = _time.process_time() - start
+        assert header.get("To") == "a@b.test" and header.get("Subject").count("\n") == lines
+        return spent
+
+    small, large = min(cost(100000) for _ in range(3)), min(cost(400000) for _ in range(3))
+    assert large < 8 * small + 0.05, (small, large)
