@@ -111,8 +111,10 @@ class DataReader:
     def process(self, content, at_line_start):
         """Handle a piece of the body: complete CRLF lines, or one unfinished line
         (content not ending in CRLF). `at_line_start`: content starts a line."""
-        if not content or self._refused():
-            return                      # refused already: read on to the end, store nothing
+        if not content:
+            return
+        # once refused nothing is stored, but every piece is still checked: the
+        # reason given must not depend on where the client's reads happened to end
         lines = content.split(b"\r\n")
         lf = None                       # content with CRLF -> LF while no bare CR/LF seen
         if not self.bare:
@@ -122,10 +124,10 @@ class DataReader:
                 lf = None
         if b"\0" in content:
             self.nul = True
-        if self.line_limit:
+        if self.line_limit and not self.long_line:
             self._check_lengths(content, lines, at_line_start)
         if self._refused():
-            return
+            return                      # read on to the end, store nothing
         if lf is not None:              # every LF came from a CRLF: unstuff after LF
             data = lf[1:] if at_line_start and lf.startswith(b".") else lf
             data = data.replace(b"\n.", b"\n")

@@ -21,6 +21,9 @@ import time
 BIN_DIR = os.path.dirname(sys.executable)
 QPSMTPD = os.path.join(BIN_DIR, "qpsmtpd")
 ME = "mx.example.test"
+TEST_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")   # t/plugins
+REAL_PLUGINS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins")
+PLUGIN_DIRS = [TEST_PLUGINS, REAL_PLUGINS]     # config `plugin_dirs`: test plugins, then ours
 
 
 def bin_path(name):
