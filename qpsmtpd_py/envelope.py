@@ -76,7 +76,7 @@ def check_size(params, databytes):
     if "size" not in params:
         return None
     size = params["size"]
-    if not size or not size.isdigit():
+    if not (size and size.isascii() and size.isdigit()):      # '²'.isdigit() is True
         return 501, "Syntax error in parameters: SIZE needs a number", "5.5.4"
     if databytes and int(size) > databytes:
         return 552, "Message size exceeds fixed maximum message size", "5.3.4"

@@ -186,6 +186,8 @@ except ImportError:                  # pragma: no cover - declared dependency
 
 
 def set_title(text):
-    """What `ps` shows for this process."""
+    """What `ps` shows for this process. The text may hold a client's bytes (the
+    command word): anything not printable ASCII is shown as '?', so a stray byte
+    can never raise here."""
     if _setproctitle is not None:
-        _setproctitle(text)
+        _setproctitle("".join(ch if " " <= ch <= "~" else "?" for ch in text))
