@@ -10,7 +10,8 @@ hundreds of them.
 
 Script items: a str is one command line (CRLF added); bytes are sent exactly as
 they are, each item one read of the server (so a message can be cut anywhere);
-Pause(seconds) is the client keeping quiet. The clock is a FakeClock: a pause
+Pause(seconds) is the client keeping quiet; a callable is called when the server
+reads past it (to look at the server mid-session). The clock is a FakeClock: a pause
 advances it, and a pause as long as the server's time-out makes the read time out
 (ClientTimeout) after advancing the clock by the time-out, as a real socket would.
 When the script runs out the client closes the connection.
@@ -20,6 +21,7 @@ engine's own Channel class; only the transport (_recv/_send) is scripted.
 """
 
 import io
+import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -61,6 +63,10 @@ class ScriptedChannel(Channel):
     def _recv(self, timeout):
         while self.script:
             item = self.script[0]
+            if callable(item):
+                self.script.popleft()
+                item()
+                continue
             if not isinstance(item, Pause):
                 self.script.popleft()
                 self.reads += 1
@@ -83,7 +89,7 @@ class ScriptedChannel(Channel):
     @property
     def unread(self):
         """Bytes the client sent that the server never read (it hung up first)."""
-        rest = b"".join(x for x in self.script if not isinstance(x, Pause))
+        rest = b"".join(x for x in self.script if isinstance(x, bytes))
         return bytes(self.buffer) + rest
 
 
@@ -94,7 +100,9 @@ def _item(x):
         return Pause(x.seconds)     # a copy: the channel uses pauses up
     if isinstance(x, (bytes, bytearray)):
         return bytes(x)
-    raise TypeError(f"script items are str, bytes or Pause, not {type(x).__name__}")
+    if callable(x):
+        return x
+    raise TypeError(f"script items are str, bytes, Pause or callables, not {type(x).__name__}")
 
 
 @dataclass
@@ -190,3 +198,17 @@ def message_wire(body):
     """A message text (str, \\n line ends) -> DATA bytes, dot-stuffed, ending CRLF.CRLF."""
     lines = body.split("\n")
     return "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in lines).encode() + b".\r\n"
+
+
+def spool_files(spool_dir):
+    """[(path, size)] of the files under spool_dir this process has open (spool
+    files are unlinked at once, so only /proc/self/fd shows them)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(spool_dir.rstrip("/") + "/"):
+                out.append((target, os.fstat(int(fd)).st_size))
+        except OSError:
+            continue
+    return out

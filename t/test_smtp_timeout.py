@@ -1,22 +1,28 @@
 """Time-outs (config `timeout`): an idle client is told 421 and disconnected, the
-disconnect hooks still run, and a message cut short by a time-out is not delivered."""
+disconnect hooks still run, and a message cut short by a time-out is not delivered
+and leaves nothing in the spool. The session's side runs in-process on a fake
+clock (exact times, no waiting); real clients check the kernel's timer."""
 
-import os
 import re
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
+import pytest
+
+from inproc import SILENCE, Pause, spool_files
+
+DONE_HOOKS = "disconnect\npost-connection\n"
 
 
-def make(make_config, tmp_path, timeout="1"):
+def make(mail_config, tmp_path, timeout="1"):
+    """A real server with timeout 1 that marks its disconnect hooks in a file."""
     marks = tmp_path / "marks"
-    srv = make_config(plugins=["rcpt_ok", f"t_marker {marks} disconnect post-connection",
-                               "queue/maildir {maildir}"],
-                      files={"plugin_dirs": [TEST_PLUGINS, REAL_PLUGINS], "timeout": timeout,
-                             "rcpthosts": "example.test"})
+    srv = mail_config(f"t_marker {marks} disconnect post-connection", files={"timeout": timeout})
     return srv, marks
+
+
+def in_process(session_server, tmp_path, **files):
+    marks = tmp_path / "marks"
+    return session_server(f"t_marker {marks} disconnect post-connection", files=files), marks
 
 
 def wait_timeout_reply(c):
@@ -26,32 +32,41 @@ def wait_timeout_reply(c):
     return code, lines, waited
 
 
-def test_idle_client_after_ehlo(make_config, tmp_path):
-    srv, marks = make(make_config, tmp_path)
-    with srv.session() as c:
-        c.ehlo()
-        code, lines, waited = wait_timeout_reply(c)
-        assert code == 421
-        assert re.fullmatch(r"4\.4\.2 .*timeout.*", lines[0], re.I), lines
-        assert c.raw[-1].endswith(b"\r\n")
-        assert 0.5 < waited < 5
-        assert c.closed()
-    assert marks.read_text() == "disconnect\npost-connection\n"
+@pytest.mark.no_services
+@pytest.mark.parametrize("timeout, seconds", [("30", 30), (None, 1200)])
+def test_idle_client_after_ehlo(session_server, tmp_path, timeout, seconds):
+    srv, marks = in_process(session_server, tmp_path, **({"timeout": timeout} if timeout else {}))
+    d = srv.talk("EHLO client.test", Pause(SILENCE), "QUIT")
+    ehlo, reply = d.replies[1:]
+    assert reply.code == 421
+    assert re.fullmatch(r"4\.4\.2 .*timeout.*", reply.text, re.I), reply.text
+    assert reply.raw.endswith(b"\r\n")
+    assert reply.at - ehlo.at == seconds                   # exactly the time-out, 1200 by default
+    assert d.unread == b"QUIT\r\n" and d.channel.closed     # the session ended
+    assert marks.read_text() == DONE_HOOKS
 
 
-def test_idle_client_before_greeting_reply(make_config, tmp_path):
-    srv, marks = make(make_config, tmp_path)
+@pytest.mark.no_services
+def test_a_pause_shorter_than_the_timeout_is_no_timeout(session_server, tmp_path):
+    srv, marks = in_process(session_server, tmp_path, timeout="30")
+    d = srv.talk("EHLO client.test", Pause(29.9), "NOOP", Pause(29.9), "QUIT")
+    assert d.codes == [220, 250, 250, 221]
+
+
+def test_idle_client_before_greeting_reply(mail_config, tmp_path):
+    srv, marks = make(mail_config, tmp_path)
     with srv.session() as c:
         code, lines, waited = wait_timeout_reply(c)
         assert code == 421 and re.match(r"4\.4\.2 .*timeout", lines[0]), lines
         assert c.raw[-1].endswith(b"\r\n")
+        assert waited > 0.9                                  # the socket's own timer
         assert c.closed()
         assert c.proc.wait(5) == 0
-    assert marks.read_text() == "disconnect\npost-connection\n"
+    assert marks.read_text() == DONE_HOOKS
 
 
-def test_activity_rearms_the_timer(make_config, tmp_path):
-    srv, marks = make(make_config, tmp_path)
+def test_activity_rearms_the_timer(mail_config, tmp_path):
+    srv, marks = make(mail_config, tmp_path)
     with srv.session() as c:
         c.ehlo()
         for _ in range(5):                       # 2.5 s in all, never 1 s idle
@@ -59,29 +74,30 @@ def test_activity_rearms_the_timer(make_config, tmp_path):
             assert c.cmd("NOOP")[0] == 250
         assert c.cmd("QUIT")[0] == 221
         assert c.closed()
-    assert marks.read_text() == "disconnect\npost-connection\n"
+    assert marks.read_text() == DONE_HOOKS
 
 
-def test_timeout_in_the_middle_of_data(make_config, tmp_path):
-    srv, marks = make(make_config, tmp_path)
-    with srv.session() as c:
-        c.ehlo()
-        c.cmd("MAIL FROM:<a@b.test>")
-        c.cmd("RCPT TO:<u@example.test>")
-        assert c.cmd("DATA")[0] == 354
-        c.send(b"Subject: slow\r\n\r\nfirst line\r\nhalf a li")
-        code, lines, waited = wait_timeout_reply(c)
-        assert code == 421 and re.match(r"4\.4\.2 ", lines[0]), lines
-        assert c.closed()
-    assert srv.messages() == []
-    assert marks.read_text() == "disconnect\npost-connection\n"
-    # no spool file is left behind
-    spool = os.path.join(srv.tmp, "spool")
-    assert not os.path.isdir(spool) or os.listdir(spool) == []
+@pytest.mark.no_services
+def test_timeout_in_the_middle_of_data(session_server, tmp_path):
+    """The body is past size_threshold, so it is on disk when the client goes quiet
+    mid-line: after the 421 nothing is delivered and no spool file holds it."""
+    srv, marks = in_process(session_server, tmp_path, timeout="1", size_threshold="1000")
+    spool = srv.app.spool_dir
+    while_reading = []
+    d = srv.talk("EHLO client.test", "MAIL FROM:<a@b.test>", "RCPT TO:<u@example.test>", "DATA",
+                 b"Subject: slow\r\n\r\n" + b"a line of the body\r\n" * 1000,
+                 lambda: while_reading.extend(spool_files(spool)),
+                 b"half a li", Pause(SILENCE))
+    assert d.codes[-2:] == [354, 421] and re.match(r"4\.4\.2 ", d.replies[-1].text)
+    assert d.messages == []
+    assert marks.read_text() == DONE_HOOKS
+    (spooled,) = while_reading                            # on disk (past the write buffer) ...
+    assert spooled[1] > 10000
+    assert [size for _, size in spool_files(spool)] in ([], [0])   # ... and gone after the 421
 
 
-def test_slow_but_steady_data_is_accepted(make_config, tmp_path):
-    srv, _ = make(make_config, tmp_path)
+def test_slow_but_steady_data_is_accepted(mail_config, tmp_path):
+    srv, _ = make(mail_config, tmp_path)
     with srv.session() as c:
         c.ehlo()
         c.cmd("MAIL FROM:<a@b.test>")
