@@ -21,11 +21,12 @@ Example config/plugins line:  IDN
 
 import idna
 
-from qpsmtpd_py.constants import DECLINED, LOGINFO, LOGWARN
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGINFO, LOGWARN, Plugin
 
 
 class IDN(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def to_ascii(self, address, role):
         host = address.host
         if not host or host.isascii() or host.startswith("["):

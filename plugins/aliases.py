@@ -7,7 +7,7 @@ Hooks: rcpt, data_post. Load it before rcpt_ok.
 Example config/plugins line:  aliases
 """
 
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import isa_plugin
 
 
 class Aliases(isa_plugin("aliases_check"), isa_plugin("aliases_rewrite")):

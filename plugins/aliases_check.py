@@ -36,13 +36,12 @@ Hooks: rcpt. Load it before rcpt_ok.
 Example config/plugins lines:  aliases_check / aliases_rewrite / rcpt_ok
 """
 
-from qpsmtpd_py.addrlist import NO_MAILBOX, is_local_domain
-from qpsmtpd_py.aliases import AliasTable
-from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DENY, LOGINFO, NO_MAILBOX, AliasTable, Plugin, is_local_domain
 
 
 class AliasesCheck(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def table(self):
         lines = self.config_list("aliases")
         cache = self.__dict__.setdefault("_alias_cache", [None, None])

@@ -13,12 +13,12 @@ addresses while the client only ever saw the addresses it gave.
 Hooks: data_post. Example config/plugins lines:  aliases_check / aliases_rewrite
 """
 
-from qpsmtpd_py.address import Address
-from qpsmtpd_py.constants import DECLINED, LOGERROR, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGERROR, LOGINFO, Address, Plugin
 
 
 class AliasesRewrite(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_data_post(self, transaction):
         expanded = transaction.notes.get("expanded_recipients") or {}
         if not expanded:

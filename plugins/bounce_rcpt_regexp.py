@@ -16,8 +16,7 @@ Hooks: mail, rcpt. Load it before rcpt_ok.
 Example config/plugins line:  bounce_rcpt_regexp
 """
 
-from qpsmtpd_py.constants import DECLINED, LOGDEBUG
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import DECLINED, LOGDEBUG, isa_plugin
 
 
 class BounceRcptRegexp(isa_plugin("rcpt_regexp")):

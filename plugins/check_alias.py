@@ -32,25 +32,31 @@ Example config/plugins line:  check_alias file /etc/aliases users 1
 
 import pwd
 
-from qpsmtpd_py.addrlist import NO_MAILBOX, is_local_domain, user_candidates
-from qpsmtpd_py.aliases import FileCache, parse_sendmail_aliases
-from qpsmtpd_py.constants import DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY, LOGDEBUG, LOGERROR, LOGINFO, NO_MAILBOX, Bool, Domains, Keyword, Path,
+    Plugin, Text, is_local_domain, parse_sendmail_aliases, user_candidates,
+)
 
 
 class CheckAlias(Plugin):
+    arguments = (
+        Keyword("file", Path(), "/etc/aliases", "the aliases file, re-read when it changes"),
+        Keyword("domains", Domains(), None, "the domains to check (default: our own, as "
+                "rcpt_ok sees them)"),
+        Keyword("detail_sep", Text(), "+", "detail separators to cut the local part at "
+                "(none: do not cut)", metavar="CHARS"),
+        Keyword("users", Bool(), False, "also accept system accounts (getpwnam)"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if args and not self.args:
-            raise ValueError("arguments must be key/value pairs (file PATH ...)")
-        self.path = str(self.args.get("file", "/etc/aliases"))
-        domains = self.args.get("domains")
-        self.domains = {d.strip().lower() for d in str(domains).split(",") if d.strip()} \
-            if domains else None
-        sep = str(self.args.get("detail_sep", "+"))
+        self.path = self.args["file"]
+        self.domains = self.args["domains"] or None
+        sep = self.args["detail_sep"]
         self.detail_sep = "" if sep.lower() == "none" else sep
-        self.users = str(self.args.get("users", "0")) not in ("0", "", "no")
-        self.cache = FileCache(lambda text, path: parse_sendmail_aliases(text, path, self.log))
+        self.users = self.args["users"]
+
+    def parse(self, text):
+        return parse_sendmail_aliases(text, self.path, self.log)
 
     def is_ours(self, domain):
         if self.domains is not None:
@@ -72,7 +78,9 @@ class CheckAlias(Plugin):
         if not rcpt.user or not rcpt.host or not self.is_ours(rcpt.host.lower()):
             return DECLINED
         try:
-            aliases = self.cache.get(self.path)
+            aliases = self.parsed_file(self.path, self.parse)
+        except FileNotFoundError:
+            aliases = None
         except OSError as exc:
             aliases = None
             self.log(LOGERROR, f"cannot read {self.path}: {exc}")

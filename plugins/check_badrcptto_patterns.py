@@ -17,12 +17,12 @@ Relay clients are not checked. Hooks: rcpt. Load it before rcpt_ok.
 Example config/plugins line:  check_badrcptto_patterns
 """
 
-from qpsmtpd_py.addrlist import address_list
-from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DENY, LOGINFO, Plugin, address_list
 
 
 class CheckBadRcptToPatterns(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_rcpt(self, transaction, rcpt, params=None):
         if self.connection.relay_client:
             self.log(LOGINFO, "skip, relay client")

@@ -36,31 +36,34 @@ Example config/plugins line:  check_goodrcptto extn - deny_note bad_rcpts limit 
 
 import re
 
-from qpsmtpd_py.addrlist import address_list, user_candidates
-from qpsmtpd_py.constants import DECLINED, DENY, DENY_DISCONNECT, LOGDEBUG, LOGINFO, LOGNOTICE
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY, DENY_DISCONNECT, LOGDEBUG, LOGINFO, LOGNOTICE, Int, Keyword, Plugin, Text,
+    address_list, user_candidates,
+)
 
 REFUSED = "Local policy rejects this mail"
 
 
+_DENY_NOTE = r"([-\w]+)(?:=(\d+(?:\.\d+)?))?"
+
+
 class CheckGoodRcptTo(Plugin):
+    arguments = (
+        Keyword("extn", Text(), "", "extension separators: also try the local part cut at one"),
+        Keyword("deny_note", Text(_DENY_NOTE, "NAME or NAME=NUMBER"), "_check_goodrcptto",
+                "connection note that counts the refusals (NAME=N adds N)", metavar="NAME[=N]"),
+        Keyword("limit", Int(min=0), None, "when the note reaches N, the refusal closes the "
+                "connection"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if args and not self.args:
-            raise ValueError("arguments must be key/value pairs: extn, deny_note, limit")
-        self.extn = str(self.args.get("extn", ""))
-        note = str(self.args.get("deny_note", "_check_goodrcptto"))
-        match = re.fullmatch(r"([-\w]+)(?:=(\d+(?:\.\d+)?))?", note)
-        if not match:
-            raise ValueError(f"deny_note '{note}' is not NAME or NAME=NUMBER")
+        self.extn = self.args["extn"]
+        match = re.fullmatch(_DENY_NOTE, self.args["deny_note"])
         self.note_name = match.group(1)
         self.note_step = float(match.group(2)) if match.group(2) else 1
         if self.note_step == int(self.note_step):
             self.note_step = int(self.note_step)
-        limit = self.args.get("limit")
-        if limit is not None and not str(limit).isdigit():
-            raise ValueError(f"limit '{limit}' is not a number")
-        self.limit = int(limit) if limit is not None else None
+        self.limit = self.args["limit"]
 
     def hook_rcpt(self, transaction, rcpt, params=None):
         if self.connection.relay_client:

@@ -1,7 +1,7 @@
 """check_qmail_deliverable - the old name of the qmail_deliverable plugin; see
 `qmail_deliverable`."""
 
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import isa_plugin
 
 
 class CheckQmailDeliverable(isa_plugin("qmail_deliverable")):

@@ -35,22 +35,22 @@ Example config/plugins line:  check_validrcptto_cdb /var/qmail/control/validrcpt
 
 import os
 
-from qpsmtpd_py.addrlist import NO_MAILBOX
-from qpsmtpd_py.cdb import CDB
-from qpsmtpd_py.constants import DECLINED, DENY, LOGERROR, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    CDB, DECLINED, DENY, LOGERROR, LOGINFO, NO_MAILBOX, Keyword, Path, Plugin, Positional,
+    Text,
+)
 
 
 class CheckValidRcptToCdb(Plugin):
+    arguments = (
+        Positional("file", Path(), None, "the cdb: an absolute path or a name in the config "
+                   "dirs (default validrcptto.cdb there)", keyword=True),
+        Keyword("ext_sep", Text(r".", "one character"), "-", "the qmail extension separator"),
+    )
+
     def register(self, *args):
-        if len(args) % 2:
-            self.args = {"file": args[0], **_pairs(args[1:])}
-        else:
-            super().register(*args)
-        self.file = self.args.get("file")
-        self.ext_sep = str(self.args.get("ext_sep", "-"))
-        if len(self.ext_sep) != 1:
-            raise ValueError(f"ext_sep '{self.ext_sep}' must be one character")
+        self.file = self.args["file"]
+        self.ext_sep = self.args["ext_sep"]
         self.cache = {"signature": None, "cdb": None, "domains": frozenset()}
 
     def path(self):
@@ -105,7 +105,3 @@ class CheckValidRcptToCdb(Plugin):
             return DECLINED
         self.log(LOGINFO, f"fail, {user}@{domain} is not a valid recipient")
         return DENY, NO_MAILBOX
-
-
-def _pairs(args):
-    return {str(args[i]).lower(): args[i + 1] for i in range(0, len(args) - 1, 2)}

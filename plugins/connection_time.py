@@ -16,22 +16,16 @@ Hooks: post-connection.  Example config/plugins line:  connection_time
 
 import time
 
-from qpsmtpd_py.constants import DECLINED, LOGINFO, log_level
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGINFO, LogLevel, Plugin, Positional
 
 
 class ConnectionTime(Plugin):
+    arguments = (
+        Positional("LEVEL", LogLevel(), LOGINFO, "the level of the line (qpsmtpd 0.94 style)"),
+    )
+
     def register(self, *args):
-        self.level = LOGINFO
-        if len(args) == 1:
-            level = log_level(args[0])
-            if level is None:
-                raise ValueError(f"'{args[0]}' is not a log level")
-            self.level = level
-        elif len(args) % 2:
-            raise ValueError("arguments must be one log level or name/value pairs")
-        else:
-            super().register(*args)
+        self.level = self.args["LEVEL"]
 
     def hook_post_connection(self, transaction, *args):
         elapsed = time.time() - self.qp.started

@@ -24,11 +24,12 @@ import fcntl
 import os
 import time
 
-from qpsmtpd_py.constants import DECLINED, LOGERROR, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGERROR, LOGINFO, Plugin
 
 
 class ContentLog(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_data_post(self, transaction):
         if not self.enabled():
             self.log(LOGINFO, "skip, disabled by content_log_enabled")

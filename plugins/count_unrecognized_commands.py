@@ -18,16 +18,22 @@ their verbs are not counted.
 Example config/plugins line:  count_unrecognized_commands 4
 """
 
-from qpsmtpd_py.constants import DECLINED, DENY_DISCONNECT, LOGINFO, LOGWARN
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY_DISCONNECT, LOGINFO, LOGWARN, Int, Plugin, Positional, Text,
+)
 
 
 class CountUnrecognizedCommands(Plugin):
+    arguments = (
+        Positional("max", Int(min=0), 4, "unrecognized commands allowed per connection "
+                   "(the max-th one gets the 521)"),
+        Positional("ignored", Text(), (), "further words are ignored with a warning, as in "
+                   "qpsmtpd", many=True),
+    )
+
     def register(self, *args):
-        if args and not str(args[0]).isdigit():
-            raise ValueError(f"max '{args[0]}' is not a whole number")
-        self.max = int(args[0]) if args else 4
-        if len(args) > 1:
+        self.max = self.args["max"]
+        if self.args["ignored"]:
             self.log(LOGWARN, "Ignoring additional arguments.")
 
     def hook_connect(self, transaction):

@@ -20,12 +20,12 @@ Mail with a real sender is never affected. Hooks: rcpt. Load it before rcpt_ok.
 Example config/plugins line:  denybounce
 """
 
-from qpsmtpd_py.addrlist import address_list
-from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DENY, LOGINFO, Plugin, address_list
 
 
 class DenyBounce(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_rcpt(self, transaction, rcpt, params=None):
         sender = transaction.sender
         if sender is None or not sender.is_null or not rcpt.user:

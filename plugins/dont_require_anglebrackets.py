@@ -15,11 +15,12 @@ when the brackets are already there).  Config files: none.
 Example config/plugins line:  dont_require_anglebrackets
 """
 
-from qpsmtpd_py.constants import DECLINED, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGINFO, OK, Plugin
 
 
 class DontRequireAnglebrackets(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_mail_pre(self, transaction, path, params=None):
         return self._bracket(path, "sender")
 

@@ -25,38 +25,30 @@ Hooks: help.  Example config/plugins lines:
 import os
 import re
 
-from qpsmtpd_py.constants import DONE, LOGERROR, LOGWARN, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DONE, LOGERROR, LOGWARN, OK, AnyKeyword, Bool, Keyword, Path, Plugin
 
-_SAFE_FILE = re.compile(r"^[\w./-]+$")
+_SAFE_FILE = r"[\w./-]+"
 _COMMAND = re.compile(r"^\w+$")
 MAX_HELP_BYTES = 65536
+FILE_NAME = Path(_SAFE_FILE, "file name of letters, digits and . _ - /")
 
 
 class Help(Plugin):
+    arguments = (
+        Keyword("not_implemented", Bool(), False, "answer every HELP with 502 Not implemented."),
+        Keyword("help_dir", FILE_NAME, "./help/", "directory of help files, one per command"),
+        AnyKeyword("COMMAND", FILE_NAME, "the help file for COMMAND (without a /: in help_dir)"),
+    )
+
     def register(self, *args):
-        if len(args) % 2:
-            raise ValueError("arguments must be name/value pairs "
-                             "(not_implemented 1, help_dir DIR, COMMAND FILE)")
-        self.not_implemented = False
-        self.help_dir = "./help/"
+        self.not_implemented = self.args["not_implemented"]
+        self.help_dir = self.args["help_dir"]
         self.files = {}
-        pairs = [(str(args[i]), str(args[i + 1])) for i in range(0, len(args), 2)]
-        for name, value in pairs:
-            if not _COMMAND.match(name):
-                raise ValueError(f"invalid argument name '{name}'")
-            if name.lower() != "not_implemented" and not _SAFE_FILE.match(value):
-                raise ValueError(f"invalid characters in file name '{value}' for {name}")
-            if name.lower() == "not_implemented":
-                self.not_implemented = value.lower() not in ("0", "no", "false", "off")
-            elif name.lower() == "help_dir":
-                self.help_dir = value
-        for name, value in pairs:
-            if name.lower() not in ("not_implemented", "help_dir"):
-                path = value if "/" in value else os.path.join(self.help_dir, value)
-                if not os.path.exists(path):
-                    self.log(LOGWARN, f"No help file for command '{name}': {path}")
-                self.files[name.lower()] = path
+        for name, value in self.args["COMMAND"].items():
+            path = value if "/" in value else os.path.join(self.help_dir, value)
+            if not os.path.exists(path):
+                self.log(LOGWARN, f"No help file for command '{name}': {path}")
+            self.files[name] = path
 
     def hook_help(self, transaction, rest=""):
         if self.not_implemented:

@@ -33,9 +33,9 @@ Arguments: none.  Hooks: pre-connection.  Example config/plugins line: hosts_all
 
 import ipaddress
 
-from qpsmtpd_py.constants import DECLINED, DENY_CODES, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, return_code
-from qpsmtpd_py.netmatch import parse_ip
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENYSOFT, DENY_CODES, LOGDEBUG, LOGERROR, LOGINFO, Plugin, parse_ip, return_code,
+)
 
 _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
@@ -64,6 +64,8 @@ def same_ip(a, b):
 
 
 class HostsAllow(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def register(self, *args):
         for line in self.rule_lines():
             try:

@@ -16,17 +16,18 @@ the load order does not matter.
 Example config/plugins line:  noop_counter 5
 """
 
-from qpsmtpd_py.constants import DECLINED, DENY_DISCONNECT, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DENY_DISCONNECT, LOGINFO, Int, Plugin, Positional
 
 RESET_HOOKS = ("helo", "ehlo", "mail", "rcpt", "data", "vrfy", "help", "reset_transaction")
 
 
 class NoopCounter(Plugin):
+    arguments = (
+        Positional("max", Int(min=0), 3, "consecutive NOOPs that end the session"),
+    )
+
     def register(self, *args):
-        if args and not str(args[0]).isdigit():
-            raise ValueError(f"max '{args[0]}' is not a whole number")
-        self.max = int(args[0]) if args else 3
+        self.max = self.args["max"]
         for hook in RESET_HOOKS:
             self.register_hook(hook, self.reset_counter, unshift=True)
 

@@ -17,11 +17,12 @@ qpsmtpd_py does not have). It answers DONE after its own 501, DECLINED otherwise
 Example config/plugins line:  parse_addr_withhelo
 """
 
-from qpsmtpd_py.constants import DECLINED, DONE, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DONE, LOGINFO, Plugin
 
 
 class ParseAddrWithhelo(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def register(self, *args):
         super().register(*args)
         self.register_hook("mail_pre", self.check_mail, unshift=True)

@@ -34,6 +34,8 @@ Arguments (key/value):
                                 deliverable, ask again for user@domain (default 0)
   on_error accept|defer         see above (default accept)
   timeout SECONDS               HTTP time-out (default 5)
+  reject 0|1|naughty            0: only log undeliverable recipients; naughty: leave
+                                the refusal to the naughty plugin (default 1)
 Relay clients and whitelisted hosts/senders are not checked (is_immune). A refused
 recipient costs one karma point.
 
@@ -45,8 +47,10 @@ import http.client
 import re
 import urllib.parse
 
-from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, REJECT, Bool, Checked,
+    Choice, Keyword, Number, Plugin,
+)
 
 CLIENT_FAILURE = 0x2f
 UNDELIVERABLE = "Sorry, no mailbox here by that name. qd (#5.1.1)"
@@ -74,31 +78,43 @@ _VALID = re.compile(rf"(?!.*@.*@)({_ATEXT}+(?:[@.]{_ATEXT}+)*)\.?")
 _HOST_PORT = re.compile(r"([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d+)")
 
 
+def parse_server(text):
+    """'HOST:PORT' -> ('host', (host, port)); 'smtproutes:[HOST:]PORT' ->
+    ('smtproutes', (fallback host or None, port))."""
+    if text.lower().startswith("smtproutes:"):
+        match = re.fullmatch(r"smtproutes:(?:(.*?):)?(\d+)", text, re.I)
+        if not match:
+            raise ValueError("is not smtproutes:[HOST:]PORT")
+        return "smtproutes", (match.group(1) or None, int(match.group(2)))
+    match = _HOST_PORT.fullmatch(text)
+    if not match:
+        raise ValueError("is not HOST:PORT")
+    return "host", (match.group(1).strip("[]"), int(match.group(2)))
+
+
 class QmailDeliverable(Plugin):
+    arguments = (
+        Keyword("server", Checked(parse_server, "HOST:PORT or smtproutes:[HOST:]PORT",
+                                  "HOST:PORT"), "127.0.0.1:8998",
+                "the qmail-deliverabled daemon, or ask the host smtproutes names"),
+        Keyword("vpopmail_ext", Bool(), False, "when user-ext@domain is not deliverable, "
+                "ask again for user@domain"),
+        Keyword("on_error", Choice("accept", "defer"), "accept",
+                "what to do when the daemon cannot be asked"),
+        Keyword("timeout", Number(min=0, unit="seconds"), 5.0, "HTTP time-out"),
+        REJECT,
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if args and not self.args:
-            raise ValueError("arguments must be key/value pairs (server HOST:PORT ...)")
-        server = str(self.args.get("server", "127.0.0.1:8998"))
-        self.smtproutes = server.lower().startswith("smtproutes:")
+        kind, (host, port) = self.args["server"]
+        self.smtproutes = kind == "smtproutes"
         if self.smtproutes:
-            match = re.fullmatch(r"smtproutes:(?:(.*?):)?(\d+)", server, re.I)
-            if not match:
-                raise ValueError(f"server '{server}' is not smtproutes:[HOST:]PORT")
-            self.fallback, self.port = match.group(1) or None, int(match.group(2))
+            self.fallback, self.port = host, port
         else:
-            match = _HOST_PORT.fullmatch(server)
-            if not match:
-                raise ValueError(f"server '{server}' is not HOST:PORT")
-            self.server = (match.group(1).strip("[]"), int(match.group(2)))
-        self.vpopmail_ext = str(self.args.get("vpopmail_ext", "0")) not in ("0", "", "no")
-        self.on_error = str(self.args.get("on_error", "accept")).lower()
-        if self.on_error not in ("accept", "defer"):
-            raise ValueError(f"on_error '{self.on_error}' must be accept or defer")
-        try:
-            self.timeout = float(self.args.get("timeout", 5))
-        except ValueError:
-            raise ValueError(f"timeout '{self.args.get('timeout')}' is not a number") from None
+            self.server = (host, port)
+        self.vpopmail_ext = self.args["vpopmail_ext"]
+        self.on_error = self.args["on_error"]
+        self.timeout = self.args["timeout"]
 
     # -- where to ask ------------------------------------------------------------------
     def server_for(self, domain):
@@ -173,9 +189,8 @@ class QmailDeliverable(Plugin):
         if status:
             self.log(LOGINFO, STATUS_TEXT.get(status, f"error, unknown: 0x{status:02x}") + f" ({address})")
             return DECLINED
-        self.log(LOGINFO, f"fail, {address} is not deliverable")
         self.adjust_karma(-1)
-        return DENY, UNDELIVERABLE
+        return self.get_reject(UNDELIVERABLE, f"{address} is not deliverable")
 
 
 def smtproute(lines, domain):

@@ -18,13 +18,14 @@ Example config/plugins line:  quit_fortune
 import os
 import subprocess
 
-from qpsmtpd_py.constants import DECLINED, DONE, LOGWARN
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DONE, LOGWARN, Plugin
 
 FORTUNE = "/usr/games/fortune"
 
 
 class QuitFortune(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_quit(self, transaction):
         if self.connection.hello == "ehlo" or not os.access(FORTUNE, os.X_OK):
             return DECLINED

@@ -22,18 +22,19 @@ Example config/plugins line:  random_error 5
 
 import random
 
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, Number, Plugin, Positional,
+)
 
 
 class RandomError(Plugin):
+    arguments = (
+        Positional("percent", Number(), 1.0, "chance in percent that a message fails "
+                   "(0 or less: never)"),
+    )
+
     def register(self, *args):
-        if len(args) > 1:
-            raise ValueError(f"Invalid args: '{' '.join(args)}' (one percentage at most)")
-        try:
-            self.percent = float(args[0]) if args else 1.0
-        except ValueError:
-            raise ValueError(f"percent '{args[0]}' is not a number") from None
+        self.percent = self.args["percent"]
 
     def hook_connect(self, transaction):
         self.connection.notes["random_fail_%"] = self.percent

@@ -17,11 +17,12 @@ Example config/plugins lines:
   rcpt_accept
 """
 
-from qpsmtpd_py.constants import LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import LOGINFO, OK, Plugin
 
 
 class RcptAccept(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_rcpt(self, transaction, rcpt, params=None):
         self.log(LOGINFO, f"pass, {rcpt} accepted unconditionally")
         return OK

@@ -58,14 +58,13 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
-from qpsmtpd_py.addrlist import NO_MAILBOX, is_local_domain
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENYSOFT, LOGERROR, LOGINFO, NO_MAILBOX, OK, REJECT, REJECT_TYPE, Bool, Int,
+    Keyword, Number, Plugin, Text, is_local_domain,
+)
 
 DEFAULT_FILTER = "(|(mail=%a)(mailAlternateAddress=%a))"
 TEMPFAIL = "Temporary failure looking up the recipient, please try again later (#4.4.3)"
-SETTINGS = ("ldap_uri", "ldap_host", "ldap_port", "ldap_base", "ldap_bind_dn", "ldap_bind_pw",
-            "ldap_timeout", "ldap_rcpt_filter", "accept", "reject", "reject_type", "loglevel")
 _PLACEHOLDER = re.compile(r"%([audsAUDS%])")
 
 
@@ -74,18 +73,34 @@ class LookupError_(Exception):
 
 
 class RcptLdap(Plugin):
+    # None: not given here, so config/ldap's value (or the built-in default) applies
+    arguments = (
+        Keyword("ldap_uri", Text(r"(?i:ldaps?://).*", "ldap://host:port or ldaps://host:port"),
+                None, "the server (default built from ldap_host and ldap_port)", metavar="URI"),
+        Keyword("ldap_host", Text(), None, "server host (default 127.0.0.1)", metavar="HOST"),
+        Keyword("ldap_port", Int(min=1, max=65535), None, "server port (default 389)"),
+        Keyword("ldap_base", Text(), None, "where to search (required here or in config/ldap)",
+                metavar="DN"),
+        Keyword("ldap_bind_dn", Text(), None, "bind as this DN (default anonymous)", metavar="DN"),
+        Keyword("ldap_bind_pw", Text(), None, "its password (better in config/ldap, mode 0600)",
+                metavar="PW"),
+        Keyword("ldap_timeout", Number(min=0, unit="seconds"), None, "for connecting and each "
+                "answer (default 5, rounded up to whole seconds)"),
+        Keyword("ldap_rcpt_filter", Text(r"\(.*\)", "a filter in parentheses"), None,
+                "the search filter (%a %u %d %%); default qmail-ldap's", metavar="FILTER"),
+        Keyword("accept", Bool(), None, "1: a recipient that is found is accepted (OK)"),
+        REJECT.but(default=None),
+        REJECT_TYPE,
+    )
+
     def register(self, *args):
-        if len(args) % 2:
-            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
         settings = {}
         for line in self.config_list("ldap"):
             key, _, value = line.partition(" ")
             settings[key.strip().lower()] = value.strip()
-        for key, value in zip(args[0::2], args[1::2]):
-            key = key.lower()
-            if key not in SETTINGS:
-                raise ValueError(f"unknown argument '{key}'")
-            settings[key] = value
+        for key, value in self.args.items():
+            if value is not None and key != "loglevel":
+                settings[key] = value
         self.args = settings
         if not settings.get("ldap_base"):
             raise ValueError("ldap_base is required (in config/ldap or as an argument)")

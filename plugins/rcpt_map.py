@@ -30,38 +30,41 @@ Example config/plugins line:
 
 import os
 
-from qpsmtpd_py.config import ConfigLine
-from qpsmtpd_py.constants import DECLINED, DONE, LOGDEBUG, LOGERROR, LOGINFO, \
-    return_code, return_name
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DONE, LOGDEBUG, LOGERROR, LOGINFO, Checked, ConfigLine, Keyword, Path, Plugin,
+    Text, return_code, return_name,
+)
 
 DEFAULT_MESSAGE = "No such user."
 
 
+def parse_default(text):
+    """'DENY=No_such_user.' -> (DENY, 'No such user.')."""
+    code_text, _sep, msg = text.partition("=")
+    code = return_code(code_text)
+    if code is None or code == DONE:
+        raise ValueError(f"Not a valid constant for 'default' arg: {code_text}")
+    return code, (msg or DEFAULT_MESSAGE).replace("_", " ")
+
+
 class RcptMap(Plugin):
+    arguments = (
+        Keyword("domain", Text(), None, "the domain this instance answers for", required=True,
+                metavar="NAME"),
+        Keyword("file", Path(), None, "the map file: an absolute path or a name in the config "
+                "dirs", required=True, metavar="MAP"),
+        Keyword("default", Checked(parse_default, "CODE or CODE=MSG (_ for spaces)", "CODE=MSG"),
+                "DENY=No_such_user.", "the answer for unlisted addresses"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if not self.args:
-            raise ValueError("arguments: domain NAME file MAP [default CODE=MSG]")
-        self.domain = str(self.args.get("domain") or "").lower()
-        if not self.domain:
-            raise ValueError("No domain name given (domain NAME)")
-        if not self.args.get("file"):
-            raise ValueError("No map file given (file MAP)")
-        self.default = self._parse_default(str(self.args.get("default", "DENY=No_such_user.")))
-        self.path = self._find(str(self.args["file"]))
+        self.domain = self.args["domain"].lower()
+        self.default = self.args["default"]
+        self.path = self._find(self.args["file"])
         self.state = {"signature": None, "map": {}}
         if not self._load(startup=True):
             raise ValueError(f"Empty map file {self.path}")
         self.log(LOGDEBUG, f"using map {self.path} for domain {self.domain}")
-
-    @staticmethod
-    def _parse_default(text):
-        code_text, _sep, msg = text.partition("=")
-        code = return_code(code_text)
-        if code is None or code == DONE:
-            raise ValueError(f"Not a valid constant for 'default' arg: {code_text}")
-        return code, (msg or DEFAULT_MESSAGE).replace("_", " ")
 
     def _find(self, name):
         if os.path.isabs(name):

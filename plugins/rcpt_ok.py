@@ -22,14 +22,14 @@ when it hides another destination, the classic open-relay tricks
 Example config/plugins line:  rcpt_ok
 """
 
-from qpsmtpd_py.addrlist import is_local_domain
-from qpsmtpd_py.constants import DENY, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DENY, LOGINFO, OK, Plugin, is_local_domain
 
 RELAY_DENIED = "Relaying denied (#5.7.1)"
 
 
 class RcptOk(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_rcpt(self, transaction, rcpt, params=None):
         if self.connection.relay_client:
             self.log(LOGINFO, "pass, relay client")

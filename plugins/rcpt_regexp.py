@@ -28,9 +28,9 @@ Example config/rcpt_regexp:
 Hooks: rcpt. Example config/plugins line:  rcpt_regexp
 """
 
-from qpsmtpd_py.addrlist import address_list
-from qpsmtpd_py.constants import DECLINED, DONE, LOGDEBUG, LOGINFO, return_code, return_name
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DONE, LOGDEBUG, LOGINFO, Plugin, address_list, return_code, return_name,
+)
 
 
 def parse_retcode(text):
@@ -47,6 +47,8 @@ def parse_retcode(text):
 
 
 class RcptRegexp(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     config_name = "rcpt_regexp"
 
     def hook_rcpt(self, transaction, rcpt, params=None):

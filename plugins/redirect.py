@@ -34,16 +34,17 @@ import pwd
 import re
 import stat
 
-from qpsmtpd_py.addrlist import is_local_domain
-from qpsmtpd_py.address import Address
-from qpsmtpd_py.constants import DECLINED, DONE, LOGDEBUG, LOGINFO, LOGWARN
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DONE, LOGDEBUG, LOGINFO, LOGWARN, Address, Plugin, is_local_domain,
+)
 
 _SAFE_USER = re.compile(r"[a-z0-9_][a-z0-9._-]*")
 _SAFE_DOMAIN = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
 
 class Redirect(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def home(self, user, domain):
         pattern = self.config("redirect_homes")
         if pattern:

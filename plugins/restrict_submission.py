@@ -12,21 +12,17 @@ affected. Put it before the other mail plugins.
 Hooks: mail.
 """
 
-from qpsmtpd_py.constants import DECLINED, DONE, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DONE, LOGINFO, Int, Plugin, Positional
 
 
 class RestrictSubmission(Plugin):
+    arguments = (
+        Positional("ports", Int(min=1, max=65535), [587], "the local submission ports",
+                   many=True),
+    )
+
     def register(self, *args):
-        words = list(args)
-        lowered = [w.lower() for w in words]
-        if "loglevel" in lowered:                 # handled by the loader
-            i = lowered.index("loglevel")
-            del words[i:i + 2]
-        bad = [w for w in words if not w.isdigit()]
-        if bad:
-            raise ValueError(f"restrict_submission: ports must be numbers, not {' '.join(bad)}")
-        self.ports = {int(w) for w in words} or {587}
+        self.ports = set(self.args["ports"])
 
     def hook_mail(self, transaction, sender, params):
         conn = self.connection

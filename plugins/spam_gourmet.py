@@ -54,10 +54,10 @@ Examples:
 import datetime
 import re
 
-from qpsmtpd_py.addrlist import is_local_domain
-from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE
-from qpsmtpd_py.plugin import Plugin
-from qpsmtpd_py.store import check_store, open_store
+from qpsmtpd_py.api import (
+    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE, Domains, Keyword, Plugin,
+    check_store, is_local_domain, open_store,
+)
 
 EXPIRED = "Sorry, that address has expired. (#5.1.1)"
 TEMPFAIL = "Temporary failure, please try again later"
@@ -67,15 +67,13 @@ _DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 
 
 class SpamGourmet(Plugin):
+    arguments = (
+        Keyword("domains", Domains(), frozenset(), "only recipients in these domains are "
+                "disposable (default: our own domains)"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if len(args) % 2:
-            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
-        unknown = set(self.args) - {"domains", "loglevel"}
-        if unknown:
-            raise ValueError(f"unknown argument(s): {', '.join(sorted(unknown))}")
-        domains = self.args.get("domains", "")
-        self.domains = {d.strip().lower() for d in domains.split(",") if d.strip()}
+        self.domains = self.args["domains"]
         check_store(self.app)
 
     def table(self):

@@ -32,10 +32,7 @@ Hooks: rcpt, data_post. Load it before the other recipient checks.
 Example config/plugins line:  spamtrap deliver_to spam-archive@example.com
 """
 
-from qpsmtpd_py.addrlist import address_list
-from qpsmtpd_py.address import Address
-from qpsmtpd_py.constants import DECLINED, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGINFO, OK, Address, Checked, Keyword, Plugin, address_list
 
 
 def _destination(text):
@@ -49,16 +46,13 @@ def _destination(text):
 
 
 class Spamtrap(Plugin):
+    arguments = (
+        Keyword("deliver_to", Checked(_destination, "an address", "ADDRESS"), None,
+                "the default destination of trapped mail"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if args and not self.args:
-            raise ValueError("arguments must be key/value pairs (deliver_to ADDRESS)")
-        self.deliver_to = None
-        if self.args.get("deliver_to"):
-            try:
-                self.deliver_to = _destination(str(self.args["deliver_to"]))
-            except ValueError as exc:
-                raise ValueError(f"deliver_to: {exc}") from None
+        self.deliver_to = self.args["deliver_to"]
 
     def hook_rcpt(self, transaction, rcpt, params=None):
         if not rcpt.user:

@@ -8,7 +8,8 @@ line may hold, and the loader parses them before the plugin runs.
         )
 
 `self.args` then holds every declared name with its parsed value (the default
-when the line did not give it). An unknown keyword, a keyword without its value,
+when the line did not give it; a default written as a string is parsed like a
+config word). An unknown keyword, a keyword without its value,
 a missing required argument or a bad value raises ArgumentError, which the
 loader turns into a ConfigError naming config/plugins and the line, so the
 server never starts with a setting it would silently ignore. `loglevel` is
@@ -336,6 +337,8 @@ def parse_arguments(plugin, declared, words):
             default = {}
         elif arg.repeat or arg.many:
             default = list(default or ())
+        elif isinstance(default, str):
+            default = arg.type.parse(default)     # a default written as in config/plugins
         result[arg.name] = default
 
     words = [str(w) for w in words]

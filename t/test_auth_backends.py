@@ -252,4 +252,4 @@ def test_restrict_submission(tmp_path):
     bad = ConfigDir(tmp_path / "bad", plugins=["restrict_submission submission"])
     with bad.session(read_greeting=False) as c:
         assert c.closed()
-    assert "ports must be numbers" in c.stderr
+    assert "restrict_submission: ports 'submission': expected an integer 1-65535" in c.stderr

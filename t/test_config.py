@@ -166,7 +166,7 @@ def test_missing_plugin(config):
     ("t_register_raise x y", ["refuses argument x y"]),
     ("t_twoclasses", ["exactly one Plugin"]),
     ("t_return rcpt NOT_A_CODE", ["unknown code NOT_A_CODE"]),
-    ("queue/maildir", ["queue/maildir needs the Maildir directory"]),
+    ("queue/maildir", ["queue/maildir: missing argument DIR (the Maildir"]),
     ("rcpt_ok \x01bad", ["unsafe characters"]),
     ("rcpt_ok caf\u00e9\u200b", ["unsafe characters"]),
     ("../plugins/rcpt_ok", ["not found"]),

@@ -147,11 +147,23 @@ def test_relay_clients_are_not_checked(server, daemon):
     assert daemon.queries() == []
 
 
+def test_reject_0_only_logs(server, daemon):
+    """qpsmtpd's `reject` argument: 0 logs an undeliverable recipient and lets the
+    next plugin decide (rcpt_ok accepts it for our domain)."""
+    srv = server(f"qmail_deliverable server 127.0.0.1:{daemon.port} reject 0")
+    with srv.session() as c:
+        c.ehlo()
+        assert envelope(c, "s@far.test", "nobody@example.test")[0][0] == 250
+    assert "fail, tolerated (nobody@example.test is not deliverable)" in c.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     ("server localhost", "is not HOST:PORT"),
     ("server smtproutes:host:", "is not smtproutes:[HOST:]PORT"),
-    ("on_error maybe", "must be accept or defer"),
-    ("server", "arguments must be key/value pairs"),
+    ("on_error maybe", "on_error 'maybe': expected one of accept, defer"),
+    ("reject maybe", "reject 'maybe': expected one of 0, 1, naughty"),
+    ("server", "'server' needs a value"),
+    ("servr 127.0.0.1:1", "unknown argument keyword 'servr'; did you mean 'server'?"),
 ])
 def test_bad_arguments_stop_startup(server, args, message):
     srv = server(f"qmail_deliverable {args}")

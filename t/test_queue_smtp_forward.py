@@ -130,7 +130,7 @@ def test_missing_host_stops_startup(make_config):
     srv = make_config(["rcpt_ok", "queue/smtp-forward"])
     with srv.session(read_greeting=False) as c:
         assert c.closed()
-    assert "No SMTP server specified" in c.stderr
+    assert "queue/smtp-forward: missing argument HOST (the next hop)" in c.stderr
 
 
 @pytest.mark.parametrize("normalize", [False, True])

@@ -128,7 +128,8 @@ def test_relay_clients_and_reject_0(make_config, directory):
 
 
 @pytest.mark.parametrize("args, reason", [("", "ldap_base is required"),
-                                          ("ldap_uri http://x ldap_base dc=x", "must start with ldap"),
+                                          ("ldap_uri http://x ldap_base dc=x",
+                                           "ldap_uri 'http://x': expected ldap://host:port"),
                                           ("ldap_base dc=x ldap_filter x", "unknown argument")])
 def test_bad_settings_stop_start_up(make_config, directory, args, reason):
     c = server(make_config, directory, args=args, ldap_file="").session(read_greeting=False)

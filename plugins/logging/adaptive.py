@@ -30,9 +30,7 @@ Example:  logging/adaptive accept LOGNOTICE reject LOGDEBUG
 
 import os
 
-from qpsmtpd_py.constants import DECLINED, LOGERROR, LOGWARN
-from qpsmtpd_py.logsink import level_arg, line_text
-from qpsmtpd_py.plugin import Plugin, parse_pairs
+from qpsmtpd_py.api import DECLINED, LOGERROR, LOGWARN, Keyword, LogLevel, Plugin, Text, line_text
 
 BUFFER = "logging_adaptive_lines"
 DENIED = "logging_adaptive_denied"
@@ -40,16 +38,16 @@ MAX_BUFFERED = 10000
 
 
 class Adaptive(Plugin):
+    arguments = (
+        Keyword("accept", LogLevel(), LOGERROR, "level kept for accepted transactions"),
+        Keyword("reject", LogLevel(), LOGWARN, "level written at once (everything else)"),
+        Keyword("prefix", Text(), "`", "marker of the accepted lines"),
+    )
+
     def register(self, *args):
-        if len(args) % 2:
-            raise ValueError("arguments must be name/value pairs (accept, reject, prefix)")
-        opts = parse_pairs(args)
-        unknown = set(opts) - {"accept", "reject", "prefix", "loglevel"}
-        if unknown:
-            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        self.accept = level_arg(opts["accept"], "accept") if "accept" in opts else LOGERROR
-        self.reject = level_arg(opts["reject"], "reject") if "reject" in opts else LOGWARN
-        self.prefix = opts.get("prefix", "`")
+        self.accept = self.args["accept"]
+        self.reject = self.args["reject"]
+        self.prefix = self.args["prefix"]
 
     def hook_logging(self, transaction, level, hook, plugin, msg):
         if plugin == self.plugin_name:

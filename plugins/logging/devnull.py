@@ -9,10 +9,11 @@ Arguments: none.  Hooks: logging.
 Example config/logging line:  logging/devnull
 """
 
-from qpsmtpd_py.constants import DECLINED
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, Plugin
 
 
 class Devnull(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_logging(self, transaction, level, hook, plugin, msg):
         return DECLINED

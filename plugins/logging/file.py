@@ -40,20 +40,30 @@ import subprocess
 import sys
 import time
 
-from qpsmtpd_py.constants import DECLINED
-from qpsmtpd_py.logsink import level_arg, line_text, session_id, split_options
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, Flag, Keyword, LogLevel, Plugin, Positional, Text, line_text, session_id,
+)
 
 
 class File(Plugin):
+    arguments = (
+        Keyword("loglevel", LogLevel(), None, "log lines at this level and more urgent "
+                "(default: config/loglevel)"),
+        Flag("reopen", "reopen the output once per connection, close it at its end"),
+        Flag("nosplit", "open the output at most once per connection"),
+        Keyword("tsformat", Text(), "%a %b %d %T %Y", "strftime format of the time stamp",
+                metavar="F"),
+        Positional("output", Text(), None, "PATH or |COMMAND (strftime codes and %i allowed); "
+                   "the rest of the line", required=True, rest=True),
+    )
+
     def register(self, *args):
-        opts, rest = split_options(args, flags=("reopen", "nosplit"),
-                                   valued=("loglevel", "tsformat"))
-        self.level = level_arg(opts["loglevel"]) if "loglevel" in opts else self.app.loglevel
-        self.reopen = "reopen" in opts
-        self.nosplit = "nosplit" in opts
-        self.tsformat = opts.get("tsformat", "%a %b %d %T %Y")
-        output = " ".join(rest).strip()
+        level = self.args["loglevel"]
+        self.level = self.app.loglevel if level is None else level
+        self.reopen = self.args["reopen"]
+        self.nosplit = self.args["nosplit"]
+        self.tsformat = self.args["tsformat"]
+        output = self.args["output"].strip()
         if not output or output == "|":
             raise ValueError("logging/file needs a file name or |command as its last argument")
         self.pipe = output.startswith("|")

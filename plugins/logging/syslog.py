@@ -32,32 +32,37 @@ import socket
 import syslog
 import time
 
-from qpsmtpd_py.constants import DECLINED
-from qpsmtpd_py.logsink import level_arg, line_text
-from qpsmtpd_py.plugin import Plugin, parse_pairs
+from qpsmtpd_py.api import DECLINED, Checked, Keyword, LogLevel, Plugin, Text, line_text
 
 TRANSPORTS = ("native", "unix", "stream", "udp", "tcp", "console")
 
 
 class Syslog(Plugin):
+    # (the checkers are looked up when the line is parsed: they are defined below)
+    arguments = (
+        Keyword("loglevel", LogLevel(), None, "send lines at this level and more urgent "
+                "(default: config/loglevel)"),
+        Keyword("priority", Checked(lambda t: syslog_constant(t, "priority", range(8)),
+                                    "syslog priority (LOG_NOTICE or 0-7)", "P"), None,
+                "send every line at this priority instead of its own level"),
+        Keyword("ident", Text(r"[\w.-]+", "letters, digits, - _ ."), "qpsmtpd",
+                "program name in the records"),
+        Keyword("facility", Checked(lambda t: syslog_constant(t, "facility", range(0, 24 << 3, 8)),
+                                    "syslog facility (LOG_MAIL, LOG_LOCAL0 ...)", "F"),
+                "LOG_MAIL", "the syslog facility"),
+        Keyword("logsock", Checked(lambda t: [parse_transport(x) for x in t.split(",")],
+                                   "comma-separated native, unix[:PATH], stream[:PATH], "
+                                   "udp[:HOST[:PORT]], tcp[:HOST[:PORT]], console", "T"),
+                "native", "how to reach syslog, tried in order"),
+    )
+
     def register(self, *args):
-        if len(args) % 2:
-            raise ValueError("arguments must be name/value pairs (loglevel, priority, "
-                             "ident, facility, logsock)")
-        opts = parse_pairs(args)
-        unknown = set(opts) - {"loglevel", "priority", "ident", "facility", "logsock"}
-        if unknown:
-            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        self.level = level_arg(opts["loglevel"]) if "loglevel" in opts else self.app.loglevel
-        self.priority = None
-        if "priority" in opts:
-            self.priority = syslog_constant(opts["priority"], "priority", range(8))
-        self.ident = opts.get("ident", "qpsmtpd")
-        if not self.ident.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise ValueError(f"ident '{self.ident}' may only hold letters, digits, - _ .")
-        self.facility = syslog_constant(opts.get("facility", "LOG_MAIL"), "facility",
-                                        range(0, 24 << 3, 8))
-        self.transports = [parse_transport(t) for t in opts.get("logsock", "native").split(",")]
+        level = self.args["loglevel"]
+        self.level = self.app.loglevel if level is None else level
+        self.priority = self.args["priority"]
+        self.ident = self.args["ident"]
+        self.facility = self.args["facility"]
+        self.transports = self.args["logsock"]
         self.sender = None           # opened lazily, per process
 
     def hook_logging(self, transaction, level, hook, plugin, msg):
@@ -99,7 +104,7 @@ def syslog_constant(value, what, allowed):
         name = text.upper()
         number = getattr(syslog, name if name.startswith("LOG_") else "LOG_" + name, None)
     if not isinstance(number, int) or number not in allowed:
-        raise ValueError(f"{what} '{value}' is not a syslog {what}")
+        raise ValueError(f"is not a syslog {what}")
     return number
 
 
@@ -108,13 +113,13 @@ def parse_transport(text):
     kind, _, rest = text.strip().partition(":")
     kind = kind.lower()
     if kind not in TRANSPORTS:
-        raise ValueError(f"logsock '{text}': use {', '.join(TRANSPORTS)}")
+        raise ValueError(f"'{text}': use {', '.join(TRANSPORTS)}")
     if kind in ("unix", "stream"):
         return kind, rest or "/dev/log"
     if kind in ("udp", "tcp"):
         host, _, port = rest.partition(":")
         if port and not port.isdigit():
-            raise ValueError(f"logsock '{text}': port must be a number")
+            raise ValueError(f"'{text}': port must be a number")
         return kind, (host or "127.0.0.1", int(port or 514))
     return kind, None
 

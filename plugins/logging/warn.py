@@ -1,19 +1,25 @@
 """logging/warn - write log lines at or below a level to standard error.
 
-Arguments: [loglevel]  (a number 0-7 or a name like LOGINFO; default: config/loglevel)
+Arguments: [LEVEL] or loglevel LEVEL  (a number 0-7 or a name like LOGINFO; default:
+config/loglevel); a word that is no log level stops start-up.
 Hooks: logging.  Example config/logging line:  logging/warn LOGINFO
 """
 
 import os
 import sys
 
-from qpsmtpd_py.constants import DECLINED, LOG_NAMES, OK, log_level
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOG_NAMES, OK, Keyword, LogLevel, Plugin, Positional
 
 
 class Warn(Plugin):
+    arguments = (
+        Positional("LEVEL", LogLevel(), None, "write lines at this level and more urgent "
+                   "(default: config/loglevel)"),
+        Keyword("loglevel", LogLevel(), None, "the same, written as a keyword"),
+    )
+
     def register(self, *args):
-        level = log_level(args[0]) if args else None
+        level = self.args["LEVEL"] if self.args["LEVEL"] is not None else self.args["loglevel"]
         self.level = self.app.loglevel if level is None else level
 
     def hook_logging(self, transaction, level, hook, plugin, msg):

@@ -24,26 +24,26 @@ import re
 import socket
 import time
 
-from qpsmtpd_py.constants import DECLINED, LOGERROR, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGERROR, OK, Path, Plugin, Positional, Text
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
 
 
 class Maildir(Plugin):
     counter = 0
+    arguments = (
+        Positional("DIR", Path(), None, "the Maildir (cur/ new/ tmp/ are created)",
+                   required=True),
+        Positional("SUBDIR_PATTERN", Text(r".*%[ldu].*", "a pattern with %l, %d or %u"), None,
+                   "deliver one copy per recipient under DIR/<pattern>"),
+        Positional("MODE", Text(r"[0-7]{3}", "a three-digit octal number"), "700",
+                   "permissions for new directories"),
+    )
 
     def register(self, *args):
-        if not args:
-            raise ValueError("queue/maildir needs the Maildir directory as its first argument")
-        self.maildir = args[0]
-        self.subdirs = args[1] if len(args) > 1 else None
-        if self.subdirs and not re.search(r"%[ldu]", self.subdirs):
-            raise ValueError(f"sub directory pattern '{self.subdirs}' has no %l, %d or %u")
-        mode = args[2] if len(args) > 2 else "700"
-        if not re.fullmatch(r"[0-7]{3}", mode):
-            raise ValueError(f"mode '{mode}' is not a three-digit octal number")
-        self.dir_mode = int(mode, 8)
+        self.maildir = self.args["DIR"]
+        self.subdirs = self.args["SUBDIR_PATTERN"]
+        self.dir_mode = int(self.args["MODE"], 8)
         self.file_mode = self.dir_mode & 0o666
         self.hostname = re.sub(r"[^\w.-]", "_", socket.gethostname())
         if not self.subdirs:

@@ -28,19 +28,27 @@ import subprocess
 import threading
 import time
 
-from qpsmtpd_py.constants import DECLINED, DENY, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN, OK, Path, Plugin, Positional, Text,
+)
 
 _SAFE_PATH = re.compile(r"^/[/\w.-]*$")
 TIMEOUT = 600
 
 
 class QmailQueue(Plugin):
+    arguments = (
+        Positional("PATH", Path(), None, "the program, absolute, of letters, digits and / - _ . "
+                   "(default $QMAIL/bin/qmail-queue; the environment's QMAILQUEUE wins)"),
+        Positional("ignored", Text(), (), "further words are ignored with a warning, as in "
+                   "qpsmtpd", many=True),
+    )
+
     def register(self, *args):
-        if len(args) > 1:
+        if self.args["ignored"]:
             self.log(LOGWARN, "WARNING: Ignoring additional arguments.")
         default = os.path.join(os.environ.get("QMAIL") or "/var/qmail", "bin", "qmail-queue")
-        self.program = os.environ.get("QMAILQUEUE") or (args[0] if args else default)
+        self.program = os.environ.get("QMAILQUEUE") or self.args["PATH"] or default
         if not _SAFE_PATH.match(self.program):
             raise ValueError(f"qmail-queue path '{self.program}' must be absolute and "
                              "hold only letters, digits and / - _ .")

@@ -37,9 +37,10 @@ Examples:
 import ipaddress
 import re
 
-from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
-from qpsmtpd_py.plugin import Plugin
-from qpsmtpd_py.smtpclient import SMTPClient, SMTPError, xtext
+from qpsmtpd_py.api import (
+    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Checked, Flag, Int, Plugin,
+    Positional, SMTPClient, SMTPError, xtext,
+)
 
 TIMEOUT = 60
 _HOSTNAME = re.compile(r"^[\w.-]+$")
@@ -47,19 +48,19 @@ _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\s*")
 
 
 class SMTPForward(Plugin):
+    # (_check_host is defined below: the lambda looks it up when the line is parsed)
+    arguments = (
+        Positional("HOST", Checked(lambda text: _check_host(text), "host name or IP address "
+                                   "([::1] style for IPv6)", "HOST"), None,
+                   "the next hop", required=True),
+        Positional("PORT", Int(min=1, max=65535), 25, "its port"),
+        Flag("xclient", "send Postfix's XCLIENT command with the real client's attributes"),
+    )
+
     def register(self, *args):
-        if not args:
-            raise ValueError("No SMTP server specified in smtp-forward config")
-        self.host = _check_host(args[0])
-        self.port = 25
-        self.xclient = False
-        for word in args[1:]:
-            if word.isdigit() and 0 < int(word) < 65536:
-                self.port = int(word)
-            elif word.lower() == "xclient":
-                self.xclient = True
-            else:
-                raise ValueError(f"unknown argument '{word}' (use: HOST [PORT] [xclient])")
+        self.host = self.args["HOST"]
+        self.port = self.args["PORT"]
+        self.xclient = self.args["xclient"]
 
     def hook_queue(self, transaction):
         self.log(LOGINFO, f"forwarding to {self.host}:{self.port}")
