@@ -44,7 +44,8 @@ def _prints(argv, text):
             return f"`{' '.join(argv)}`: {e}"
         out = (r.stdout + r.stderr).decode("utf-8", "replace")
         if r.returncode != 0 or text not in out:
-            return f"`{' '.join(argv)}` exited {r.returncode} without {text!r}: {out.strip()[-400:]}"
+            said = f" without {text!r}" if text else ""
+            return f"`{' '.join(argv)}` exited {r.returncode}{said}: {out.strip()[-400:]}"
         return None
     return probe
 
