@@ -49,87 +49,82 @@ Example config/plugins line (first among the connect plugins):
 import os
 import stat
 
-from qpsmtpd_py.constants import (DECLINED, DENY, DENY_DISCONNECT, DONE, LOGERROR, LOGINFO,
-                                  LOGNOTICE, LOGWARN)
-from qpsmtpd_py.plugin import Plugin
-from qpsmtpd_py.tls import DEFAULT_FILES, TLSFailed, TLSService, build_context, default_ssl_dir
+from qpsmtpd_py.api import (DECLINED, DEFAULT_TLS_FILES, DENY, DENY_DISCONNECT, DONE, LOGERROR,
+                            LOGINFO, LOGNOTICE, LOGWARN, Path, Plugin, Positional, TLSFailed,
+                            build_tls_context, default_ssl_dir)
 
 SMTPS_PORT = 465
+NAMES = ("cert", "key", "ca", "dhparam")
 
 
 class TLS(Plugin):
+    arguments = tuple(Positional(name, Path(), None, f"the {what} (default ssl/{DEFAULT_TLS_FILES[name]})")
+                      for name, what in zip(NAMES, ("server certificate", "private key",
+                                                    "CA certificate(s)", "DH parameters")))
+
     def register(self, *args):
-        names = ("cert", "key", "ca", "dhparam")
-        given = dict(zip(names, args))
         ssl_dir = default_ssl_dir(self.app.config.dirs)
-        paths = {name: given.get(name) or os.path.join(ssl_dir, DEFAULT_FILES[name])
-                 for name in names}
-        for name in names:
-            if name in given and not os.path.isfile(paths[name]):
+        paths = {name: self.args[name] or os.path.join(ssl_dir, DEFAULT_TLS_FILES[name])
+                 for name in NAMES}
+        for name in NAMES:
+            if name in self.args.given and not os.path.isfile(paths[name]):
                 raise ValueError(f"{name} file {paths[name]} not found")
         if not (os.path.isfile(paths["cert"]) and os.path.isfile(paths["key"])):
             self.log(LOGERROR, f"Cannot locate cert/key ({paths['cert']}, {paths['key']})! "
                                "Run qpsmtpd-tls-cert to generate; STARTTLS disabled")
             return
         _warn_if_readable(self, paths["key"])
-        context = build_context(
+        context = build_tls_context(
             paths["cert"], paths["key"],
             ca=paths["ca"] if os.path.isfile(paths["ca"]) else None,
             dhparam=paths["dhparam"] if os.path.isfile(paths["dhparam"]) else None,
             ciphers=self.config("tls_ciphers"),
             protocols=self.config("tls_protocols"))
-        self.app.tls = TLSService(context, description=paths["cert"])
+        self.provide_tls(context, description=paths["cert"])
         self.log(LOGINFO, f"TLS ready with {paths['cert']}")
-
-    def _service(self):
-        service = getattr(self.app, "tls", None)
-        return service if service is not None and service.available(self.qp) else None
 
     def hook_connect(self, transaction):
         """qpsmtpd's port-465 rule: implicit TLS when the listener did not already do it
         (tcpserver or inetd running `qpsmtpd` on port 465 without --smtps)."""
-        session = self.qp
-        if session.connection.local_port != SMTPS_PORT or session.connection.tls:
+        conn = self.connection
+        if conn.local_port != SMTPS_PORT or conn.tls:
             return DECLINED
-        service = self._service()
-        if service is None:
+        if not self.tls_available():
             return DENY_DISCONNECT, "Cannot establish SSL session"
         try:
-            service.wrap_session(session, implicit=True)
+            self.start_tls(implicit=True)
         except TLSFailed as exc:
             self.log(LOGWARN, f"fail, TLS handshake on port {SMTPS_PORT} failed: {exc}")
             return DENY_DISCONNECT, "Cannot establish SSL session"
         return DECLINED
 
     def hook_ehlo(self, transaction, host, *rest):
-        if self._service() is not None:
-            transaction.notes.setdefault("capabilities", []).append("STARTTLS")
+        if self.tls_available():
+            self.add_capability("STARTTLS")
         return DECLINED
 
     def hook_unrecognized_command(self, transaction, verb, rest):
         if verb != "starttls":
             return DECLINED
-        session = self.qp
-        service = self._service()
-        if service is None or session.connection.hello != "ehlo":
+        conn = self.connection
+        if not self.tls_available() or conn.hello != "ehlo":
             return DECLINED                       # -> 500 Unrecognized command
         if rest:
             return DENY, "Syntax error (no parameters allowed)"
-        if session.connection.auth_user:
-            session.respond(503, "STARTTLS not allowed after AUTH")
+        if conn.auth_user:
+            self.qp.respond(503, "STARTTLS not allowed after AUTH")
             return DONE
         if transaction is not None and transaction.sender is not None:
             # Postfix's answer; RSET ends the transaction and STARTTLS works again
-            session.respond(503, "5.5.1 Error: MAIL transaction in progress")
+            self.qp.respond(503, "5.5.1 Error: MAIL transaction in progress")
             return DONE
         try:
-            service.wrap_session(session)
+            self.start_tls()
         except TLSFailed as exc:
-            session.tls_failed = True
             self.log(LOGWARN, f"fail, TLS negotiation failed: {exc}")
             return DENY, "TLS Negotiation Failed"
         self.log(LOGNOTICE, "pass, STARTTLS: " + " ".join(
-            str(session.connection.tls.get(k, "")) for k in ("version", "cipher")))
+            str(conn.tls.get(k, "")) for k in ("version", "cipher")))
         return DONE
 
 

@@ -34,3 +34,7 @@ from .smtpclient import SMTPClient, SMTPError, xtext  # noqa: F401  queue/smtp-f
 from .passwords import validate_password  # noqa: F401  auth plugins
 from .store import check_store, open_store  # noqa: F401  the LMDB store (see also self.store)
 from .scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners
+from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugin.start_tls)
+from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
+from .auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins
+from .remote_login import RemoteLoginPlugin, login_arguments  # noqa: F401  auth by remote login

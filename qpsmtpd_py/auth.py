@@ -76,8 +76,7 @@ class AuthHandler:
         return mechanisms(session.app)
 
     def _starttls_offered(self):
-        txn = self.session.transaction
-        return txn is not None and "STARTTLS" in (txn.notes.get("capabilities") or [])
+        return "STARTTLS" in self.session.capabilities
 
     # -- the AUTH command ----------------------------------------------------------------------
     def cmd_auth(self, rest):

@@ -90,6 +90,29 @@ class Plugin:
         from .dns import session_resolver
         return session_resolver(self.app, self.connection)
 
+    # -- SMTP extensions: the engine calls for EHLO keywords and TLS ------------------------
+    def add_capability(self, keyword):
+        """Offer `keyword` (e.g. "STARTTLS", "X-FOO 1") in this EHLO reply; call it
+        from an ehlo hook (each EHLO starts a new list)."""
+        self.qp.add_capability(keyword)
+
+    def provide_tls(self, context, description=""):
+        """register(): make `context` (an ssl.SSLContext) the server's TLS settings."""
+        from . import tls
+        tls.install(self.app, context, description)
+
+    def tls_available(self):
+        """TLS can start on this connection now (settings provided, no TLS yet)."""
+        from . import tls
+        return self.qp is not None and tls.available(self.qp)
+
+    def start_tls(self, implicit=False):
+        """STARTTLS (answers 220, then the handshake; the client must EHLO again) or,
+        with implicit=True, TLS before the greeting. Raises TLSFailed; after a failed
+        STARTTLS the engine refuses mail commands with 550."""
+        from . import tls
+        tls.upgrade(self.qp, implicit=implicit)
+
     # -- config ---------------------------------------------------------------------------
     def config(self, name, default=None):
         """First line of config file `name` (config hooks first), else default."""

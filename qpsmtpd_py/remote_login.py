@@ -1,38 +1,47 @@
 """Base class for auth plugins that check a password by logging in to another
-server (IMAP, SMTP): argument parsing `HOST [PORT] [tls MODE] [ca FILE|none]
+server (IMAP, SMTP): the arguments `HOST [PORT] [tls MODE] [ca FILE|none]
 [timeout S]` and the TLS context, written once."""
 
 import ssl
 
-from .plugin import Plugin, parse_pairs
+from .arguments import Choice, Int, Keyword, Number, Path, Positional, Text
+from .auth_plugin import AuthPlugin
 
 
-class RemoteLoginPlugin(Plugin):
-    """Subclasses set: default_port, implicit_tls_port, implicit_mode, modes,
-    default_timeout."""
+def login_arguments(modes, default_port, default_timeout):
+    """The declared arguments of a remote-login plugin with these TLS modes."""
+    return (
+        Positional("host", Text(), None, "the server to log in to", required=True),
+        Positional("port", Int(min=1, max=65535), default_port, "its port"),
+        Keyword("tls", Choice(*modes), "auto",
+                "how to use TLS: auto = STARTTLS when the server offers it (on the protocol's "
+                "implicit-TLS port the default is implicit TLS)"),
+        Keyword("ca", Path(), None, "CA file to verify the server with (not given: the "
+                "system's CAs; `ca none`: no verification)", metavar="FILE"),
+        Keyword("timeout", Number(min=0.1, unit="seconds"), float(default_timeout),
+                "for connecting and for each answer"),
+    )
 
-    default_port = 0
+
+class RemoteLoginPlugin(AuthPlugin):
+    """Subclasses set: implicit_tls_port, implicit_mode, and
+    arguments = login_arguments(...)."""
+
     implicit_tls_port = 0
     implicit_mode = ""
-    modes = ()
-    default_timeout = 10
 
     def register(self, *args):
-        name = self.plugin_name
-        if not args:
-            raise ValueError(f"{name} needs the server: {name} HOST [PORT]")
-        self.host = args[0]
-        rest = list(args[1:])
-        self.port = int(rest.pop(0)) if rest and rest[0].isdigit() else self.default_port
-        self.args = parse_pairs(rest)
-        if rest and not self.args:
-            raise ValueError(f"{name}: cannot parse arguments {' '.join(rest)}")
-        default_mode = self.implicit_mode if self.port == self.implicit_tls_port else "auto"
-        self.mode = self.args.get("tls", default_mode).lower()
-        if self.mode not in self.modes:
-            raise ValueError(f"{name}: tls must be one of {', '.join(self.modes)}")
-        self.ca = self.args.get("ca")
-        self.timeout = float(self.args.get("timeout", self.default_timeout))
+        self.host = self.args["host"]
+        self.port = self.args["port"]
+        self.mode = self.args["tls"]
+        if "tls" not in self.args.given and self.port == self.implicit_tls_port:
+            self.mode = self.implicit_mode
+        self.ca = self.args["ca"]
+        self.timeout = self.args["timeout"]
+
+    @property
+    def where(self):
+        return f"{self.host}:{self.port}"
 
     def ssl_context(self):
         """Verifying context (system CAs or `ca FILE`); `ca none` skips verification."""

@@ -39,6 +39,7 @@ class SMTPSession:
         self.tls_failed = False
         self.auth_offered = False
         self.auth = auth.handler_for(self)   # AUTH command handler; None without auth hooks
+        self.capabilities = []               # extra keywords of the current EHLO reply
         self.started = time.time()
         self.commands = {
             "helo": self.cmd_helo, "ehlo": self.cmd_ehlo, "mail": self.cmd_mail,
@@ -101,6 +102,14 @@ class SMTPSession:
     def respond_and_disconnect(self, code, *messages):
         self.respond(code, *messages)
         self.disconnect()
+
+    def add_capability(self, keyword):
+        """An extra keyword for the EHLO reply being built (Plugin.add_capability)."""
+        keyword = str(keyword).strip()
+        if not keyword or not keyword.isascii() or not keyword.isprintable():
+            raise ValueError(f"bad EHLO keyword {keyword!r}")
+        if keyword not in self.capabilities:
+            self.capabilities.append(keyword)
 
     # -- transactions ----------------------------------------------------------------------
     def reset_transaction(self, new=True):
@@ -257,6 +266,7 @@ class SMTPSession:
         if self.connection.hello:
             return self.respond(503, "but you already said HELO ...")
         self.ensure_transaction()
+        self.capabilities = []
         code, msgs, _ = self.run_hooks(kind, host, *words[1:])
         if code == C.DONE or self.answer(kind, code, msgs, kind=kind.upper(), host=host):
             return
@@ -271,7 +281,9 @@ class SMTPSession:
         if self.app.databytes:
             lines.append(f"SIZE {self.app.databytes}")
         lines += ["ENHANCEDSTATUSCODES", "SMTPUTF8"]
-        lines += list(self.transaction.notes.get("capabilities") or [])
+        for keyword in self.transaction.notes.get("capabilities") or []:   # qpsmtpd's note
+            self.add_capability(keyword)
+        lines += self.capabilities
         if self.auth is not None:
             mechanisms = self.auth.offered_mechanisms()
             self.auth_offered = bool(mechanisms)

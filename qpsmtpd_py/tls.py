@@ -1,9 +1,10 @@
 """TLS for SMTP sessions: the server SSL context, STARTTLS and implicit TLS (SMTPS).
 
-The tls plugin builds a TLSService from qpsmtpd's files and puts it at `app.tls`;
-the engine calls `app.tls.wrap_session(session, implicit=True)` on SMTPS
-listeners, and the plugin calls `start_tls()` for STARTTLS. Only this module
-touches the client's socket for TLS, so the STARTTLS injection defence
+The tls plugin builds an SSL context from qpsmtpd's files and hands it over with
+`Plugin.provide_tls(context)` (install() here); the engine uses it on SMTPS
+listeners, and the plugin asks for STARTTLS with `Plugin.start_tls()` (upgrade()
+here). Plugins never touch the socket or the session's TLS state. Only this
+module touches the client's socket for TLS, so the STARTTLS injection defence
 (CVE-2011-0411, CVE-2024-34083: forget everything the client pipelined after
 STARTTLS) lives in one place.
 """
@@ -132,6 +133,32 @@ class TLSService:
             handshake(session, self.context)
         else:
             start_tls(session, self.context)
+
+
+def install(app, context, description=""):
+    """Make `context` the server's TLS settings (until the next reload)."""
+    app.tls = TLSService(context, description)
+
+
+def available(session):
+    """TLS can start on this session now: settings installed, a socket without TLS,
+    no failed attempt."""
+    service = getattr(session.app, "tls", None)
+    return service is not None and service.available(session)
+
+
+def upgrade(session, implicit=False):
+    """STARTTLS (implicit=False: 220, then the handshake) or implicit TLS (port 465,
+    before the greeting). Raises TLSFailed; a failed STARTTLS leaves the session
+    refusing mail commands (550), as qpsmtpd does."""
+    if not available(session):
+        raise TLSFailed("TLS is not available on this connection")
+    try:
+        session.app.tls.wrap_session(session, implicit=implicit)
+    except TLSFailed:
+        if not implicit:
+            session.tls_failed = True
+        raise
 
 
 def start_tls(session, context):

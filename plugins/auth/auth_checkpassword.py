@@ -22,57 +22,58 @@ import signal
 import subprocess
 import time
 
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (DECLINED, LOGERROR, AuthPlugin, AuthUnavailable, Keyword, Number,
+                            Path, Positional)
 
 # fd 3 is the read end of a pipe fed with the credentials: the shell only moves stdin there
 _FD3 = 'exec "$0" "$@" 3<&0 0</dev/null'
 
 
-class AuthCheckpassword(Plugin):
+class AuthCheckpassword(AuthPlugin):
+    arguments = (
+        Positional("checkpw", Path(), None, "the checkpassword program", keyword=True),
+        Positional("true", Path(), None, "what it runs on success, e.g. /bin/true", keyword=True),
+        Keyword("timeout", Number(min=0.1, unit="seconds"), 15.0, "time limit for the program"),
+    )
+    wrong_password = DECLINED
+
     def register(self, *args):
-        super().register(*args)
-        self.timeout = float(self.args.get("timeout", 15))
+        if not all(self.programs()):
+            self.log(LOGERROR, "no checkpassword program configured (arguments or "
+                               "smtpauth-checkpassword); AUTH through this plugin is skipped")
 
     def programs(self):
         """(checkpassword, true) from the arguments, else from smtpauth-checkpassword."""
-        binary, true = self.args.get("checkpw"), self.args.get("true")
-        if not binary and len(self.args_list) == 2:          # authcheckpassword <prog> <true>
-            binary, true = self.args_list
+        binary, true = self.args["checkpw"], self.args["true"]
         if not binary:
             words = (self.config("smtpauth-checkpassword") or "").split()
             if len(words) >= 2:
                 binary, true = words[0], words[1]
         return binary, true
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
-        binary, true = self.programs()
-        if not binary or not true:
-            self.log(LOGERROR, "skip, no checkpassword program configured")
-            return DECLINED
-        if not os.access(binary, os.X_OK):
-            self.log(LOGERROR, f"skip, {binary} is not executable")
-            return DENYSOFT, "auth_checkpassword - not available"
-        data = b"\0".join((user.encode(), clear.encode(), b"%d" % int(time.time()), b""))
-        try:
-            returncode = run_checkpassword(binary, true, data, self.timeout)
-        except subprocess.TimeoutExpired:
-            self.log(LOGERROR, f"error, {binary} timed out after {self.timeout:g}s")
-            return DENYSOFT, "auth_checkpassword - timeout"
-        except OSError as exc:
-            self.log(LOGERROR, f"error, cannot run {binary}: {exc}")
-            return DENYSOFT, "auth_checkpassword - not available"
-        if returncode == 0:
-            self.log(LOGINFO, f"pass, {user}")
-            self.connection.notes["authuser"] = user
-            return OK, "auth_checkpassword"
-        if returncode == 111:
-            self.log(LOGNOTICE, f"error, {binary} reported a temporary failure (111)")
-            return DENYSOFT, "auth_checkpassword - temporary failure"
-        self.log(LOGINFO, f"fail, {user}: checkpassword exit {returncode}")
-        return DECLINED, "auth_checkpassword"
+    def skip_reason(self):
+        if not all(self.programs()):
+            return "no checkpassword program configured"
+        return None
 
-    hook_auth_login = hook_auth_plain
+    def check(self, user, password):
+        binary, true = self.programs()
+        if not os.access(binary, os.X_OK):
+            raise AuthUnavailable(f"{binary} is not executable")
+        data = b"\0".join((user.encode(), password.encode(), b"%d" % int(time.time()), b""))
+        timeout = self.args["timeout"]
+        try:
+            returncode = run_checkpassword(binary, true, data, timeout)
+        except subprocess.TimeoutExpired:
+            raise AuthUnavailable(f"{binary} timed out after {timeout:g}s")
+        except OSError as exc:
+            raise AuthUnavailable(f"cannot run {binary}: {exc}")
+        if returncode == 111:
+            raise AuthUnavailable(f"{binary} reported a temporary failure (111)")
+        if returncode == 0:
+            self.connection.notes["authuser"] = user
+            return True
+        return False
 
 
 def run_checkpassword(binary, true, data, timeout):

@@ -21,54 +21,43 @@ Example config/plugins line:
 
 import socket
 
-from qpsmtpd_py.constants import DECLINED, DENY, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import LOGERROR, AuthPlugin, Bool, Keyword, Number, Path
 
 SMTP_PORT, SSMTP_PORT = 25, 465
 
 
-class AuthCvmUnixLocal(Plugin):
-    def register(self, *args):
-        super().register(*args)
-        self.socket_path = self.args.get("cvm_socket")
-        if not self.socket_path:
-            raise ValueError("auth/auth_cvm_unix_local requires the cvm_socket argument")
-        self.enable_smtp = str(self.args.get("enable_smtp", "no")).lower() == "yes"
-        self.enable_ssmtp = str(self.args.get("enable_ssmtp", "yes")).lower() == "yes"
-        self.timeout = float(self.args.get("timeout", 10))
+class AuthCvmUnixLocal(AuthPlugin):
+    arguments = (
+        Keyword("cvm_socket", Path(), None, "path of the CVM socket", required=True),
+        Keyword("enable_smtp", Bool(), False, "allow AUTH on port 25"),
+        Keyword("enable_ssmtp", Bool(), True, "allow AUTH on SMTPS / port 465"),
+        Keyword("timeout", Number(min=0.1, unit="seconds"), 10.0, "for the whole exchange"),
+    )
 
-    def enabled(self):
+    def skip_reason(self):
         conn = self.connection
         if conn.smtps or conn.local_port == SSMTP_PORT:
-            return self.enable_ssmtp
-        if conn.local_port == SMTP_PORT:
-            return self.enable_smtp
-        return True
+            enabled = self.args["enable_ssmtp"]
+        else:
+            enabled = conn.local_port != SMTP_PORT or self.args["enable_smtp"]
+        return None if enabled else f"not enabled on port {conn.local_port}"
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
-        if not self.enabled():
-            self.log(LOGINFO, f"skip, not enabled on port {self.connection.local_port}")
-            return DECLINED
+    def check(self, user, password):
         account, _, domain = user.partition("@")
         request = b"\x01" + b"".join(part.encode() + b"\0"
-                                     for part in (account, domain or "localhost", clear)) + b"\0"
+                                     for part in (account, domain or "localhost", password)) + b"\0"
+        path = self.args["cvm_socket"]
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
-                sock.connect(self.socket_path)
+                sock.settimeout(self.args["timeout"])
+                sock.connect(path)
                 sock.sendall(request)
                 sock.shutdown(socket.SHUT_WR)
                 answer = sock.recv(1)
         except OSError as exc:
-            self.log(LOGERROR, f"error, CVM socket {self.socket_path}: {exc}")
-            return DECLINED, f"authcvm/{method}"
-        if answer == b"\x00":
-            self.log(LOGINFO, f"pass, {user}")
-            return OK, f"authcvm/{method}"
-        if answer == b"\x64":                    # 100: bad credentials
-            self.log(LOGINFO, f"fail, {user}")
-            return DENY, f"authcvm/{method}"
+            self.log(LOGERROR, f"error, CVM socket {path}: {exc}")
+            return None                      # as qpsmtpd: a later auth plugin may try
+        if answer in (b"\x00", b"\x64"):      # 0: success, 100: bad credentials
+            return answer == b"\x00"
         self.log(LOGERROR, f"error, CVM answered {answer!r} for {user}")
-        return DECLINED, f"authcvm/{method}"
-
-    hook_auth_login = hook_auth_plain
+        return None

@@ -12,31 +12,20 @@ auth plugin may know them); a wrong password is DENY. Keep the file mode 0600.
 Example config/plugins line:  auth/auth_flat_file
 """
 
-from qpsmtpd_py.constants import DECLINED, LOGINFO
-from qpsmtpd_py.passwords import validate_password
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import AuthPlugin
 
 
-class AuthFlatFile(Plugin):
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
-        return self.authenticate(method, user, clear, digest, ticket)
+class AuthFlatFile(AuthPlugin):
+    arguments = ()
 
-    hook_auth_login = hook_auth_plain
-    hook_auth_cram_md5 = hook_auth_plain
-
-    def authenticate(self, method, user, clear, digest, ticket):
+    def stored_password(self, user):
+        """(clear-text password, None) of `user`, or None."""
         local, _, domain = user.partition("@")
         if not local or not domain:
-            self.log(LOGINFO, f"fail, invalid user name (no domain): {user}")
-            return DECLINED
-        stored = self.lookup(user)
-        return validate_password(self, stored, None, clear, digest, method, ticket)
-
-    def lookup(self, user):
-        """The clear-text password of `user`, or None."""
+            return None                     # qpsmtpd's rule: user@domain only
         wanted = user.lower()
         for line in self.config_list("flat_auth_pw"):
             name, sep, password = line.partition(":")
             if sep and name.strip().lower() == wanted:
-                return password
+                return password, None
         return None

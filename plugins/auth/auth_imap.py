@@ -13,8 +13,8 @@ PORT defaults to 143; port 993 means implicit TLS (imaps). MODE:
 The server certificate is verified against the system CAs, or the CA file
 `ca FILE`; `ca none` switches verification off (not recommended).
 
-Success is OK (`auth_imap/<mech>`); a refused login is DENY ("auth_imap - invalid
-password for <user> at <host:port>"); an unreachable server is DENYSOFT (454).
+Success is OK; a refused login is DENY (535, no later auth plugin is asked); an
+unreachable server is DENYSOFT (454).
 
 Hooks: auth-plain, auth-login (IMAP LOGIN needs the clear-text password).
 
@@ -25,18 +25,15 @@ import imaplib
 import socket
 import ssl
 
-from qpsmtpd_py.constants import DENY, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.remote_login import RemoteLoginPlugin
+from qpsmtpd_py.api import AuthUnavailable, RemoteLoginPlugin, login_arguments
 
 MODES = ("auto", "starttls", "imaps", "none")
 
 
 class AuthImap(RemoteLoginPlugin):
-    default_port = 143
     implicit_tls_port = 993
     implicit_mode = "imaps"
-    modes = MODES
-    default_timeout = 10
+    arguments = login_arguments(MODES, default_port=143, default_timeout=10)
 
     def connect(self):
         if self.mode == "imaps":
@@ -47,27 +44,20 @@ class AuthImap(RemoteLoginPlugin):
             imap.starttls(ssl_context=self.ssl_context())
         return imap
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
-        where = f"{self.host}:{self.port}"
+    def check(self, user, password):
         try:
             imap = self.connect()
         except (OSError, imaplib.IMAP4.error, ssl.SSLError, socket.timeout) as exc:
-            self.log(LOGERROR, f"error, could not connect to {where}: {exc}")
-            return DENYSOFT, f"auth_imap - could not connect to {where}"
+            raise AuthUnavailable(f"could not connect to {self.where}: {exc}")
         try:
-            imap.login(_quote(user), clear)
+            imap.login(_quote(user), password)
         except imaplib.IMAP4.error:
-            self.log(LOGINFO, f"fail, {user} at {where}")
-            return DENY, f"auth_imap - invalid password for {user} at {where}"
+            return False
         except (OSError, UnicodeError) as exc:
-            self.log(LOGERROR, f"error, IMAP login at {where} failed: {exc.__class__.__name__}")
-            return DENYSOFT, f"auth_imap - could not connect to {where}"
+            raise AuthUnavailable(f"IMAP login at {self.where} failed: {exc.__class__.__name__}")
         finally:
             _logout(imap)
-        self.log(LOGINFO, f"pass, {user} at {where}")
-        return OK, f"auth_imap/{method}"
-
-    hook_auth_login = hook_auth_plain
+        return True
 
 
 def _quote(text):

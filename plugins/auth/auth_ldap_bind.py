@@ -26,19 +26,21 @@ from ldap3 import NONE, SUBTREE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
-from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import AuthPlugin, AuthUnavailable, Int, Keyword, Number, Text
 
 DEFAULTS = {"ldap_host": "127.0.0.1", "ldap_port": "389", "ldap_timeout": "5",
             "ldap_auth_filter_attr": "uid", "ldap_base": None}
 
 
-class AuthLdapBind(Plugin):
-    def register(self, *args):
-        super().register(*args)
-        for key in self.args:
-            if key not in DEFAULTS and key != "loglevel":
-                raise ValueError(f"unknown argument '{key}' (known: {', '.join(DEFAULTS)})")
+class AuthLdapBind(AuthPlugin):
+    arguments = (
+        Keyword("ldap_host", Text(), None, "server (default 127.0.0.1)"),
+        Keyword("ldap_port", Int(min=1, max=65535), None, "port (default 389; 636 means LDAPS)"),
+        Keyword("ldap_base", Text(), None, "search base, e.g. dc=example,dc=com (required here "
+                "or in the config file ldap)"),
+        Keyword("ldap_timeout", Number(min=0.1, unit="seconds"), None, "default 5"),
+        Keyword("ldap_auth_filter_attr", Text(), None, "attribute with the login name (default uid)"),
+    )
 
     def settings(self):
         """Defaults, then the `ldap` config file, then the plugin arguments."""
@@ -47,14 +49,14 @@ class AuthLdapBind(Plugin):
             key, _, value = line.partition(" ")
             if key in DEFAULTS and value.strip():
                 conf[key] = value.strip()
-        conf.update({k: v for k, v in self.args.items() if k in DEFAULTS})
+        conf.update({k: str(self.args[k]) for k in DEFAULTS if k in self.args.given})
         return conf
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
+    def skip_reason(self):
+        return None if self.settings()["ldap_base"] else "no ldap_base configured"
+
+    def check(self, user, password):
         conf = self.settings()
-        if not conf["ldap_base"]:
-            self.log(LOGERROR, "skip, no ldap_base configured")
-            return DECLINED
         port, timeout = int(conf["ldap_port"]), max(1, int(float(conf["ldap_timeout"])))
         where = f"{conf['ldap_host']}:{port}"
         server = Server(conf["ldap_host"], port=port, use_ssl=(port == 636), get_info=NONE,
@@ -63,23 +65,13 @@ class AuthLdapBind(Plugin):
         try:
             dns = _search(server, timeout, conf["ldap_base"], search)
         except LDAPException as exc:
-            self.log(LOGERROR, f"error, LDAP search at {where}: {exc.__class__.__name__}")
-            return DENYSOFT, "auth_ldap_bind - directory unavailable"
+            raise AuthUnavailable(f"LDAP search at {where}: {exc.__class__.__name__}")
         if len(dns) != 1:
-            self.log(LOGINFO, f"fail, {len(dns)} entries match {search}")
-            return DECLINED, "auth_ldap_bind - no such user"
+            return None                      # no such user (or several: ambiguous)
         try:
-            bound = _bind(server, timeout, dns[0], clear)
+            return _bind(server, timeout, dns[0], password)
         except LDAPException as exc:
-            self.log(LOGERROR, f"error, LDAP bind at {where}: {exc.__class__.__name__}")
-            return DENYSOFT, "auth_ldap_bind - directory unavailable"
-        if not bound:
-            self.log(LOGINFO, f"fail, bind as {dns[0]}")
-            return DENY, "auth_ldap_bind - wrong password"
-        self.log(LOGINFO, f"pass, bound as {dns[0]}")
-        return OK, "auth_ldap_bind"
-
-    hook_auth_login = hook_auth_plain
+            raise AuthUnavailable(f"LDAP bind at {where}: {exc.__class__.__name__}")
 
 
 def _search(server, timeout, base, search):

@@ -11,8 +11,8 @@ The upstream certificate is verified (system CAs, or `ca FILE`; `ca none`
 switches verification off). The plugin says EHLO, STARTTLS as configured, then
 AUTH PLAIN (LOGIN if that is all the server offers) and QUIT.
 
-235 from the server is OK; 535 (or any 5xx) is DECLINED; an unreachable server or
-a 4xx is DENYSOFT (454 to the client).
+235 from the server is OK; 535 (or any 5xx) is DECLINED (a later auth plugin may
+try); an unreachable server or a 4xx is DENYSOFT (454 to the client).
 
 Hooks: auth-plain, auth-login.
 
@@ -23,18 +23,16 @@ import smtplib
 import socket
 import ssl
 
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.remote_login import RemoteLoginPlugin
+from qpsmtpd_py.api import DECLINED, AuthUnavailable, RemoteLoginPlugin, login_arguments
 
 MODES = ("auto", "starttls", "smtps", "none")
 
 
 class AuthSmtpd(RemoteLoginPlugin):
-    default_port = 587
     implicit_tls_port = 465
     implicit_mode = "smtps"
-    modes = MODES
-    default_timeout = 15
+    arguments = login_arguments(MODES, default_port=587, default_timeout=15)
+    wrong_password = DECLINED
 
     def connect(self):
         me = self.app.me
@@ -49,37 +47,27 @@ class AuthSmtpd(RemoteLoginPlugin):
             smtp.ehlo()
         return smtp
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
-        where = f"{self.host}:{self.port}"
+    def check(self, user, password):
         try:
             smtp = self.connect()
         except (OSError, smtplib.SMTPException, ssl.SSLError, socket.timeout) as exc:
-            self.log(LOGERROR, f"error, could not connect to {where}: {exc}")
-            return DENYSOFT, f"auth_smtpd - could not connect to {where}"
+            raise AuthUnavailable(f"could not connect to {self.where}: {exc}")
         try:
             offered = (smtp.esmtp_features.get("auth") or "").upper().split()
             mech = "PLAIN" if "PLAIN" in offered or "LOGIN" not in offered else "LOGIN"
-            smtp.user, smtp.password = user, clear
+            smtp.user, smtp.password = user, password
             authobject = smtp.auth_plain if mech == "PLAIN" else smtp.auth_login
             code, _ = smtp.auth(mech, authobject)
         except smtplib.SMTPAuthenticationError as exc:
             code = exc.smtp_code
         except (OSError, smtplib.SMTPException, UnicodeError) as exc:
-            self.log(LOGERROR, f"error, AUTH at {where} failed: {exc.__class__.__name__}")
-            return DENYSOFT, f"auth_smtpd - could not authenticate at {where}"
+            raise AuthUnavailable(f"AUTH at {self.where} failed: {exc.__class__.__name__}")
         finally:
             smtp.password = None
             _quit(smtp)
-        if code == 235:
-            self.log(LOGINFO, f"pass, {user} at {where}")
-            return OK, f"auth_smtpd/{method}"
         if 400 <= code < 500:
-            self.log(LOGINFO, f"error, {where} answered {code} for {user}")
-            return DENYSOFT, f"auth_smtpd - temporary failure at {where}"
-        self.log(LOGINFO, f"fail, {user} at {where} ({code})")
-        return DECLINED, "auth_smtpd"
-
-    hook_auth_login = hook_auth_plain
+            raise AuthUnavailable(f"{self.where} answered {code} (temporary failure)")
+        return code == 235
 
 
 def _quit(smtp):

@@ -19,9 +19,7 @@ Example config/plugins line:  auth/auth_vpopmail_sql
 
 import pymysql
 
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO
-from qpsmtpd_py.passwords import validate_password
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import AuthPlugin, AuthUnavailable
 
 DEFAULT_DSN = "dbi:mysql:dbname=vpopmail;host=127.0.0.1"
 QUERY = "SELECT pw_passwd, pw_clear_passwd FROM vpopmail WHERE pw_name=%s AND pw_domain=%s"
@@ -51,7 +49,9 @@ def parse_dsn(dsn):
     return options
 
 
-class AuthVpopmailSQL(Plugin):
+class AuthVpopmailSQL(AuthPlugin):
+    arguments = ()
+
     def connect(self):
         options = parse_dsn(self.config("vpopmail_mysql_dsn") or DEFAULT_DSN)
         return pymysql.connect(user=self.config("vpopmail_mysql_user") or "vpopmailuser",
@@ -59,11 +59,11 @@ class AuthVpopmailSQL(Plugin):
                                connect_timeout=5, read_timeout=10, write_timeout=10,
                                charset="utf8mb4", **options)
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
+    def stored_password(self, user):
+        """(pw_clear_passwd, pw_passwd) of user@domain, or None."""
         name, _, domain = user.lower().partition("@")
         if not name or not domain:
-            self.log(LOGINFO, f"fail, invalid user name (no domain): {user}")
-            return DECLINED
+            return None
         try:
             db = self.connect()
             try:
@@ -73,10 +73,8 @@ class AuthVpopmailSQL(Plugin):
             finally:
                 db.close()
         except (pymysql.Error, ValueError, OSError) as exc:
-            self.log(LOGERROR, f"error, database: {exc.__class__.__name__}: {exc}")
-            return DENYSOFT, "auth_vpopmail_sql - database unavailable"
-        crypted, clear_stored = row if row else (None, None)
-        return validate_password(self, clear_stored, crypted, clear, digest, method, ticket)
-
-    hook_auth_login = hook_auth_plain
-    hook_auth_cram_md5 = hook_auth_plain
+            raise AuthUnavailable(f"database: {exc.__class__.__name__}: {exc}")
+        if not row:
+            return None
+        crypted, clear = row
+        return clear, crypted

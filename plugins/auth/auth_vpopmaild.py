@@ -16,42 +16,32 @@ Example config/plugins line:  auth/auth_vpopmaild host 127.0.0.1 port 89
 
 import socket
 
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, AuthPlugin, AuthUnavailable, Int, Keyword, Number, Text
 
 
-class AuthVpopmaild(Plugin):
-    def register(self, *args):
-        super().register(*args)
-        self.host = self.args.get("host", "localhost")
-        self.port = int(self.args.get("port", 89))
-        self.timeout = float(self.args.get("timeout", 10))
+class AuthVpopmaild(AuthPlugin):
+    arguments = (
+        Keyword("host", Text(), "localhost", "where vpopmaild listens"),
+        Keyword("port", Int(min=1, max=65535), 89, "its port"),
+        Keyword("timeout", Number(min=0.1, unit="seconds"), 10.0, "for connecting and each answer"),
+    )
+    wrong_password = DECLINED
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
-        if any(ch.isspace() for ch in user + clear):
-            self.log(LOGINFO, "fail, white space in user name or password")
-            return DECLINED
-        where = f"{self.host}:{self.port}"
+    def check(self, user, password):
+        if any(ch.isspace() for ch in user + password):
+            return None                      # the protocol cannot carry it; never sent
+        host, port = self.args["host"], self.args["port"]
         try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
+            with socket.create_connection((host, port), timeout=self.args["timeout"]) as sock:
                 reader = sock.makefile("rb")
-                greeting = reader.readline(1024)
-                if not greeting.startswith(b"+OK"):
-                    self.log(LOGERROR, f"error, unexpected greeting from {where}")
-                    return DENYSOFT, "auth_vpopmaild - daemon unavailable"
-                sock.sendall(f"login {user} {clear}\r\n".encode())
+                if not reader.readline(1024).startswith(b"+OK"):
+                    raise AuthUnavailable(f"unexpected greeting from {host}:{port}")
+                sock.sendall(f"login {user} {password}\r\n".encode())
                 answer = reader.readline(1024)
                 try:
                     sock.sendall(b"quit\r\n")
                 except OSError:
                     pass
         except OSError as exc:
-            self.log(LOGERROR, f"error, vpopmaild at {where}: {exc}")
-            return DENYSOFT, "auth_vpopmaild - daemon unavailable"
-        if answer.startswith(b"+OK"):
-            self.log(LOGINFO, f"pass, {user}")
-            return OK, "auth_vpopmaild"
-        self.log(LOGINFO, f"fail, {user}")
-        return DECLINED, "auth_vpopmaild"
-
-    hook_auth_login = hook_auth_plain
+            raise AuthUnavailable(f"vpopmaild at {host}:{port}: {exc}")
+        return answer.startswith(b"+OK")

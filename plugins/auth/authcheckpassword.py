@@ -5,7 +5,7 @@ Example config/plugins line:
   auth/authcheckpassword checkpw /usr/bin/checkpw true /bin/true
 """
 
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import isa_plugin
 
 
 class AuthCheckPasswordAlias(isa_plugin("auth/auth_checkpassword")):

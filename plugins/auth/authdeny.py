@@ -8,11 +8,12 @@ catch-all behind specific auth plugins, or to trap relay abusers.
 Example config/plugins line (after the other auth plugins):  auth/authdeny
 """
 
-from qpsmtpd_py.constants import DECLINED, LOGWARN
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGWARN, Plugin
 
 
 class AuthDeny(Plugin):
+    arguments = ()
+
     def hook_auth(self, transaction, method, user, clear, digest, ticket):
         self.log(LOGWARN, f"fail, cannot authenticate {user}")
         return DECLINED, f"{user} is not free to abuse my relay"

@@ -1,8 +1,8 @@
 """auth/authpam - SMTP AUTH through PAM (Linux-PAM, via python-pam).
 
 Arguments: the PAM service name, as a single word or as `pam_service NAME`
-(default `smtp`); optional `timeout` is not needed: use `nodelay` in the PAM
-stack so a wrong password does not hold the connection for 2 seconds.
+(default `smtp`). There is no time-out argument: put `nodelay` in the PAM stack
+so a wrong password does not hold the connection for 2 seconds.
 
   /etc/pam.d/qpsmtpd:
     auth    required pam_unix.so nodelay
@@ -20,24 +20,17 @@ Example config/plugins line:  auth/authpam qpsmtpd
 
 import pam
 
-from qpsmtpd_py.constants import DECLINED, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGDEBUG, AuthPlugin, Positional, Text
 
 
-class AuthPAM(Plugin):
-    def register(self, *args):
-        super().register(*args)
-        if len(args) == 1:
-            self.service = args[0]
-        else:
-            self.service = self.args.get("pam_service", "smtp")
+class AuthPAM(AuthPlugin):
+    arguments = (Positional("pam_service", Text(), "smtp", "the PAM service name", keyword=True),)
+    wrong_password = DECLINED
 
-    def hook_auth_plain(self, transaction, method, user, clear, digest, ticket):
+    def check(self, user, password):
         checker = pam.pam()
-        if checker.authenticate(user, clear, service=self.service, resetcreds=False):
-            self.log(LOGINFO, f"pass, {user} (PAM service {self.service})")
-            return OK, "authpam"
-        self.log(LOGINFO, f"fail, {user} (PAM service {self.service}): {checker.reason}")
-        return DECLINED, "authpam"
-
-    hook_auth_login = hook_auth_plain
+        service = self.args["pam_service"]
+        if checker.authenticate(user, password, service=service, resetcreds=False):
+            return True
+        self.log(LOGDEBUG, f"PAM service {service}: {checker.reason}")
+        return False
