@@ -26,11 +26,13 @@ def mail_config(make_config):
     server that takes mail for example.test: the plugin lines, then `final`
     (rcpt_ok and a Maildir queue); config `plugin_dirs` finds the test plugins of
     t/plugins before ours; `rcpthosts` is example.test. `files` add to or replace
-    these files. Calling it again in one test rewrites the same directory."""
-    def make(*lines, files=None, final=MAIL_PLUGINS, **kw):
+    these files; `plugins=[...]` gives the whole plugin list instead of lines + final.
+    Calling it again in one test rewrites the same directory."""
+    def make(*lines, plugins=None, files=None, final=MAIL_PLUGINS, **kw):
         base = {"plugin_dirs": PLUGIN_DIRS, "rcpthosts": "example.test"}
         base.update(files or {})
-        return make_config(plugins=[*lines, *final], files=base, **kw)
+        plugins = [*lines, *final] if plugins is None else list(plugins)
+        return make_config(plugins=plugins, files=base, **kw)
     return make
 
 

@@ -1,25 +1,11 @@
 """The plugin contract as a running server shows it: plugins that raise or return
 nonsense, second instances, config and deny hooks (docs/plugin-api.md)."""
 
-import os
 import re
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 INTERNAL = "Internal error - try again later"
-
-
-@pytest.fixture
-def config(make_config):
-    def make(plugins, files=None):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        files.setdefault("rcpthosts", "example.test")
-        return make_config(plugins=plugins, files=files)
-    return make
 
 
 def assert_logged_traceback(stderr, hook):
@@ -28,8 +14,8 @@ def assert_logged_traceback(stderr, hook):
     assert f"RuntimeError: t_raise boom in {hook}" in stderr
 
 
-def test_raise_in_rcpt_is_a_temporary_failure(config):
-    srv = config(["t_raise rcpt", "rcpt_ok", "queue/maildir {maildir}"])
+def test_raise_in_rcpt_is_a_temporary_failure(mail_config):
+    srv = mail_config(plugins=["t_raise rcpt", "rcpt_ok", "queue/maildir {maildir}"])
     c = srv.session()
     with c:
         c.cmd("HELO client.test")
@@ -47,8 +33,8 @@ def test_raise_in_rcpt_is_a_temporary_failure(config):
     assert c.proc.returncode == 0
 
 
-def test_raise_in_mail_and_data(config):
-    srv = config(["t_raise mail data", "rcpt_ok", "queue/maildir {maildir}"])
+def test_raise_in_mail_and_data(mail_config):
+    srv = mail_config(plugins=["t_raise mail data", "rcpt_ok", "queue/maildir {maildir}"])
     c = srv.session()
     with c:
         c.ehlo()
@@ -61,8 +47,8 @@ def test_raise_in_mail_and_data(config):
     assert_logged_traceback(c.stderr, "data")
 
 
-def test_raise_in_queue_delivers_nothing(config):
-    srv = config(["rcpt_ok", "t_raise queue", "queue/maildir {maildir}"])
+def test_raise_in_queue_delivers_nothing(mail_config):
+    srv = mail_config(plugins=["rcpt_ok", "t_raise queue", "queue/maildir {maildir}"])
     c = srv.session()
     with c:
         code, text = c.send_message("a@b.test", ["u@example.test"], "Subject: x\n\nbody")
@@ -72,8 +58,8 @@ def test_raise_in_queue_delivers_nothing(config):
     assert_logged_traceback(c.stderr, "queue")
 
 
-def test_raise_in_connect_refuses_temporarily(config):
-    srv = config(["t_raise connect", "rcpt_ok"])
+def test_raise_in_connect_refuses_temporarily(mail_config):
+    srv = mail_config(plugins=["t_raise connect", "rcpt_ok"])
     c = srv.session()
     with c:
         assert 400 <= c.code < 500 and c.text == INTERNAL, (c.code, c.text)
@@ -81,8 +67,8 @@ def test_raise_in_connect_refuses_temporarily(config):
     assert_logged_traceback(c.stderr, "connect")
 
 
-def test_raise_in_helo(config):
-    srv = config(["t_raise helo", "rcpt_ok"])
+def test_raise_in_helo(mail_config):
+    srv = mail_config(plugins=["t_raise helo", "rcpt_ok"])
     with srv.session() as c:
         assert c.cmd("HELO client.test") == (450, INTERNAL)
         assert c.cmd("MAIL FROM:<a@b.test>")[0] == 503
@@ -90,8 +76,8 @@ def test_raise_in_helo(config):
 
 @pytest.mark.parametrize("hook", ["disconnect", "reset_transaction", "data_post_headers", "queue_post",
                                   "post-connection", "deny"])
-def test_raise_in_hooks_without_a_reply_is_logged_only(config, hook):
-    srv = config([f"t_raise {hook}", "rcpt_ok", "queue/maildir {maildir}"])
+def test_raise_in_hooks_without_a_reply_is_logged_only(mail_config, hook):
+    srv = mail_config(plugins=[f"t_raise {hook}", "rcpt_ok", "queue/maildir {maildir}"])
     c = srv.session()
     with c:
         assert c.cmd("HELO client.test")[0] == 250
@@ -106,8 +92,8 @@ def test_raise_in_hooks_without_a_reply_is_logged_only(config, hook):
     assert c.proc.returncode == 0
 
 
-def test_returning_none_is_logged_and_skipped(config):
-    srv = config(["t_return rcpt NONE", "t_return:2 mail NONE", "rcpt_ok", "queue/maildir {maildir}"])
+def test_returning_none_is_logged_and_skipped(mail_config):
+    srv = mail_config(plugins=["t_return rcpt NONE", "t_return:2 mail NONE", "rcpt_ok", "queue/maildir {maildir}"])
     c = srv.session()
     with c:
         code, text = c.send_message("a@b.test", ["u@example.test"], "Subject: x\n\nbody")
@@ -117,8 +103,8 @@ def test_returning_none_is_logged_and_skipped(config):
     assert len(srv.messages()) == 1
 
 
-def test_first_answer_wins_and_declined_passes_on(config):
-    srv = config(["t_return rcpt DECLINED", "t_return:2 rcpt DENY second says no",
+def test_first_answer_wins_and_declined_passes_on(mail_config):
+    srv = mail_config(plugins=["t_return rcpt DECLINED", "t_return:2 rcpt DENY second says no",
                   "t_return:3 rcpt OK", "queue/maildir {maildir}"])
     with srv.session() as c:
         c.cmd("HELO client.test")
@@ -126,16 +112,16 @@ def test_first_answer_wins_and_declined_passes_on(config):
         assert c.cmd("RCPT TO:<u@example.test>") == (550, "second says no")
 
 
-def test_config_hook_overrides_files(config):
-    srv = config(["t_config smtpgreeting Hooked_greeting_here", "rcpt_ok"],
+def test_config_hook_overrides_files(mail_config):
+    srv = mail_config(plugins=["t_config smtpgreeting Hooked_greeting_here", "rcpt_ok"],
                  files={"smtpgreeting": "from the file"})
     with srv.session() as c:
         assert (c.code, c.text) == (220, "Hooked greeting here ESMTP")
 
 
-def test_deny_and_ok_hooks_run_after_each_plugin(config, tmp_path):
+def test_deny_and_ok_hooks_run_after_each_plugin(mail_config, tmp_path):
     marks = tmp_path / "marks"
-    srv = config([f"t_marker {marks} deny ok", "rcpt_ok"])
+    srv = mail_config(plugins=[f"t_marker {marks} deny ok", "rcpt_ok"])
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
@@ -147,8 +133,8 @@ def test_deny_and_ok_hooks_run_after_each_plugin(config, tmp_path):
         assert marks.read_text() == "ok\n"
 
 
-def test_log_lines_name_pid_hook_and_plugin(config):
-    srv = config(["rcpt_ok"], files={"loglevel": "6"})
+def test_log_lines_name_pid_hook_and_plugin(mail_config):
+    srv = mail_config(plugins=["rcpt_ok"], files={"loglevel": "6"})
     c = srv.session()
     with c:
         c.cmd("HELO client.test")
@@ -158,8 +144,8 @@ def test_log_lines_name_pid_hook_and_plugin(config):
                      c.stderr, re.M), c.stderr
 
 
-def test_loglevel_hides_info_by_default(config):
-    srv = config(["rcpt_ok"])
+def test_loglevel_hides_info_by_default(mail_config):
+    srv = mail_config(plugins=["rcpt_ok"])
     c = srv.session()
     with c:
         c.cmd("HELO client.test")
@@ -168,8 +154,8 @@ def test_loglevel_hides_info_by_default(config):
     assert "not one of our domains" not in c.stderr
 
 
-def test_received_line_hook_replaces_the_received_value(config):
-    srv = config([r"t_return received_line OK from custom.test\n by mx with ESMTP; now", "rcpt_ok",
+def test_received_line_hook_replaces_the_received_value(mail_config):
+    srv = mail_config(plugins=[r"t_return received_line OK from custom.test\n by mx with ESMTP; now", "rcpt_ok",
                   "queue/maildir {maildir}"])
     with srv.session() as c:
         assert c.send_message("a@b.test", ["u@example.test"], "Subject: r\n\nbody")[0] == 250

@@ -2,7 +2,6 @@
 spoken to a real `qpsmtpd` process. Hook results come from the test plugin
 t/plugins/t_return.py so no policy plugin is involved."""
 
-import os
 import re
 
 import pytest

@@ -2,7 +2,6 @@
 ucspi-tcp environment, RELAYCLIENT, trace headers, and a real client (swaks)."""
 
 import email.utils
-import os
 import re
 import subprocess
 import time
