@@ -6,23 +6,9 @@ import re
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 ME = "mx.example.test"
 IP = "192.0.2.10"
 HAPPY = f"{ME} Hi [{IP}] [{IP}]; I am so happy to meet you."
-
-
-@pytest.fixture
-def config(make_config):
-    """config(plugins, files) with t/plugins and the real plugins dir searched."""
-    def make(plugins=("rcpt_ok", "queue/maildir {maildir}"), files=None, **kw):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        files.setdefault("rcpthosts", "example.test")
-        return make_config(plugins=plugins, files=files, **kw)
-    return make
 
 
 def raw_reply(c, line):
@@ -39,8 +25,8 @@ def ended(c):
 
 # -- greeting ----------------------------------------------------------------------
 
-def test_default_greeting(config):
-    srv = config()
+def test_default_greeting(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         assert c.code == 220
         assert re.fullmatch(rf"{ME} ESMTP qpsmtpd\S* \d+\.\d+\S* ready; "
@@ -53,8 +39,8 @@ def test_default_greeting(config):
     ("mail.test ESMTP at your service", "mail.test ESMTP at your service"),
     ("ESMTP ready", "ESMTP ready"),
 ])
-def test_smtpgreeting(config, greeting, shown):
-    srv = config(files={"smtpgreeting": greeting})
+def test_smtpgreeting(mail_config, greeting, shown):
+    srv = mail_config(files={"smtpgreeting": greeting})
     with srv.session() as c:
         assert (c.code, c.text) == (220, shown)
         # HELP leaves out the version when the greeting is customised
@@ -63,21 +49,21 @@ def test_smtpgreeting(config, greeting, shown):
         assert c.code == 214 and not re.search(r"\d+\.\d+", c.lines[0]), c.lines
 
 
-def test_connect_hook_results(config):
-    srv = config(plugins=["t_return connect DENY"])
+def test_connect_hook_results(mail_config):
+    srv = mail_config(plugins=["t_return connect DENY"])
     with srv.session() as c:
         assert (c.code, c.text) == (550, "Connection from you denied, bye bye.")
         assert ended(c)
-    srv = config(plugins=["t_return connect DENYSOFT come back later"])
+    srv = mail_config(plugins=["t_return connect DENYSOFT come back later"])
     with srv.session() as c:
         assert (c.code, c.text) == (450, "come back later")
         assert ended(c)
-    srv = config(plugins=["t_return connect DENYSOFT_DISCONNECT"])
+    srv = mail_config(plugins=["t_return connect DENYSOFT_DISCONNECT"])
     with srv.session() as c:
         assert (c.code, c.text) == (450, "Connection from you temporarily denied, bye bye.")
         assert ended(c)
     # DONE: the plugin greeted, the core sends no 220 of its own
-    srv = config(plugins=["t_return connect DONE", "rcpt_ok"])
+    srv = mail_config(plugins=["t_return connect DONE", "rcpt_ok"])
     with srv.session() as c:
         assert (c.code, c.text) == (250, "t_return done")
         assert c.cmd("NOOP") == (250, "OK")
@@ -85,8 +71,8 @@ def test_connect_hook_results(config):
 
 # -- HELO / EHLO ------------------------------------------------------------------------
 
-def test_helo_replies_are_byte_identical_to_qpsmtpd(config):
-    srv = config()
+def test_helo_replies_are_byte_identical_to_qpsmtpd(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         assert raw_reply(c, "HELO") == b"501 helo requires domain/address - see RFC-2821 4.1.1.1\r\n"
         assert raw_reply(c, "EHLO") == b"501 ehlo requires domain/address - see RFC-2821 4.1.1.1\r\n"
@@ -111,8 +97,8 @@ def test_helo_replies_are_byte_identical_to_qpsmtpd(config):
         assert ended(c)
 
 
-def test_ehlo_keywords_and_enhanced_codes(config):
-    srv = config()
+def test_ehlo_keywords_and_enhanced_codes(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         code, text = c.cmd("EHLO client.test")
         lines = text.split("\n")
@@ -136,14 +122,14 @@ def test_ehlo_keywords_and_enhanced_codes(config):
         assert ended(c)
 
 
-def test_ehlo_advertises_size_when_databytes_set(config):
-    srv = config(files={"databytes": "5000000"})
+def test_ehlo_advertises_size_when_databytes_set(mail_config):
+    srv = mail_config(files={"databytes": "5000000"})
     with srv.session() as c:
         assert c.ehlo() == ["PIPELINING", "8BITMIME", "SIZE 5000000", "ENHANCEDSTATUSCODES", "SMTPUTF8"]
 
 
-def test_helo_shows_remote_host_when_known(config):
-    srv = config()
+def test_helo_shows_remote_host_when_known(mail_config):
+    srv = mail_config()
     with srv.session(env={"TCPREMOTEHOST": "client.example.test"}) as c:
         assert c.cmd("HELO x.test") == (
             250, f"{ME} Hi client.example.test [{IP}]; I am so happy to meet you.")
@@ -153,8 +139,8 @@ def test_helo_shows_remote_host_when_known(config):
     ("DENY", 550, False), ("DENYSOFT", 450, False),
     ("DENY_DISCONNECT", 550, True), ("DENYSOFT_DISCONNECT", 450, True),
 ])
-def test_helo_hook_denials(config, code, reply, disconnect):
-    srv = config(plugins=[f"t_return helo {code} no thanks", f"t_return:2 ehlo {code} no thanks", "rcpt_ok"])
+def test_helo_hook_denials(mail_config, code, reply, disconnect):
+    srv = mail_config(plugins=[f"t_return helo {code} no thanks", f"t_return:2 ehlo {code} no thanks", "rcpt_ok"])
     with srv.session() as c:
         assert c.cmd("HELO bad.test") == (reply, "no thanks")
         if disconnect:
@@ -167,8 +153,8 @@ def test_helo_hook_denials(config, code, reply, disconnect):
 
 # -- MAIL ---------------------------------------------------------------------------------
 
-def test_mail_syntax_errors(config):
-    srv = config()
+def test_mail_syntax_errors(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         assert c.cmd("MAIL") == (501, "Syntax error in command")
@@ -184,8 +170,8 @@ def test_mail_syntax_errors(config):
 
 
 @pytest.mark.parametrize("line", ["MAIL FROM:<>", "MAIL FROM:", "MAIL FROM: <>", "MAIL FROM:<> SIZE=10"])
-def test_null_sender(config, line):
-    srv = config()
+def test_null_sender(mail_config, line):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         assert c.cmd(line) == (250, "<>, sender OK - how exciting to get mail from you!")
@@ -210,9 +196,9 @@ def test_null_sender(config, line):
     ("OK", "", 250, "<a@b.test>, sender OK - how exciting to get mail from you!", False),
     ("DECLINED", "", 250, "<a@b.test>, sender OK - how exciting to get mail from you!", False),
 ])
-def test_mail_hook_results(config, tmp_path, code, message, reply, text, disconnect):
+def test_mail_hook_results(mail_config, tmp_path, code, message, reply, text, disconnect):
     marks = tmp_path / "marks"
-    srv = config(plugins=[f"t_return mail {code} {message}".strip(), "rcpt_ok",
+    srv = mail_config(plugins=[f"t_return mail {code} {message}".strip(), "rcpt_ok",
                           f"t_marker {marks} disconnect"])
     with srv.session() as c:
         c.cmd("HELO client.test")
@@ -228,15 +214,15 @@ def test_mail_hook_results(config, tmp_path, code, message, reply, text, disconn
     assert marks.read_text() == "disconnect\n"
 
 
-def test_mail_multiline_denial(config):
-    srv = config(plugins=[r"t_return mail DENY first line\nsecond line", "rcpt_ok"])
+def test_mail_multiline_denial(mail_config):
+    srv = mail_config(plugins=[r"t_return mail DENY first line\nsecond line", "rcpt_ok"])
     with srv.session() as c:
         c.cmd("HELO client.test")
         assert raw_reply(c, "MAIL FROM:<a@b.test>") == b"550-first line\r\n550 second line\r\n"
 
 
-def test_failed_mail_discards_earlier_sender(config):
-    srv = config()
+def test_failed_mail_discards_earlier_sender(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
@@ -245,8 +231,8 @@ def test_failed_mail_discards_earlier_sender(config):
         assert c.cmd("DATA") == (503, "MAIL first")
 
 
-def test_second_mail_starts_new_transaction(config):
-    srv = config()
+def test_second_mail_starts_new_transaction(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
@@ -262,8 +248,8 @@ def test_second_mail_starts_new_transaction(config):
 
 # -- RCPT ------------------------------------------------------------------------------------
 
-def test_rcpt_replies(config):
-    srv = config()
+def test_rcpt_replies(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         assert c.cmd("RCPT TO:<u@example.test>") == (503, "Use MAIL before RCPT")
@@ -279,13 +265,13 @@ def test_rcpt_replies(config):
         assert c.cmd("RCPT TO:<u@other.test>") == (550, "Relaying denied (#5.7.1)")
 
 
-def test_rcpt_without_deciding_plugin(config):
-    srv = config(plugins=["queue/maildir {maildir}"])
+def test_rcpt_without_deciding_plugin(mail_config):
+    srv = mail_config(plugins=["queue/maildir {maildir}"])
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
         assert c.cmd("RCPT TO:<u@example.test>") == (450, "No plugin decided if relaying is allowed")
-    srv = config(plugins=["t_return rcpt DECLINED", "queue/maildir {maildir}"])
+    srv = mail_config(plugins=["t_return rcpt DECLINED", "queue/maildir {maildir}"])
     with srv.session() as c:
         c.ehlo()
         c.cmd("MAIL FROM:<a@b.test>")
@@ -302,8 +288,8 @@ def test_rcpt_without_deciding_plugin(config):
     ("DENY_DISCONNECT", "", 550, "delivery denied", True),
     ("DENYSOFT_DISCONNECT", "", 421, "relaying denied", True),
 ])
-def test_rcpt_hook_results(config, code, message, reply, text, disconnect):
-    srv = config(plugins=[f"t_return rcpt {code} {message}".strip(), "rcpt_ok"])
+def test_rcpt_hook_results(mail_config, code, message, reply, text, disconnect):
+    srv = mail_config(plugins=[f"t_return rcpt {code} {message}".strip(), "rcpt_ok"])
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
@@ -316,8 +302,8 @@ def test_rcpt_hook_results(config, code, message, reply, text, disconnect):
 
 # -- DATA and queue ---------------------------------------------------------------------------
 
-def test_data_order_errors(config):
-    srv = config()
+def test_data_order_errors(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         assert c.cmd("DATA") == (503, "MAIL first")
@@ -337,8 +323,8 @@ def test_data_order_errors(config):
     ("DENYSOFT", "", 451, "Message denied temporarily"),
     ("DENYSOFT", "later", 451, "later"),
 ])
-def test_data_hook_denials_reset_the_transaction(config, code, message, reply, text):
-    srv = config(plugins=[f"t_return data {code} {message}".strip(), "rcpt_ok",
+def test_data_hook_denials_reset_the_transaction(mail_config, code, message, reply, text):
+    srv = mail_config(plugins=[f"t_return data {code} {message}".strip(), "rcpt_ok",
                           "queue/maildir {maildir}"])
     with srv.session() as c:
         c.cmd("HELO client.test")
@@ -354,8 +340,8 @@ def test_data_hook_denials_reset_the_transaction(config, code, message, reply, t
 
 
 @pytest.mark.parametrize("code, reply", [("DENY_DISCONNECT", 554), ("DENYSOFT_DISCONNECT", 421)])
-def test_data_hook_disconnects(config, code, reply):
-    srv = config(plugins=[f"t_return data {code} bye", "rcpt_ok", "queue/maildir {maildir}"])
+def test_data_hook_disconnects(mail_config, code, reply):
+    srv = mail_config(plugins=[f"t_return data {code} bye", "rcpt_ok", "queue/maildir {maildir}"])
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
@@ -386,8 +372,8 @@ def _one_message(c, ehlo=False):
     ("t_return queue DECLINED", 451, "Queuing declined or disabled; try again later"),
     (None, 451, "Queuing declined or disabled; try again later"),
 ])
-def test_queue_outcomes(config, plugin, reply, text):
-    srv = config(plugins=["rcpt_ok"] + ([plugin] if plugin else []))
+def test_queue_outcomes(mail_config, plugin, reply, text):
+    srv = mail_config(plugins=["rcpt_ok"] + ([plugin] if plugin else []))
     with srv.session() as c:
         assert _one_message(c) == (reply, [text])
         # every outcome ends the transaction
@@ -395,23 +381,23 @@ def test_queue_outcomes(config, plugin, reply, text):
         assert c.cmd("QUIT")[0] == 221
 
 
-def test_queue_replies_after_ehlo_carry_enhanced_codes(config):
-    srv = config(plugins=["rcpt_ok", "t_return queue DENYSOFT disk full"])
+def test_queue_replies_after_ehlo_carry_enhanced_codes(mail_config):
+    srv = mail_config(plugins=["rcpt_ok", "t_return queue DENYSOFT disk full"])
     with srv.session() as c:
         code, lines = _one_message(c, ehlo=True)
         assert code == 452 and re.fullmatch(r"4\.\d\.\d disk full", lines[0]), lines
-    srv = config()
+    srv = mail_config()
     with srv.session() as c:
         code, lines = _one_message(c, ehlo=True)
         assert code == 250 and lines[0].startswith("2.0.0 Queued!"), lines
 
 
-def test_queue_done_and_data_post(config):
-    srv = config(plugins=["rcpt_ok", "t_return data_post DENY spam", "queue/maildir {maildir}"])
+def test_queue_done_and_data_post(mail_config):
+    srv = mail_config(plugins=["rcpt_ok", "t_return data_post DENY spam", "queue/maildir {maildir}"])
     with srv.session() as c:
         assert _one_message(c) == (552, ["spam"])
         assert c.cmd("RCPT TO:<u@example.test>") == (503, "Use MAIL before RCPT")
-    srv = config(plugins=["rcpt_ok", "t_return data_post DENYSOFT", "queue/maildir {maildir}"])
+    srv = mail_config(plugins=["rcpt_ok", "t_return data_post DENYSOFT", "queue/maildir {maildir}"])
     with srv.session() as c:
         assert _one_message(c) == (452, ["Message denied temporarily"])
     assert srv.messages() == []
@@ -419,8 +405,8 @@ def test_queue_done_and_data_post(config):
 
 # -- the other verbs ---------------------------------------------------------------------------
 
-def test_rset_clears_the_sender(config):
-    srv = config()
+def test_rset_clears_the_sender(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
@@ -432,8 +418,8 @@ def test_rset_clears_the_sender(config):
         assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
 
 
-def test_noop_vrfy_help_quit(config):
-    srv = config()
+def test_noop_vrfy_help_quit(mail_config):
+    srv = mail_config()
     with srv.session() as c:
         assert c.cmd("NOOP") == (250, "OK")
         assert c.cmd("NOOP with arguments") == (250, "OK")
@@ -451,8 +437,8 @@ def test_noop_vrfy_help_quit(config):
 
 @pytest.mark.parametrize("line", ["FOO", "EXPN list", "BDAT 10 LAST", "STARTTLS", "AUTH PLAIN AAAA",
                                   "", "MAIL_FROM:<a@b.test>", "x" * 13])
-def test_unrecognized_commands(config, line):
-    srv = config()
+def test_unrecognized_commands(mail_config, line):
+    srv = mail_config()
     with srv.session() as c:
         assert c.cmd(line) == (500, "Unrecognized command")
         assert c.cmd("NOOP") == (250, "OK")
@@ -469,8 +455,8 @@ def test_unrecognized_commands(config, line):
     ("t_return unrecognized_command DENY_DISCONNECT enough", "FOO", 521, "enough", True),
     ("t_return unrecognized_command DONE", "FOO", 250, "t_return done", False),
 ])
-def test_other_hook_results(config, plugin, line, reply, text, disconnect):
-    srv = config(plugins=[plugin, "rcpt_ok"])
+def test_other_hook_results(mail_config, plugin, line, reply, text, disconnect):
+    srv = mail_config(plugins=[plugin, "rcpt_ok"])
     with srv.session() as c:
         assert c.cmd(line) == (reply, text)
         if disconnect:
@@ -479,8 +465,8 @@ def test_other_hook_results(config, plugin, line, reply, text, disconnect):
             assert c.cmd("RSET") == (250, "OK")
 
 
-def test_quit_hook_done_suppresses_221(config):
-    srv = config(plugins=["t_return quit DONE", "rcpt_ok"])
+def test_quit_hook_done_suppresses_221(mail_config):
+    srv = mail_config(plugins=["t_return quit DONE", "rcpt_ok"])
     with srv.session() as c:
         assert c.cmd("QUIT") == (250, "t_return done")
         assert ended(c)

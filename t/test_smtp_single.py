@@ -10,20 +10,7 @@ import pytest
 
 from harness import QPSMTPD
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 ME = "mx.example.test"
-
-
-@pytest.fixture
-def config(make_config):
-    def make(plugins=("rcpt_ok", "queue/maildir {maildir}"), files=None):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        files.setdefault("rcpthosts", "example.test")
-        return make_config(plugins=plugins, files=files)
-    return make
 
 
 def headers_of(msg):
@@ -49,8 +36,8 @@ TCP_ENV = {"TCPREMOTEIP": "198.51.100.7", "TCPREMOTEHOST": "client.example.net",
            "TCPLOCALPORT": "25"}
 
 
-def test_tcpserver_environment_in_greeting_and_received(config):
-    srv = config()
+def test_tcpserver_environment_in_greeting_and_received(mail_config):
+    srv = mail_config()
     before = time.time()
     with srv.session(env=TCP_ENV) as c:
         lines = c.cmd("EHLO helo.example.net")[1].split("\n")
@@ -74,8 +61,8 @@ def test_tcpserver_environment_in_greeting_and_received(config):
                                       "Authentication-Results", "Subject"]
 
 
-def test_remote_host_without_info_and_helo_protocol(config):
-    srv = config()
+def test_remote_host_without_info_and_helo_protocol(mail_config):
+    srv = mail_config()
     with srv.session(env={"TCPREMOTEIP": "198.51.100.8", "TCPREMOTEHOST": "host.example.net"}) as c:
         assert c.cmd("HELO old.example.net")[1] == \
             f"{ME} Hi host.example.net [198.51.100.8]; I am so happy to meet you."
@@ -87,15 +74,15 @@ def test_remote_host_without_info_and_helo_protocol(config):
     assert re.search(r"\) with SMTP; \w{3}, ", received), received
 
 
-def test_ip_only_client(config):
-    srv = config()
+def test_ip_only_client(mail_config):
+    srv = mail_config()
     with srv.session(env={"TCPREMOTEIP": "2001:db8::5"}) as c:
         lines = c.cmd("EHLO v6.example.net")[1].split("\n")
         assert lines[0] == f"{ME} Hi [2001:db8::5] [2001:db8::5]"
 
 
-def test_relayclient_lets_the_client_relay(config):
-    srv = config(plugins=["relay", "rcpt_ok", "queue/maildir {maildir}"])
+def test_relayclient_lets_the_client_relay(mail_config):
+    srv = mail_config(plugins=["relay", "rcpt_ok", "queue/maildir {maildir}"])
     with srv.session(env={"RELAYCLIENT": ""}) as c:
         code, text = c.send_message("a@b.test", ["someone@far-away.test"], "Subject: relay\n\nout")
         assert code == 250, text
@@ -107,8 +94,8 @@ def test_relayclient_lets_the_client_relay(config):
         assert c.cmd("RCPT TO:<someone@far-away.test>") == (550, "5.7.1 Relaying denied (#5.7.1)")
 
 
-def test_relayclients_file(config):
-    srv = config(plugins=["relay", "rcpt_ok", "queue/maildir {maildir}"],
+def test_relayclients_file(mail_config):
+    srv = mail_config(plugins=["relay", "rcpt_ok", "queue/maildir {maildir}"],
                  files={"relayclients": "198.51.100.0/24"})
     with srv.session(env={"TCPREMOTEIP": "198.51.100.9"}) as c:
         c.ehlo()
@@ -120,9 +107,9 @@ def test_relayclients_file(config):
         assert c.cmd("RCPT TO:<x@far-away.test>")[0] == 550
 
 
-def test_authentication_results_once_per_message(config):
+def test_authentication_results_once_per_message(mail_config):
     """qpsmtpd bug #320: results of transaction A must not leak into message B."""
-    srv = config(plugins=["t_authres", "rcpt_ok", "queue/maildir {maildir}"])
+    srv = mail_config(plugins=["t_authres", "rcpt_ok", "queue/maildir {maildir}"])
     with srv.session() as c:
         c.ehlo()
         for sender in ("x@b.test", "y@b.test", "x@c.test"):
@@ -142,8 +129,8 @@ def test_authentication_results_once_per_message(config):
     ]
 
 
-def test_me_auth_results_setting(config):
-    srv = config(files={"me-auth-results": "ar.example.test"})
+def test_me_auth_results_setting(mail_config):
+    srv = mail_config(files={"me-auth-results": "ar.example.test"})
     with srv.session() as c:
         assert c.send_message("a@b.test", ["u@example.test"], "Subject: a\n\nb")[0] == 250
     assert values(headers_of(srv.messages()[0]), "Authentication-Results") == ["ar.example.test; auth=none"]
@@ -153,8 +140,8 @@ def test_me_auth_results_setting(config):
     assert values(headers_of(srv.messages()[1]), "Authentication-Results") == []
 
 
-def test_swaks_pipe(config):
-    srv = config()
+def test_swaks_pipe(mail_config):
+    srv = mail_config()
     env = srv.env()
     proc = subprocess.run(
         ["swaks", "--pipe", QPSMTPD, "--to", f"postmaster@{ME}", "--from", "a@b.test",
@@ -169,8 +156,8 @@ def test_swaks_pipe(config):
     assert b"\nSubject: via swaks\n" in msg and msg.rstrip().endswith(b"swaks body")
 
 
-def test_swaks_pipe_refused_recipient(config):
-    srv = config()
+def test_swaks_pipe_refused_recipient(mail_config):
+    srv = mail_config()
     proc = subprocess.run(
         ["swaks", "--pipe", QPSMTPD, "--to", "x@elsewhere.test", "--from", "a@b.test"],
         env=srv.env(), cwd=srv.tmp, capture_output=True, timeout=60)
