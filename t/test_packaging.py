@@ -22,7 +22,7 @@ def site(tmp_path_factory):
     base = tmp_path_factory.mktemp("packaging")
     src = base / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
+        ".venv", ".venv-min", ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
         ".pytest_cache", "t", "bench", "*.pyc"))
     target = base / "site"
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--quiet",
