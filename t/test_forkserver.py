@@ -12,12 +12,7 @@ from harness import free_port
 from serverproc import Server, connect_refused, finish_message, open_session, wait_until
 
 FORKSERVER = "qpsmtpd-forkserver"
-MAIL_FILES = {"rcpthosts": "example.test", "loglevel": "6"}
-
-
-def mail_config(make_config, *extra_plugins, files=None):
-    plugins = [*extra_plugins, "rcpt_ok", "queue/maildir {maildir}"]
-    return make_config(plugins=plugins, files={**MAIL_FILES, **(files or {})})
+LOG = {"loglevel": "6"}                  # the tests read the server's log
 
 
 def has_ipv6_loopback():
@@ -29,8 +24,8 @@ def has_ipv6_loopback():
         return False
 
 
-def test_concurrent_clients_one_child_each(make_config):
-    srv = mail_config(make_config)
+def test_concurrent_clients_one_child_each(mail_config):
+    srv = mail_config(files=LOG)
     with Server(FORKSERVER, srv, "--limit-connections", "20") as server:
         results = []
 
@@ -49,8 +44,8 @@ def test_concurrent_clients_one_child_each(make_config):
         wait_until(lambda: not server.children(), what="every child to exit")
 
 
-def test_child_title_shows_client_and_phase(make_config):
-    srv = mail_config(make_config)
+def test_child_title_shows_client_and_phase(mail_config):
+    srv = mail_config(files=LOG)
     with Server(FORKSERVER, srv) as server:
         with server.client() as c:
             c.ehlo()
@@ -60,8 +55,8 @@ def test_child_title_shows_client_and_phase(make_config):
             assert "qpsmtpd-forkserver master: 1 of 15 connections" == server.title()
 
 
-def test_max_from_ip_via_hosts_allow(make_config):
-    srv = mail_config(make_config, "hosts_allow")
+def test_max_from_ip_via_hosts_allow(mail_config):
+    srv = mail_config("hosts_allow", files=LOG)
     with Server(FORKSERVER, srv, "--max-from-ip", "1") as server:
         first = server.client()
         assert first.code == 220
@@ -75,16 +70,16 @@ def test_max_from_ip_via_hosts_allow(make_config):
             assert third.code == 220
 
 
-def test_pre_connection_deny_text(make_config):
-    srv = mail_config(make_config, "hosts_allow", files={"hosts_allow": "127.0.0.1/32 DENY"})
+def test_pre_connection_deny_text(mail_config):
+    srv = mail_config("hosts_allow", files={**LOG, "hosts_allow": "127.0.0.1/32 DENY"})
     with Server(FORKSERVER, srv) as server:
         with server.client() as c:
             assert (c.code, c.text) == (550, "Sorry, service not available for you")
             assert c.closed()
 
 
-def test_limit_connections_makes_clients_wait(make_config):
-    srv = mail_config(make_config)
+def test_limit_connections_makes_clients_wait(mail_config):
+    srv = mail_config(files=LOG)
     with Server(FORKSERVER, srv, "--limit-connections", "2") as server:
         held = [server.client(), server.client()]
         waiting = server.client(read_greeting=False, timeout=5)
@@ -96,10 +91,10 @@ def test_limit_connections_makes_clients_wait(make_config):
             c.close()
 
 
-def test_ipv6_listener_and_repeated_ports(make_config):
+def test_ipv6_listener_and_repeated_ports(mail_config):
     if not has_ipv6_loopback():
         pytest.skip("no IPv6 loopback")
-    srv = mail_config(make_config)
+    srv = mail_config(files=LOG)
     port2 = free_port()
     with Server(FORKSERVER, srv, "--listen-address", "[::1]", "--port", str(port2),
                 "--listen-address", "127.0.0.1") as server:
@@ -111,8 +106,8 @@ def test_ipv6_listener_and_repeated_ports(make_config):
             assert c.code == 220
 
 
-def test_smtps_port_is_implicit_tls(make_config):
-    srv = mail_config(make_config)
+def test_smtps_port_is_implicit_tls(mail_config):
+    srv = mail_config(files=LOG)
     smtps = free_port()
     with Server(FORKSERVER, srv, "--smtps-port", str(smtps)) as server:
         with server.client() as plain:
@@ -123,8 +118,8 @@ def test_smtps_port_is_implicit_tls(make_config):
         wait_until(lambda: "SMTPS listener but no tls plugin" in server.log, what="the log line")
 
 
-def test_hup_reloads_for_new_connections_only(make_config):
-    srv = mail_config(make_config, files={"smtpgreeting": "first"})
+def test_hup_reloads_for_new_connections_only(mail_config):
+    srv = mail_config(files={**LOG, "smtpgreeting": "first"})
     with Server(FORKSERVER, srv) as server:
         running = open_session(server)
         srv.write("smtpgreeting", "second")
@@ -138,8 +133,8 @@ def test_hup_reloads_for_new_connections_only(make_config):
         running.close()
 
 
-def test_term_waits_for_sessions_then_exits(make_config):
-    srv = mail_config(make_config)
+def test_term_waits_for_sessions_then_exits(mail_config):
+    srv = mail_config(files=LOG)
     pid_file = os.path.join(srv.tmp, "fork.pid")
     with Server(FORKSERVER, srv, "--pid-file", pid_file) as server:
         assert open(pid_file).read().strip() == str(server.pid)
@@ -155,10 +150,10 @@ def test_term_waits_for_sessions_then_exits(make_config):
         assert not os.path.exists(pid_file)
 
 
-def test_root_without_user_falls_back_or_refuses(make_config):
+def test_root_without_user_falls_back_or_refuses(mail_config):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    srv = mail_config(make_config)
+    srv = mail_config(files=LOG)
     server = Server(FORKSERVER, srv, allow_root=False, wait=False)
     try:
         code = server.wait_exit(15)
@@ -170,9 +165,9 @@ def test_root_without_user_falls_back_or_refuses(make_config):
     assert "refusing to run as root" in server.log
 
 
-def test_client_sees_reply_even_for_idle_wait(make_config):
+def test_client_sees_reply_even_for_idle_wait(mail_config):
     """A client that connects while the master is idle is served at once."""
-    srv = mail_config(make_config)
+    srv = mail_config(files=LOG)
     with Server(FORKSERVER, srv) as server:
         time.sleep(1.2)                   # the master's loop has gone round once
         started = time.monotonic()

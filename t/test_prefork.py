@@ -12,7 +12,7 @@ from harness import Client, free_port
 from serverproc import PLUGIN_DIR, Server, alive, connect_refused, finish_message, open_session, wait_until
 
 PREFORK = "qpsmtpd-prefork"
-MAIL_FILES = {"rcpthosts": "example.test", "loglevel": "6"}
+LOG = {"loglevel": "6"}                  # the tests read the server's log
 
 # a plugin for fault injection: hangs in the connect hook when the client is
 # 127.0.0.2, and records SIGUSR1 log reopening per process
@@ -33,11 +33,6 @@ class Faults(Plugin):
 '''
 
 
-def mail_config(make_config, *extra_plugins, files=None):
-    plugins = [*extra_plugins, "rcpt_ok", "queue/maildir {maildir}"]
-    return make_config(plugins=plugins, files={**MAIL_FILES, **(files or {})})
-
-
 def pool(server):
     """(idle, busy) children by process title."""
     titles = list(server.children().values())
@@ -51,8 +46,8 @@ def replaced(server, dead, size):
     return len(kids) == size and dead not in kids
 
 
-def test_fifty_concurrent_clients_all_delivered(make_config):
-    srv = mail_config(make_config)
+def test_fifty_concurrent_clients_all_delivered(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "20", "--idle-children", "5") as server:
         results = []
 
@@ -74,8 +69,8 @@ def test_fifty_concurrent_clients_all_delivered(make_config):
         assert len(server.children()) <= 20
 
 
-def test_pool_grows_within_a_second_and_shrinks_back(make_config):
-    srv = mail_config(make_config)
+def test_pool_grows_within_a_second_and_shrinks_back(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "6", "--idle-children", "2") as server:
         wait_until(lambda: pool(server) == (2, 0), what="2 idle children")
         clients, latencies = [], []
@@ -95,8 +90,8 @@ def test_pool_grows_within_a_second_and_shrinks_back(make_config):
         wait_until(lambda: pool(server) == (2, 0), 10, what="the pool to shrink back to 2 idle")
 
 
-def test_children_are_recycled_after_max_requests(make_config):
-    srv = mail_config(make_config)
+def test_children_are_recycled_after_max_requests(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "1", "--max-requests", "2") as server:
         seen = set()
         for _ in range(4):
@@ -108,8 +103,8 @@ def test_children_are_recycled_after_max_requests(make_config):
         assert len(seen) == 2
 
 
-def test_pre_connection_runs_on_every_connection_including_the_first(make_config):
-    srv = mail_config(make_config, "hosts_allow", files={"hosts_allow": "127.0.0.1 DENY"})
+def test_pre_connection_runs_on_every_connection_including_the_first(mail_config):
+    srv = mail_config("hosts_allow", files={**LOG, "hosts_allow": "127.0.0.1 DENY"})
     with Server(PREFORK, srv, "--children", "2") as server:
         for _ in range(3):
             c = server.client()
@@ -122,8 +117,8 @@ def test_pre_connection_runs_on_every_connection_including_the_first(make_config
             assert (c.code, c.text) == (451, "come back later")
 
 
-def test_max_from_ip_counts_across_children_and_kill_9_frees_the_slot(make_config):
-    srv = mail_config(make_config, "hosts_allow")
+def test_max_from_ip_counts_across_children_and_kill_9_frees_the_slot(mail_config):
+    srv = mail_config("hosts_allow", files=LOG)
     with Server(PREFORK, srv, "--children", "5", "--idle-children", "5",
                 "--max-from-ip", "2") as server:
         first, second = server.client(), server.client()
@@ -144,10 +139,10 @@ def test_max_from_ip_counts_across_children_and_kill_9_frees_the_slot(make_confi
             c.close()
 
 
-def test_max_from_ip_on_a_dual_stack_listener(make_config):
+def test_max_from_ip_on_a_dual_stack_listener(mail_config):
     """IPv4 clients of an IPv6 socket arrive as ::ffff:a.b.c.d; they must still be
     counted as one IP (qpsmtpd bug #315)."""
-    srv = mail_config(make_config, "hosts_allow")
+    srv = mail_config("hosts_allow", files=LOG)
     port = free_port()
     with Server(PREFORK, srv, "--children", "3", "--max-from-ip", "1", listen=False, port=port,
                 *("--listen-address", f"[::ffff:127.0.0.1]:{port}")) as server:
@@ -158,8 +153,8 @@ def test_max_from_ip_on_a_dual_stack_listener(make_config):
                 assert (second.code, second.text) == (451, "too many connections from 127.0.0.1, try again later")
 
 
-def test_kill_9_mid_data_delivers_nothing_and_is_replaced(make_config):
-    srv = mail_config(make_config)
+def test_kill_9_mid_data_delivers_nothing_and_is_replaced(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "3", "--idle-children", "3") as server:
         wait_until(lambda: len(server.children()) == 3, what="3 children")
         before = set(server.children())
@@ -181,8 +176,8 @@ def test_kill_9_mid_data_delivers_nothing_and_is_replaced(make_config):
         assert "killed by signal SIGKILL" in server.log
 
 
-def test_hup_with_twenty_open_sessions_loses_none(make_config):
-    srv = mail_config(make_config, files={"smtpgreeting": "old greeting"})
+def test_hup_with_twenty_open_sessions_loses_none(mail_config):
+    srv = mail_config(files={**LOG, "smtpgreeting": "old greeting"})
     with Server(PREFORK, srv, "--children", "30", "--idle-children", "3") as server:
         sessions = [open_session(server) for _ in range(20)]
         assert {s.greeting for s in sessions} == {"old greeting ESMTP"}
@@ -202,8 +197,8 @@ def test_hup_with_twenty_open_sessions_loses_none(make_config):
         fresh.close()
 
 
-def test_broken_config_on_hup_keeps_serving_the_old_one(make_config):
-    srv = mail_config(make_config)
+def test_broken_config_on_hup_keeps_serving_the_old_one(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "2") as server:
         srv.set_plugins(["no_such_plugin", "rcpt_ok"])
         server.signal(signal.SIGHUP)
@@ -213,8 +208,8 @@ def test_broken_config_on_hup_keeps_serving_the_old_one(make_config):
             assert c.send_message("a@b.test", ["u@example.test"], "Subject: x\n\nstill here")[0] == 250
 
 
-def test_term_lets_twenty_sessions_finish(make_config):
-    srv = mail_config(make_config)
+def test_term_lets_twenty_sessions_finish(mail_config):
+    srv = mail_config(files=LOG)
     pid_file = os.path.join(srv.tmp, "prefork.pid")
     with Server(PREFORK, srv, "--children", "25", "--idle-children", "2",
                 "--pid-file", pid_file) as server:
@@ -230,8 +225,8 @@ def test_term_lets_twenty_sessions_finish(make_config):
         assert not os.path.exists(pid_file)
 
 
-def test_graceful_timeout_then_kill(make_config):
-    srv = mail_config(make_config)
+def test_graceful_timeout_then_kill(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "2", "--graceful-timeout", "0.5") as server:
         c = server.client()
         started = time.monotonic()
@@ -242,15 +237,14 @@ def test_graceful_timeout_then_kill(make_config):
         assert "graceful stop timed out" in server.log
 
 
-def test_hung_child_is_killed_and_usr1_reaches_children(make_config, tmp_path):
+def test_hung_child_is_killed_and_usr1_reaches_children(mail_config, tmp_path):
     plugin_dir = tmp_path / "plugins"
     plugin_dir.mkdir()
     (plugin_dir / "faults.py").write_text(TEST_PLUGIN)
     marks = tmp_path / "marks"
     marks.mkdir()
-    srv = make_config(plugins=[f"faults {marks}", "rcpt_ok", "queue/maildir {maildir}"],
-                      files={**MAIL_FILES, "timeoutsmtpd": "1",
-                             "plugin_dirs": [str(plugin_dir), PLUGIN_DIR]})
+    srv = mail_config(f"faults {marks}", files={**LOG, "timeoutsmtpd": "1",
+                                                "plugin_dirs": [str(plugin_dir), PLUGIN_DIR]})
     with Server(PREFORK, srv, "--children", "3", "--idle-children", "2") as server:
         wait_until(lambda: pool(server) == (2, 0), what="2 idle children")
         server.signal(signal.SIGUSR1)
@@ -269,8 +263,8 @@ def test_hung_child_is_killed_and_usr1_reaches_children(make_config, tmp_path):
         assert f"child {victim} serving 127.0.0.2 hung" in server.log
 
 
-def test_children_leave_when_the_master_is_killed(make_config):
-    srv = mail_config(make_config)
+def test_children_leave_when_the_master_is_killed(mail_config):
+    srv = mail_config(files=LOG)
     with Server(PREFORK, srv, "--children", "3") as server:
         kids = wait_until(lambda: len(server.children()) == 3 and list(server.children()),
                           what="3 children")
