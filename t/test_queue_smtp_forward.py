@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 import harness
+from tools import require_tool
 
 LOCAL = {"rcpthosts": "example.test"}
 
@@ -41,7 +42,7 @@ def own_sink(tmp_path):
         procs.append(proc)
         assert harness.wait_for_port("127.0.0.1", port), "smtp-sink did not start"
         return port
-    harness.require_tool("smtp-sink")
+    require_tool("smtp-sink")
     yield start
     for proc in procs:
         proc.terminate()
