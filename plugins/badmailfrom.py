@@ -40,14 +40,16 @@ Example config/badmailfrom:
 Example config/plugins line:  badmailfrom reject naughty
 """
 
-from qpsmtpd_py.addrlist import address_list
-from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGDEBUG, LOGINFO, REJECT, REJECT_TYPE, Plugin, address_list
 
 DEFAULT_REASON = "sorry, your envelope sender is in my badmailfrom list"
 
 
 class BadMailFrom(Plugin):
+    arguments = (REJECT.but(help="1 refuses the recipients at RCPT, 0 only logs, naughty "
+                            "leaves the refusal to the naughty plugin"),
+                 REJECT_TYPE.but(help="perm (550, default), temp, disconnect, temp_disconnect"))
+
     def hook_mail(self, transaction, sender, params=None):
         if sender is None or sender.is_null or not sender.user or not sender.host:
             self.log(LOGDEBUG, "skip, null sender or no user/host")
@@ -61,7 +63,7 @@ class BadMailFrom(Plugin):
         reason = entry.text or DEFAULT_REASON
         self.adjust_karma(-1)
         detail = f"{sender.address} matches {entry.token} ({entry.line.origin})"
-        if str(self.args.get("reject", "1")).lower() in ("0", "no", "false", "off", "naughty"):
+        if self.args["reject"] in ("0", "naughty"):
             return self.get_reject(reason, detail)      # logs 'tolerated' or notes naughty
         self.log(LOGINFO, f"fail, {detail}; refusing its recipients")
         transaction.notes["badmailfrom"] = reason

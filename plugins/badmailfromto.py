@@ -24,9 +24,7 @@ Example config/badmailfromto:
   @harass.example	bob@example.com
 """
 
-from qpsmtpd_py.addrlist import address_list, compile_pattern
-from qpsmtpd_py.constants import DECLINED, DENY, LOGDEBUG, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DENY, LOGDEBUG, LOGINFO, Plugin, address_list, compile_pattern
 
 
 def _recipient_pattern(text):
@@ -37,6 +35,8 @@ def _recipient_pattern(text):
 
 
 class BadMailFromTo(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def pairs(self):
         return address_list(self, "badmailfromto", parse=_recipient_pattern)
 

@@ -32,12 +32,11 @@ Hooks: rcpt. Load it before rcpt_ok. Also loadable as check_badrcptto.
 Example config/plugins line:  badrcptto
 """
 
-from qpsmtpd_py.addrlist import address_list
-from qpsmtpd_py.constants import DECLINED, DENY, LOGDEBUG, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, DENY, LOGDEBUG, LOGINFO, Plugin, address_list
 
 
 class BadRcptTo(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
     list_name = "badrcptto"
 
     def find(self, rcpt):

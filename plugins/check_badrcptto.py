@@ -1,6 +1,6 @@
 """check_badrcptto - the old name of the badrcptto plugin; see `badrcptto`."""
 
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import isa_plugin
 
 
 class CheckBadRcptTo(isa_plugin("badrcptto")):

@@ -25,12 +25,12 @@ Example config/plugins lines:
 
 import os
 
-from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGNOTICE
-from qpsmtpd_py.netmatch import IPList
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import DECLINED, LOGDEBUG, LOGNOTICE, IPList, Plugin
 
 
 class CheckNorelay(Plugin):
+    arguments = ()                # none but loglevel: anything else stops start-up
+
     def hook_connect(self, transaction):
         conn = self.connection
         if conn.remote_ip in self.parsed_config("norelayclients", IPList):

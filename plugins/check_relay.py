@@ -1,6 +1,6 @@
 """check_relay - the old (Debian) name of the relay plugin; see `relay`."""
 
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import isa_plugin
 
 
 class CheckRelay(isa_plugin("relay")):

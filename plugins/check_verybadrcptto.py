@@ -25,14 +25,15 @@ Hooks: rcpt, data. Load it before rcpt_ok.
 Example config/plugins line:  check_verybadrcptto reject_type disconnect
 """
 
-from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO
-from qpsmtpd_py.plugin import isa_plugin
+from qpsmtpd_py.api import DECLINED, DENY, LOGINFO, REJECT_TYPE, isa_plugin
 
 REFUSED = "Transaction refused: it was addressed to a forbidden recipient"
 
 
 class CheckVeryBadRcptTo(isa_plugin("badrcptto")):
     list_name = "verybadrcptto"
+    arguments = (REJECT_TYPE.but(help="disconnect: answer the listed RCPT with 550 and close "
+                                 "the connection (default perm)"),)
 
     def hook_rcpt(self, transaction, rcpt, params=None):
         poisoned = transaction.notes.get("verybadrcptto")

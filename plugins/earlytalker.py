@@ -33,8 +33,9 @@ Replies (qpsmtpd's text; the engine adds enhanced status codes after EHLO):
                (450 with reject_type temp), then the connection is closed
   at DATA:     554 (451) with the same text; the transaction is reset
   at MAIL (defer-reject):  450 (550 with reject_type perm) with the same text
-Arguments come in pairs; an odd count, an unknown check-at stage or a bad wait
-stops the server at start-up (qpsmtpd silently disabled the plugin instead).
+Arguments come in pairs; an odd count, an unknown keyword (`acton log`), an
+unknown check-at stage or a bad wait stops the server at start-up, naming
+config/plugins and the line (qpsmtpd silently disabled the plugin instead).
 
 Notes: connection note `earlytalker` is 1 once the client talked early; karma -1.
 Skipped for relay clients and whitelisted hosts or senders (is_immune) and, at
@@ -49,8 +50,9 @@ Examples:
   check_earlytalker action log
 """
 
-from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, LOGDEBUG, LOGINFO, REJECT, REJECT_TYPE, Bool, Choice, Keyword, Number, Plugin,
+)
 
 MESSAGE = "Connecting host started transmitting before SMTP greeting"
 STAGES = ("CONNECT", "DATA")
@@ -58,34 +60,31 @@ MAX_WAIT = 300.0
 
 
 class Earlytalker(Plugin):
+    arguments = (
+        Keyword("wait", Number(min=0, max=MAX_WAIT, unit="seconds"), 1.0,
+                "how long to wait for early input"),
+        REJECT.but(default=None, help="1 refuses early talkers (default, unless action log), "
+                   "0 only logs, naughty leaves it to the naughty plugin"),
+        REJECT_TYPE.but(help="default perm; temp with action denysoft or with defer-reject"),
+        Keyword("defer-reject", Bool(), False, "greet normally and refuse the client's MAIL "
+                "commands instead"),
+        Keyword("check-at", Choice(*STAGES), ["CONNECT"], "when to check; twice for both",
+                repeat=True),
+        Keyword("action", Choice("deny", "denysoft", "log"), None, "the old (0.84 and Debian) "
+                "form of reject/reject_type"),
+    )
+
     def register(self, *args):
-        if len(args) % 2:
-            raise ValueError("arguments must come in key/value pairs "
-                             f"(got {len(args)} words: {' '.join(args)})")
-        settings = {}
-        self.check_at = set()
-        for key, value in zip(args[0::2], args[1::2]):
-            key = key.lower()
-            if key == "check-at":
-                stage = value.upper()
-                if stage not in STAGES:
-                    raise ValueError(f"check-at '{value}': must be CONNECT or DATA")
-                self.check_at.add(stage)
-            else:
-                settings[key] = value
-        self.check_at = self.check_at or {"CONNECT"}
-        self.wait = parse_wait(settings.get("wait", "1"), "wait")
-        action = settings.get("action", "").lower()
-        if action and action not in ("deny", "denysoft", "log"):
-            raise ValueError(f"action '{action}': must be deny, denysoft or log")
-        if "reject" not in settings:
-            settings["reject"] = "0" if action == "log" else "1"
-        self.defer = str(settings.get("defer-reject", "0")).lower() not in ("0", "", "no", "false", "off")
-        if "reject_type" not in settings:
+        self.check_at = set(self.args["check-at"])
+        self.wait = self.args["wait"]
+        action = self.args["action"] or ""
+        if self.args["reject"] is None:
+            self.args["reject"] = "0" if action == "log" else "1"
+        self.defer = self.args["defer-reject"]
+        if self.args["reject_type"] is None:
             # qpsmtpd: a deferred refusal is temporary unless asked otherwise
             temp = action == "denysoft" or (self.defer and action != "deny")
-            settings["reject_type"] = "temp" if temp else "perm"
-        self.args = settings
+            self.args["reject_type"] = "temp" if temp else "perm"
         if self.defer:
             self.register_hook("mail", self.mail_handler)
 

@@ -66,10 +66,10 @@ Examples:
 
 import re
 
-from qpsmtpd_py.address import valid_address_literal
-from qpsmtpd_py.constants import DECLINED, LOGDEBUG, LOGERROR, LOGINFO
-from qpsmtpd_py.netmatch import parse_ip
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, LOGDEBUG, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Choice, Keyword, Number,
+    Plugin, parse_ip, valid_address_literal,
+)
 
 POLICIES = {
     "lenient": ("is_in_badhelo", "invalid_localhost", "is_bad_literal", "is_forged_literal",
@@ -84,18 +84,17 @@ LOCALHOST_NAMES = ("localhost", "localhost.localdomain")
 
 
 class Helo(Plugin):
+    arguments = (
+        Keyword("policy", Choice("lenient", "rfc", "strict"), "lenient", "which checks run"),
+        REJECT,
+        REJECT_TYPE.but(default="disconnect", help="default disconnect (550, then close)"),
+        Keyword("timeout", Number(min=0, unit="seconds"), 5.0, "for the DNS checks",
+                aliases=("dns_timeout",)),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if len(args) % 2:
-            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
-        self.policy = str(self.args.get("policy", "lenient")).lower()
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy '{self.policy}': must be lenient, rfc or strict")
-        self.args.setdefault("reject_type", "disconnect")
-        try:
-            self.dns_timeout = float(self.args.get("timeout", self.args.get("dns_timeout", 5)))
-        except ValueError:
-            raise ValueError(f"timeout '{self.args.get('timeout')}' is not a number of seconds")
+        self.policy = self.args["policy"]
+        self.dns_timeout = self.args["timeout"]
         self.tests = POLICIES[self.policy]
 
     # -- hooks ------------------------------------------------------------------------

@@ -33,7 +33,7 @@ Examples:
   check_loop 50
 """
 
-from qpsmtpd_py.api import DECLINED, DENY, LOGDEBUG, LOGINFO, Plugin, parse_pairs
+from qpsmtpd_py.api import DECLINED, DENY, LOGDEBUG, LOGINFO, Int, Plugin, Positional
 
 DEFAULT_MAX_HOPS = 100
 MESSAGE = "Too many hops (#5.4.6)"
@@ -41,17 +41,13 @@ TRACE_FIELDS = ("Received", "Delivered-To")
 
 
 class Loop(Plugin):
+    arguments = (
+        Positional("max_hops", Int(min=1), DEFAULT_MAX_HOPS, "the count of Received and "
+                   "Delivered-To fields that is refused", keyword=True),
+    )
+
     def register(self, *args):
-        words = list(args)
-        positional = words.pop(0) if len(words) % 2 else None
-        pairs = parse_pairs(words)
-        unknown = [key for key in pairs if key not in ("max_hops", "loglevel")]
-        if unknown or (positional is not None and "max_hops" in pairs):
-            raise ValueError(f"unexpected arguments '{' '.join(args)}': "
-                             f"use {self.plugin_name} [N] or {self.plugin_name} max_hops N")
-        self.args = pairs
-        value = positional if positional is not None else pairs.get("max_hops", DEFAULT_MAX_HOPS)
-        self.max_hops = parse_max_hops(value)
+        self.max_hops = self.args["max_hops"]
 
     def hook_data_post(self, transaction):
         hops = sum(transaction.header.count(name) for name in TRACE_FIELDS)
@@ -61,9 +57,3 @@ class Loop(Plugin):
         self.log(LOGDEBUG, f"pass, {hops} hops")
         return DECLINED
 
-
-def parse_max_hops(value):
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"max_hops '{value}' is not a whole number of at least 1")
-    return int(text)

@@ -39,6 +39,9 @@ What happens:
   queue  the recipients are replaced by the members (the list address itself and
          duplicates removed), so the queue plugin delivers one copy per member.
 
+Arguments: reject 0|1|naughty and reject_type, for the refusal of a PROTECTED
+list's non-member (default: 550, as above).
+
 Hooks: rcpt, data_post, queue_pre.
 Example config/mailinglist_simple:
   staff@example.com  PROTECTED  staff.members  staff.signature  owner=postmaster@example.com
@@ -49,9 +52,9 @@ import os
 import re
 from email.message import Message
 
-from qpsmtpd_py.address import Address
-from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK, REJECT, REJECT_TYPE, Address, Plugin,
+)
 
 ACCESS = ("PUBLIC", "PROTECTED")
 NOTE = "mailinglist_simple"
@@ -62,6 +65,9 @@ class ListError(Exception):
 
 
 class MailinglistSimple(Plugin):
+    arguments = (REJECT.but(help="for a PROTECTED list's refusal: 0 only logs, naughty "
+                            "leaves it to the naughty plugin"), REJECT_TYPE)
+
     # -- configuration -------------------------------------------------------------------
     def lists(self):
         """{list address (lowercase): settings} from config/mailinglist_simple,

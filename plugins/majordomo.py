@@ -52,9 +52,10 @@ import os
 import re
 from email.utils import getaddresses
 
-from qpsmtpd_py.addrlist import is_local_domain
-from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGINFO
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENYSOFT, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Bool, Checked, Domains,
+    Keyword, Plugin, is_local_domain,
+)
 
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -66,21 +67,25 @@ class ListError(Exception):
 
 
 class Majordomo(Plugin):
+    arguments = (
+        Keyword("lists_dir", Checked(lambda path: _directory(path), "an existing directory",
+                                     "DIR"), None,
+                "Majordomo's list directory: <name>@<domain> is a list when DIR/<name>.config "
+                "exists"),
+        Keyword("domains", Domains(), frozenset(), "only these recipient domains hold lists "
+                "(default: our own)"),
+        Keyword("check_envelope", Bool(), True, "check the envelope sender at RCPT"),
+        Keyword("check_header", Bool(), False, "check the From: header addresses at the end "
+                "of DATA"),
+        REJECT,
+        REJECT_TYPE,
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if len(args) % 2:
-            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
-        known = {"lists_dir", "domains", "check_envelope", "check_header", "reject",
-                 "reject_type", "loglevel"}
-        unknown = set(self.args) - known
-        if unknown:
-            raise ValueError(f"unknown argument(s): {', '.join(sorted(unknown))}")
-        self.lists_dir = self.args.get("lists_dir")
-        if self.lists_dir and not os.path.isdir(self.lists_dir):
-            raise ValueError(f"lists_dir {self.lists_dir}: no such directory")
-        self.domains = {d.strip().lower() for d in self.args.get("domains", "").split(",") if d.strip()}
-        self.check_envelope = _true(self.args.get("check_envelope", "1"))
-        self.check_header = _true(self.args.get("check_header", "0"))
+        self.lists_dir = self.args["lists_dir"]
+        self.domains = self.args["domains"]
+        self.check_envelope = self.args["check_envelope"]
+        self.check_header = self.args["check_header"]
         if self.check_header:
             self.register_hook("data_post", self.header_check)
 
@@ -203,5 +208,7 @@ def parse_members(text):
     return members
 
 
-def _true(value):
-    return str(value).strip().lower() not in ("0", "", "no", "false", "off")
+def _directory(path):
+    if not os.path.isdir(path):
+        raise ValueError("no such directory")
+    return path

@@ -25,15 +25,19 @@ Example:  relay
 
 import os
 
-from qpsmtpd_py.constants import DECLINED, DENY, LOGINFO, LOGNOTICE, OK
-from qpsmtpd_py.netmatch import IPList, ip_candidates
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, DENY, LOGINFO, LOGNOTICE, OK, Bool, IPList, Keyword, Plugin, ip_candidates,
+)
 
 
 class Relay(Plugin):
+    arguments = (
+        Keyword("only", Bool(), False, "accept recipients only from relay clients (DENY "
+                "everyone else at RCPT)"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if self.args.get("only") not in (None, "0"):
+        if self.args["only"]:
             self.register_hook("rcpt", self.relay_only)
 
     def hook_connect(self, transaction):

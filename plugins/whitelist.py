@@ -62,11 +62,10 @@ import os
 import re
 from ipaddress import ip_network
 
-from qpsmtpd_py.addrlist import AddressList
-from qpsmtpd_py.config import ConfigLine
-from qpsmtpd_py.constants import DECLINED, LOGERROR, LOGINFO, OK
-from qpsmtpd_py.netmatch import IPList, parse_ip
-from qpsmtpd_py.plugin import Plugin
+from qpsmtpd_py.api import (
+    DECLINED, LOGERROR, LOGINFO, OK, AddressList, Bool, ConfigLine, IPList, Keyword, Plugin,
+    parse_ip,
+)
 
 _V4_PREFIX = re.compile(r"^\d{1,3}(?:\.\d{1,3}){0,3}\.?$")
 _V6_PREFIX = re.compile(r"^[0-9a-f]{1,4}(?::[0-9a-f]{0,4})*:$", re.I)
@@ -76,12 +75,16 @@ FILES = {"host": "whitelisthosts", "helo": "whitelisthelo",
 
 
 class Whitelist(Plugin):
+    arguments = (
+        Keyword("per_recipient", Bool(), False, "do every check at RCPT, adding each "
+                "recipient's own lists (user_config hook)"),
+        Keyword("merge", Bool(), True, "with per_recipient: 0 = a recipient's own list replaces "
+                "the global one"),
+    )
+
     def register(self, *args):
-        super().register(*args)
-        if len(args) % 2:
-            raise ValueError(f"arguments must come in key/value pairs (got: {' '.join(args)})")
-        self.per_recipient = _true(self.args.get("per_recipient", "0"))
-        self.merge = _true(self.args.get("merge", "1"))
+        self.per_recipient = self.args["per_recipient"]
+        self.merge = self.args["merge"]
         if self.per_recipient:
             self.register_hook("rcpt", self.per_recipient_rcpt)
             self.register_hook("data", self.data_scope)
@@ -250,7 +253,3 @@ def host_entry(entry):
 def match_name(name, entries):
     name = name.lower()
     return any(name == str(entry).strip().lower() for entry in entries)
-
-
-def _true(value):
-    return str(value).strip().lower() not in ("0", "", "no", "false", "off")

@@ -25,7 +25,9 @@ from .arguments import (  # noqa: F401  declared config/plugins arguments (Plugi
 from .addrlist import (  # noqa: F401  address lists (badmailfrom syntax), local domains
     NO_MAILBOX, AddressList, address_list, compile_pattern, is_local_domain, user_candidates,
 )
-from .netmatch import IPList, cached_iplist, ip_prefixes, parse_ip  # noqa: F401  IP lists
+from .netmatch import (  # noqa: F401  IP lists
+    IPList, cached_iplist, ip_candidates, ip_prefixes, parse_ip,
+)
 from .aliases import AliasTable, parse_sendmail_aliases  # noqa: F401  alias files
 from .cdb import CDB  # noqa: F401  constant databases (tinycdb format)
 from .filecache import FileCache, file_signature  # noqa: F401  parsed files, re-read on change

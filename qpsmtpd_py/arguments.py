@@ -395,6 +395,9 @@ def _value(plugin, arg, text, name=None, keywords=()):
 
 
 def _store(plugin, result, arg, value, text):
+    if arg.name in result.given and not (arg.repeat or arg.many):
+        raise ArgumentError(f"{plugin}: {arg.name} is given twice ('{result.raw[arg.name]}' and "
+                            f"'{text}')")
     if arg.repeat or arg.many:
         if arg.name not in result.given:
             result[arg.name] = []         # the first given value replaces the default

@@ -70,14 +70,14 @@ def test_refusal_after_ehlo_carries_the_enhanced_code_and_the_session_goes_on(ma
 
 
 @pytest.mark.parametrize("args, reason", [
-    ("abc", "max_hops 'abc' is not a whole number"),
-    ("0", "max_hops '0' is not a whole number of at least 1"),
-    ("-5", "max_hops '-5' is not a whole number"),
-    ("max_hops", "max_hops 'max_hops' is not a whole number"),
-    ("max_hops many", "max_hops 'many' is not a whole number"),
-    ("5 6", "unexpected arguments '5 6'"),
-    ("max_hop 5", "unexpected arguments 'max_hop 5'"),
-    ("5 max_hops 6", "unexpected arguments '5 max_hops 6'"),
+    ("abc", "max_hops 'abc': expected an integer >= 1"),
+    ("0", "max_hops '0': expected an integer >= 1"),
+    ("-5", "max_hops '-5': expected an integer >= 1"),
+    ("max_hops", "'max_hops' needs a value"),
+    ("max_hops many", "max_hops 'many': expected an integer >= 1"),
+    ("5 6", "unexpected argument '6'"),
+    ("max_hop 5", "did you mean the keyword 'max_hops'?"),
+    ("5 max_hops 6", "max_hops is given twice ('5' and '6')"),
 ])
 @pytest.mark.parametrize("name", ["loop", "check_loop"])
 def test_bad_arguments_stop_start_up(make_config, name, args, reason):

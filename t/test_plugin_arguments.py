@@ -74,6 +74,13 @@ def test_defaults_fill_what_the_line_leaves_out(config):
     ("t_args /srv/x 4 mdoe fast", ["unexpected argument 'mdoe'", "usage: t_args dir [count]"]),
     ("tarpit aftr 2", ["tarpit: unknown argument keyword 'aftr'", "did you mean 'after'?",
                        "tarpit accepts: after, delay, loglevel, max_delay, max_total"]),
+    # issue 8 point 5: qpsmtpd and qpsmtpd_py used to ignore these silently
+    ("check_earlytalker acton log", ["check_earlytalker: unknown argument keyword 'acton'",
+                                     "did you mean 'action'?"]),
+    ("relay bogus_arg 1", ["relay: unknown argument keyword 'bogus_arg'",
+                           "relay accepts: loglevel, only"]),
+    ("rcpt_ok 1", ["rcpt_ok: unknown argument keyword '1' (rcpt_ok accepts: loglevel)"]),
+    ("tarpit after 2 after 3", ["tarpit: after is given twice ('2' and '3')"]),
     # odd word count: a keyword without its value
     ("tarpit after 2 delay", ["tarpit: 'delay' needs a value", "keyword/value pairs",
                               "the line has 3 words"]),
@@ -96,6 +103,18 @@ def test_bad_arguments_stop_start_up(config, line, words):
     assert f"{srv.dir}/plugins:3: " in err, err
     for word in words:
         assert word in err, err
+
+
+def test_debian_style_lines_still_load(config):
+    """Upstream's argument spellings keep working: Debian's default lines, the legacy
+    positional forms, case-insensitive keywords, aliases."""
+    srv = config(["check_earlytalker action log wait 0", "check_relay", "helo DNS_TIMEOUT 2",
+                  "count_unrecognized_commands 4", "connection_time LOGNOTICE",
+                  "check_validrcptto_cdb /nonexistent/validrcptto.cdb ext_sep +", "loop 30",
+                  "check_loop max_hops 40", "rcpt_ok"])
+    with srv.session() as c:
+        assert c.code == 220, c.text
+        assert c.cmd("HELO client.test")[0] == 250
 
 
 def test_an_undeclared_plugin_keeps_its_own_parsing(config):
