@@ -7,7 +7,7 @@
 #          start-services.sh --install-only [STATE_DIR]
 #
 #   components (default: all, in this order):
-#     dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim
+#     dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim redis
 #
 #   --install       first make sure the Debian packages are there (policy-rc.d
 #                   guard + at most one apt-get update + apt-get install of the
@@ -24,7 +24,7 @@
 #
 # Ports (override with the environment):
 #   DNS_PORT=5353 SPAMD_PORT=7830 CLAMD_PORT=3310 LDAP_PORT=3389 IMAP_PORT=1143
-#   MYSQL_PORT=3306 MILTER_PORT=8891 SINK_PORT=2526 POSTFIX_PORT=2527
+#   MYSQL_PORT=3306 MILTER_PORT=8891 SINK_PORT=2526 POSTFIX_PORT=2527 REDIS_PORT=6390
 # Other knobs: TEST_USER=qptest TEST_PASS=qptestpw PAM_SERVICE=qpsmtpd
 #   SINK_DUMP=1 (0: smtp-sink keeps no copies)  PYTHON=<repo>/.venv/bin/python if
 #   that exists, else python3 (geoip: mmdb-writer must be importable by it, or geoip FAILS)
@@ -43,12 +43,13 @@ while [ $# -gt 0 ]; do
 done
 if [ $# -lt 1 ] && [ $START = 1 ]; then sed -n '2,30p' "$0" >&2; exit 2; fi
 STATE=""; [ $# -ge 1 ] && { STATE=$(realpath -m "$1"); shift; }
-ALL="dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim"
+ALL="dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim redis"
 COMPONENTS=${*:-$ALL}
 
 DNS_PORT=${DNS_PORT:-5353}; SPAMD_PORT=${SPAMD_PORT:-7830}; CLAMD_PORT=${CLAMD_PORT:-3310}
 LDAP_PORT=${LDAP_PORT:-3389}; IMAP_PORT=${IMAP_PORT:-1143}; MYSQL_PORT=${MYSQL_PORT:-3306}
 MILTER_PORT=${MILTER_PORT:-8891}; SINK_PORT=${SINK_PORT:-2526}; POSTFIX_PORT=${POSTFIX_PORT:-2527}
+REDIS_PORT=${REDIS_PORT:-6390}
 TEST_USER=${TEST_USER:-qptest}; TEST_PASS=${TEST_PASS:-qptestpw}; PAM_SERVICE=${PAM_SERVICE:-qpsmtpd}
 SINK_DUMP=${SINK_DUMP:-1}
 # geoip needs mmdb-writer: default to the project's .venv when there is one
@@ -70,7 +71,7 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
       postfix checkpw swaks msmtp openssl mmdb-bin tinycdb python3-venv qpsmtpd libnet-ip-perl
-      fortune-mod fortunes-min systemd"
+      fortune-mod fortunes-min systemd redis-server"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }
@@ -162,8 +163,19 @@ fail() { log "$1: FAILED${2:+: $2}"; FAILED="$FAILED $1"; }
 
 # ---------------------------------------------------------------- 1. DNS (nsd)
 start_dns() {
-  local D=$STATE/dns
-  begin dns "$DNS_PORT" || return 0
+  # Running already: the zone files and nsd.conf are written afresh; unchanged -> left
+  # alone; only zone files changed -> SIGHUP (nsd rereads them); nsd.conf changed (a new
+  # zone) -> a second nsd binds the port too (reuseport) before the old one is stopped,
+  # so tests using the running server never see it gone.
+  local D=$STATE/dns old="" before="" before_conf="" old_reuse=0
+  if ours dns; then
+    old=$(tr -dc '0-9' < "$STATE/pids/dns.pid"); T0=$(now)
+    before=$(cd "$D" && cat nsd.conf *.zone 2>/dev/null | md5sum)
+    before_conf=$(md5sum < "$D/nsd.conf" 2>/dev/null)
+    grep -q 'reuseport: yes' "$D/nsd.conf" 2>/dev/null && old_reuse=1
+  else
+    begin dns "$DNS_PORT" || return 0
+  fi
   mkdir -p "$D"
   # DKIM key shared by the zone (public half) and opendkim/dkimpy (private half)
   if [ ! -s "$D/dkim-sel.private" ]; then
@@ -202,6 +214,11 @@ $SOA
 3.0.0          PTR   nomatch.example.test.
 ; 127.0.0.4 deliberately has no PTR
 5.0.0          PTR   dynamic-127-0-0-5.pool.example.test.
+; dnscheck.test (fcrdns, helo, nodialup): A in another /24; a name that does not exist;
+; a dialup-looking name that resolves back
+6.0.0          PTR   fail6.dnscheck.test.
+7.0.0          PTR   nxname.dnscheck.test.
+8.0.0          PTR   adsl-127-0-0-8.dyn.dnscheck.test.
 EOF
   cat > "$D/dnsbl.test.zone" <<EOF
 \$ORIGIN dnsbl.test.
@@ -211,6 +228,22 @@ $SOA
 2.0.0.127      TXT   "127.0.0.2 is listed in dnsbl.test"
 10.0.0.127     A     127.0.0.10
 10.0.0.127     TXT   "127.0.0.10 is listed in dnsbl.test (policy)"
+; a second list under the zone (b.dnsbl.test) for several-zone tests
+3.0.0.127.b    A     127.0.0.2
+3.0.0.127.b    TXT   "127.0.0.3 is listed in b.dnsbl.test"
+; malformed TXT answers: CR LF inside, two strings, bytes that are not UTF-8 and a
+; NUL, empty, over 700 characters
+20.0.0.127     TXT   "injected\013\010250 2.0.0 pretend OK"
+21.0.0.127     TXT   "two " "strings"
+22.0.0.127     TXT   "bad \255\254 bytes \000 nul"
+23.0.0.127     TXT   ""
+24.0.0.127     TXT   "$(printf 'L%.0s' {1..250})" "$(printf 'M%.0s' {1..250})" "$(printf 'N%.0s' {1..250})"
+; a list's error code (Spamhaus-style 127.255.255.x) and an answer outside 127/8: not listings
+25.0.0.127     A     127.255.255.254
+26.0.0.127     A     192.0.2.1
+; the IPv6 client 2001:db8::2 in RFC 5782 nibble form
+2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2 A 127.0.0.2
+2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2 TXT "2001:db8::2 is listed in dnsbl.test"
 EOF
   cat > "$D/rhsbl.test.zone" <<EOF
 \$ORIGIN rhsbl.test.
@@ -218,6 +251,44 @@ EOF
 $SOA
 spam.test      A     127.0.0.2
 spam.test      TXT   "spam.test is listed in rhsbl.test"
+badhelo.test   A     127.0.0.2
+badhelo.test   TXT   "badhelo.test is listed in rhsbl.test"
+EOF
+  cat > "$D/dnscheck.test.zone" <<EOF
+\$ORIGIN dnscheck.test.
+\$TTL 300
+$SOA
+; resolvable_fromhost: MX to a private address, MX to a name that does not exist, null
+; MX (RFC 7505), A only, AAAA only, one bad and one good MX
+privmx         MX    10 priv.dnscheck.test.
+priv           A     192.168.1.25
+badmx          MX    10 nowhere.dnscheck.test.
+nullmx         MX    0 .
+aonly          A     127.0.0.9
+aaaaonly       AAAA  2001:db8::25
+mixmx          MX    10 priv.dnscheck.test.
+mixmx          MX    20 mx.example.test.
+; helo: a name with an address that is not the client's, a name without addresses
+elsewhere      A     192.0.2.50
+noaddr         TXT   "no address here"
+; fcrdns: the forward name of 127.0.0.6 lies in another /24
+fail6          A     127.0.1.6
+adsl-127-0-0-8.dyn A 127.0.0.8
+; check_dns_user: users.dnscheck.test lists <user>.<domain>; a wildcard is a catch-all
+alice.example.test.users   A  127.0.0.2
+*.catchall.test.users      A  127.0.0.2
+EOF
+  cat > "$D/uribl.test.zone" <<EOF
+\$ORIGIN uribl.test.
+\$TTL 300
+$SOA
+spam-site.test     A     127.0.0.2
+spam-site.test     TXT   "spam-site.test is listed in uribl.test"
+only4.test         A     127.0.0.4
+evil.co.uk         A     127.0.0.2
+whitelisted.test   A     127.0.0.2
+2.0.0.127          A     127.0.0.2
+2.0.0.127          TXT   "127.0.0.2 is listed in uribl.test"
 EOF
   cat > "$D/dnswl.test.zone" <<EOF
 \$ORIGIN dnswl.test.
@@ -250,20 +321,40 @@ server:
     xfrdir: "$D"
     pidfile: "$D/nsd.pid"
     logfile: "$D/nsd.log"
-    server-count: 1
+    server-count: 2
+    reuseport: yes
     verbosity: 1
     hide-version: yes
 remote-control:
     control-enable: no
 EOF
-    for z in example.test 127.in-addr.arpa dnsbl.test rhsbl.test dnswl.test spam.test; do
+    for z in example.test 127.in-addr.arpa dnsbl.test rhsbl.test dnswl.test spam.test \
+             dnscheck.test uribl.test; do
       printf 'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' "$z" "$z"; done
   } > "$D/nsd.conf"
   nsd-checkconf "$D/nsd.conf" || { fail dns "bad nsd.conf"; return; }
+  if [ -n "$old" ]; then
+    if [ "$(cd "$D" && cat nsd.conf *.zone 2>/dev/null | md5sum)" = "$before" ]; then
+      log "dns: already running (pid $old), zones unchanged"; return 0
+    fi
+    if [ "$(md5sum < "$D/nsd.conf")" = "$before_conf" ]; then
+      kill -HUP "$old"
+      wait_for 10 "nsd answers after reload" dig +time=1 +tries=1 +short -p "$DNS_PORT" @$H example.test SOA \
+        && ok dns "pid $old, zone files reloaded (SIGHUP)" || fail dns "see $D/nsd.log"
+      return
+    fi
+    if [ $old_reuse = 0 ]; then   # the old nsd holds the port alone: stop it first
+      kill "$old"; wait_for 10 "old nsd to stop" eval '! alive '"$old"
+    fi
+  fi
   rm -f "$D/nsd.pid"
   nsd -c "$D/nsd.conf" </dev/null >>"$D/nsd.log" 2>&1 || { fail dns "nsd exited, see $D/nsd.log"; return; }
   local pid; pid=$(pid_from_file "$D/nsd.pid" 10) || { fail dns "no pid, see $D/nsd.log"; return; }
   record dns "$pid" "nsd -c $D/nsd.conf"
+  if [ -n "$old" ] && alive "$old"; then   # the new one answers on the port too: retire the old
+    kill "$old"; wait_for 10 "old nsd to stop" eval '! alive '"$old"
+    log "dns: replaced nsd pid $old with pid $pid (new zones)"
+  fi
   wait_for 10 "nsd answers" dig +time=1 +tries=1 +short -p "$DNS_PORT" @$H example.test SOA \
     && [ "$(dig +short -p "$DNS_PORT" @$H 2.0.0.127.dnsbl.test A)" = 127.0.0.2 ] \
     && ok dns "pid $pid" || fail dns "see $D/nsd.log"
@@ -691,11 +782,32 @@ start_exim() {
     && ok exim "$X" || fail exim "$X -C $R/probe.conf -bV: $("$X" -C "$R/probe.conf" -bV 2>&1 | head -3)"
 }
 
+# ---------------------------------------------------------------- 13. redis
+# The second store backend (store_backend redis): state shared by several MX hosts.
+# No persistence (--save ''): the tests need a live server, not its files.
+redis_ping() {
+  local line
+  exec 3<>"/dev/tcp/$H/$REDIS_PORT" || return 1
+  printf 'PING\r\n' >&3; IFS= read -r -t 2 line <&3; exec 3<&- 3>&-
+  [[ "$line" == "+PONG"* ]]
+}
+start_redis() {
+  local D=$STATE/redis
+  begin redis "$REDIS_PORT" || return 0
+  mkdir -p "$D"; rm -f "$D/redis.pid"
+  redis-server --bind "$H" --port "$REDIS_PORT" --dir "$D" --pidfile "$D/redis.pid" \
+      --logfile "$D/redis.log" --daemonize yes --save '' --appendonly no </dev/null >>"$D/redis.out" 2>&1 \
+    || { fail redis "see $D/redis.out"; return; }
+  local pid; pid=$(pid_from_file "$D/redis.pid" 10) || { fail redis "no pid, see $D/redis.log"; return; }
+  record redis "$pid" "redis-server $H:$REDIS_PORT"
+  wait_for 10 "redis PONG" redis_ping && ok redis "pid $pid" || fail redis "see $D/redis.log"
+}
+
 # ---------------------------------------------------------------- run
 TALL=$(now)
 for c in $COMPONENTS; do
   case $c in
-    dns|spamd|clamd|ldap|imap|mysql|pam|checkpw|milter|sink|postfix|geoip|exim) "start_$c" ;;
+    dns|spamd|clamd|ldap|imap|mysql|pam|checkpw|milter|sink|postfix|geoip|exim|redis) "start_$c" ;;
     *) log "unknown component: $c"; FAILED="$FAILED $c" ;;
   esac
 done
@@ -746,6 +858,8 @@ QPT_POSTFIX_HOST=$H
 QPT_POSTFIX_PORT=$POSTFIX_PORT
 QPT_GEOIP_DIR=$STATE/geoip
 QPT_EXIM_BIN=$STATE/exim-root/usr/sbin/exim4
+QPT_REDIS_HOST=$H
+QPT_REDIS_PORT=$REDIS_PORT
 EOF
 
 log "all done in $(since "$TALL")s; env: $STATE/services.env"
