@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from harness import bin_path
+from tools import require_tool
 
 # qpsmtpd's config.sample/relayclients, unchanged
 UPSTREAM_SAMPLE = """# used by plugins/relay
@@ -87,6 +88,7 @@ def test_expanded_norelayclients_entries_take_relaying_away(relay, plugins, entr
 
 
 def test_expanded_morerelayclients_keys(relay):
+    require_tool("cdb")
     srv = relay("relay")
     keys = b"2001:0DB8:0000:0000:0000:0000:0000:0001 1\n2001:0db8:0009: 1\n"
     subprocess.run([bin_path("cdb"), "-c", "-m", srv.dir + "/morerelayclients.cdb"],
