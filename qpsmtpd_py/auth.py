@@ -90,6 +90,11 @@ class AuthHandler:
             return session.respond(503, "but you already said AUTH ...")
         if session.transaction is not None and session.transaction.sender is not None:
             return session.respond(503, "AUTH not permitted during a mail transaction")
+        parsed = session.plugin_parse("auth", rest, rest)     # an auth_parse hook's parser
+        if parsed is False:
+            return None
+        if parsed is not None:
+            words = [str(word) for word in parsed if word is not None]
         if not words or len(words) > 2:
             return self._failed(501, "Syntax error: AUTH mechanism [initial-response]", "5.5.4")
         mech = words[0].upper()

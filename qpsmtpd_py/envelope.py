@@ -37,11 +37,20 @@ def split_envelope(text, verb):
         line = "<>"
     elif _AT_THEN_SPACE.search(line):
         return None, "Syntax error in parameters"
+    return line, param_dict(words)
+
+
+def param_dict(words):
+    """ESMTP parameters ['SIZE=10', 'BODY=8BITMIME', 'SMTPUTF8'] -> {'size': '10',
+    'body': '8BITMIME', 'smtputf8': None}; a dict (from a plugin's parser) is taken
+    with its keys lower-cased."""
+    if len(words) == 1 and isinstance(words[0], dict):
+        return {str(k).lower(): v for k, v in words[0].items()}
     params = {}
     for word in words:
-        key, eq, value = word.partition("=")
+        key, eq, value = str(word).partition("=")
         params[key.lower()] = value if eq else None
-    return line, params
+    return params
 
 
 def has_surrogate(text):

@@ -4,7 +4,7 @@ import re
 import traceback
 
 from .constants import (DECLINED, DENY, DENY_CODES, DENY_DISCONNECT, DENYSOFT,
-                        DENYSOFT_DISCONNECT, LOGCRIT, LOGERROR, RETURN_NAMES)
+                        DENYSOFT_DISCONNECT, LOGCRIT, LOGERROR, OK, RETURN_NAMES)
 
 HOOKS = (
     "pre-connection", "connect", "helo_parse", "ehlo_parse", "helo", "ehlo",
@@ -120,6 +120,53 @@ class HookRunner:
                     self.log(LOGERROR, f"{follow} hook of {other.plugin_name} failed:\n"
                              + traceback.format_exc().rstrip(), hook=follow,
                              plugin=other.plugin_name)
+
+    def run_parser(self, hook, transaction, verb, line, *args):
+        """qpsmtpd's *_parse hooks (Qpsmtpd::Command): a plugin returns (OK, parser)
+        to parse the command's arguments itself; parser(verb, line) returns
+        (OK, value, ...) or (DENY, "message"). The first parser offered is used.
+
+        Returns None when no plugin offers one (the core parses), else (True,
+        [values]) or (False, [message]); a parser that raises is logged and gives
+        (None, [INTERNAL_ERROR]) so the client gets a temporary failure."""
+        for plugin, func in self.registry[hook]:
+            try:
+                result = func(transaction, *args)
+            except Exception:
+                self._crashed(plugin, hook)
+                continue
+            if isinstance(result, (tuple, list)) and len(result) == 2 and result[0] == OK \
+                    and callable(result[1]):
+                return self._parse_with(plugin, hook, result[1], verb, line)
+            code = result[0] if isinstance(result, (tuple, list)) and result else result
+            if code != DECLINED:
+                self.log(LOGERROR, f"Plugin {plugin.plugin_name}, hook {hook} must return "
+                         f"DECLINED or (OK, parser), not {result!r}", hook=hook,
+                         plugin=plugin.plugin_name)
+        return None
+
+    def _parse_with(self, plugin, hook, parser, verb, line):
+        try:
+            code, values = normalize_parsed(parser(verb, line))
+        except Exception:
+            self._crashed(plugin, hook)
+            return None, [INTERNAL_ERROR]
+        if code == OK:
+            return True, values
+        return False, [str(v) for v in values[:1] if v]
+
+    def _crashed(self, plugin, hook):
+        self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{plugin.plugin_name}] in hook {hook}:\n"
+                 + traceback.format_exc().rstrip(), hook=hook, plugin=plugin.plugin_name)
+
+
+def normalize_parsed(result):
+    """A parser's (OK, value, ...) / (DENY, message) / DENY -> (code, [values])."""
+    if isinstance(result, int):
+        return result, []
+    if isinstance(result, (tuple, list)) and result and isinstance(result[0], int):
+        return result[0], list(result[1:])
+    raise TypeError(f"a parser must return (OK, value, ...) or (DENY, message), not {result!r}")
 
 
 

@@ -395,6 +395,7 @@ def isa_plugin(name):
 def load_plugins(app, lines, loader):
     """Instantiate every `name args...` line; errors name the config file and line."""
     plugins = []
+    naughty = []                    # where `reject naughty` is asked for
     for line in lines:
         words = line.split()
         if not words:
@@ -404,12 +405,17 @@ def load_plugins(app, lines, loader):
         name, args = words[0], words[1:]
         try:
             plugins.append(loader.instantiate(app, name, args))
+            if str(plugins[-1].args.get("reject", "")).lower() == "naughty":
+                naughty.append(f"{line.origin} ({name})")
         except ConfigError:
             raise
         except ArgumentError as exc:  # names the plugin, the argument and what it accepts
             raise ConfigError(f"{line.origin}: {exc}") from exc
         except Exception as exc:  # the admin needs file, line and the reason
             raise ConfigError(f"{line.origin}: cannot load plugin '{name}': {exc}") from exc
+    if naughty and not any(p.plugin_name.split(":", 1)[0] == "naughty" for p in plugins):
+        app.log(C.LOGWARN, "reject naughty, but no naughty plugin is loaded: these refusals are "
+                "only noted, never applied: " + ", ".join(naughty))
     return plugins
 
 

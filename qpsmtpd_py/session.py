@@ -111,6 +111,23 @@ class SMTPSession:
         if keyword not in self.capabilities:
             self.capabilities.append(keyword)
 
+    def plugin_parse(self, verb, line, *hook_args):
+        """The arguments of `verb` as a plugin's <verb>_parse parser reads them
+        (qpsmtpd's parse hooks): None when no plugin offers a parser (the core
+        parses), the list of values, or False after answering 501 (the parser
+        refused the line) or 451 (it crashed)."""
+        hook = verb + "_parse"
+        if not self.app.hooks.has(hook):
+            return None
+        result = self.app.hooks.run_parser(hook, self.transaction, verb, line, *hook_args)
+        if result is None:
+            return None
+        ok, values = result
+        if ok:
+            return values
+        self.respond(501 if ok is False else 451, *(values or ["Syntax error in command"]))
+        return False
+
     # -- transactions ----------------------------------------------------------------------
     def reset_transaction(self, new=True):
         if self.transaction is not None:
@@ -259,8 +276,12 @@ class SMTPSession:
     def _hello(self, kind, rest):
         if self._refused_for_tls():
             return
-        words = rest.split()
-        host = words[0] if words else ""
+        words = self.plugin_parse(kind, rest)
+        if words is False:
+            return
+        if words is None:
+            words = rest.split()
+        host = str(words[0]) if words and words[0] else ""
         if not host:
             return self.respond(501, f"{kind} requires domain/address - see RFC-2821 4.1.1.1")
         if self.connection.hello:
@@ -294,14 +315,20 @@ class SMTPSession:
     def _parse_envelope(self, verb, rest, pre_hook, check=None):
         """Split 'FROM:<a@b> PARAMS'; returns (path_text, params) or replies and None.
         check() runs between the syntax check and the pre hook (RCPT: MAIL first?)."""
-        argument = envelope.strip_keyword(verb, rest)
-        if argument is None:
-            self.respond(501, "Syntax error in command")
+        values = self.plugin_parse(verb, rest, rest)
+        if values is False:
             return None
-        path, params = envelope.split_envelope(argument, verb)
-        if path is None:
-            self.respond(501, params)
-            return None
+        if values is not None:
+            path, params = (str(values[0]) if values else ""), envelope.param_dict(values[1:])
+        else:
+            argument = envelope.strip_keyword(verb, rest)
+            if argument is None:
+                self.respond(501, "Syntax error in command")
+                return None
+            path, params = envelope.split_envelope(argument, verb)
+            if path is None:
+                self.respond(501, params)
+                return None
         if check is not None and not check():
             return None
         code, msgs, _ = self.run_hooks(pre_hook, path, params)
