@@ -31,7 +31,7 @@ from .netmatch import (  # noqa: F401  IP lists
 from .aliases import AliasTable, parse_sendmail_aliases  # noqa: F401  alias files
 from .cdb import CDB  # noqa: F401  constant databases (tinycdb format)
 from .filecache import FileCache, file_signature  # noqa: F401  parsed files, re-read on change
-from .logsink import level_arg, line_text, session_id  # noqa: F401  logging/* plugins
+from .logsink import line_text, session_id  # noqa: F401  logging/* plugins
 from .smtpclient import SMTPClient, SMTPError, xtext  # noqa: F401  queue/smtp-forward
 from .passwords import validate_password  # noqa: F401  auth plugins
 from .store import check_store, open_store  # noqa: F401  the LMDB store (see also self.store)

@@ -1,41 +1,13 @@
-"""Shared pieces of the logging/* plugins: option parsing, level arguments, the
-text of a log line and per-connection session ids."""
+"""Shared pieces of the logging/* plugins: the text of a log line and
+per-connection session ids (their arguments are declared: qpsmtpd_py/arguments.py)."""
 
 import itertools
 import os
 import re
 import time
 
-from .constants import log_level
-
 _session_counter = itertools.count(1)
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def level_arg(value, what="loglevel"):
-    """'LOGINFO', 'info' or '6' -> 6; anything else stops start-up."""
-    level = log_level(value)
-    if level is None:
-        raise ValueError(f"{what} '{value}' is not a log level (0-7 or LOGDEBUG, LOGINFO ...)")
-    return level
-
-
-def split_options(args, flags=(), valued=()):
-    """Leading `flag` and `name value` words -> ({name: value or True}, rest)."""
-    options, args = {}, list(args)
-    while args:
-        word = str(args[0]).lower()
-        if word in flags:
-            options[word] = True
-            args.pop(0)
-        elif word in valued:
-            if len(args) < 2:
-                raise ValueError(f"'{word}' needs a value")
-            options[word] = args[1]
-            del args[:2]
-        else:
-            break
-    return options, args
 
 
 def line_text(hook, plugin, msg):

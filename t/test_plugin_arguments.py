@@ -174,6 +174,19 @@ def test_perl_plugin_dir_first_loads_our_plugins_and_logs_the_skip(config, perl_
     assert "unterminated string" not in err and "SyntaxError" not in err
 
 
+def test_debian_logging_line_with_perl_plugin_dir(config, perl_dir, tmp_path):
+    """Debian's config/logging line: the Perl logging/file is skipped for ours, which then
+    receives the later skip lines."""
+    log = tmp_path / "qpsmtpd.log"
+    srv = config(["rcpt_ok"], files={"plugin_dirs": [perl_dir],
+                                     "logging": f"logging/file loglevel LOGINFO {log}"})
+    c = srv.session()
+    with c:
+        assert c.code == 220
+    assert f"skipping Perl plugin {perl_dir}/logging/file " in c.stderr, c.stderr
+    assert f"skipping Perl plugin {perl_dir}/rcpt_ok " in log.read_text()
+
+
 def test_perl_plugin_without_a_python_one_names_the_perl_file(config, perl_dir):
     srv = config(["rcpt_ok"], files={"plugin_dirs": [perl_dir]})
     srv.write("plugins", "rcpt_ok\nmilter\n")
