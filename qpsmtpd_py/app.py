@@ -76,6 +76,7 @@ class Qpsmtpd:
         if self.bare_newlines not in ("reject", "normalize", "normalise"):
             raise ConfigError(f"bare_newlines: '{self.bare_newlines}' must be reject or normalize")
         self.data_line_limit = self.config.get_int("data_line_limit", 0)
+        self.max_recipients = self.config.get_int("max_recipients", 1000)   # Postfix's default
 
     def keepalive(self):
         """This process is making progress: called by the channel at every read and

@@ -397,6 +397,10 @@ class SMTPSession:
         if parsed is None:
             return
         rcpt, params = parsed
+        limit = self.app.max_recipients
+        if limit and len(self.transaction.recipients) >= limit:
+            self.log(C.LOGNOTICE, f"recipient {rcpt} refused: over max_recipients ({limit})")
+            return self.respond(452, "Too many recipients", enhanced="4.5.3")
         code, msgs, _ = self.run_hooks("rcpt", rcpt, params)
         if code == C.OK:
             self.transaction.add_recipient(rcpt)

@@ -120,3 +120,23 @@ def test_twenty_megabytes_stream_through(srv):
     assert len(body) == count * (len(line) - 1)
     assert body[:78] == line[:-2] + b"\n" + line[:1]
     assert os.path.getsize(os.path.join(s.maildir, "new", os.listdir(os.path.join(s.maildir, "new"))[0])) > 20_000_000
+
+
+@pytest.mark.parametrize("files, accepted", [({"max_recipients": "3"}, 3), ({}, 1000)])
+def test_recipient_limit(make_config, files, accepted):
+    """Past max_recipients (default 1000, as Postfix) each RCPT gets 452 4.5.3 and
+    the message goes to the recipients accepted (issue 16 point 4)."""
+    srv = make_config(files={"rcpthosts": "example.test", **files})
+    with srv.session() as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
+        batch = b"".join(b"RCPT TO:<u%d@example.test>\r\n" % i for i in range(accepted + 2))
+        c.send(batch)                                   # pipelined, as a mass mailer does
+        codes = [c.read_reply() for _ in range(accepted + 2)]
+        assert [code for code, _ in codes] == [250] * accepted + [452, 452]
+        assert codes[-1][1] == ["4.5.3 Too many recipients"]
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: many\r\n\r\nbody\r\n.\r\n")
+        assert c.read_reply()[0] == 250
+    (msg,) = srv.messages()
+    assert msg.count(b"Delivered-To: ") == accepted
