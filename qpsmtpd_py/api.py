@@ -14,7 +14,8 @@ from .constants import (  # noqa: F401  return codes, log levels and their helpe
 from .address import Address, valid_address_literal  # noqa: F401
 from .config import ConfigError, ConfigLine  # noqa: F401
 from .plugin import Plugin, isa_plugin, parse_pairs  # noqa: F401
-from .dns import DNSFailure, reverse_ip  # noqa: F401  self.resolver's failure and list-zone names
+from .dns import DNSFailure, DNSTimeout, reverse_ip  # noqa: F401  self.resolver's failures, list-zone names
+from . import dnslist  # noqa: F401  DNS list helpers: list answers, TXT reply text, lookups collected once
 from .store import StoreError  # noqa: F401  self.store's "cannot be used" error
 from .arguments import (  # noqa: F401  declared config/plugins arguments (Plugin.arguments)
     REJECT, REJECT_TYPE, AnyKeyword, Arg, ArgumentError, Bool, Checked, Choice, Domains, Flag,

@@ -10,6 +10,7 @@ class Connection:
         self.remote_port = remote_port
         self.local_ip = local_ip
         self.local_port = local_port
+        self._remote_host_lookup = None       # the engine's PTR lookup in flight (a callable)
         self.remote_host = remote_host        # PTR name, or None
         self.remote_info = remote_info        # TCPREMOTEINFO@host style, or None
         self.relay_client = False
@@ -22,6 +23,26 @@ class Connection:
         self.notes = {}
         self.id = None
         self.dns = None                       # this session's DNS answers (dns.SessionResolver)
+
+    @property
+    def remote_host(self):
+        """The client's PTR name, or None. The engine starts that lookup before the
+        connect hooks; the first read waits for it (at most dns_timeout), so the
+        plugins' own connect-time lookups are in flight meanwhile."""
+        lookup = self._remote_host_lookup
+        if lookup is not None:
+            self._remote_host_lookup = None
+            self._remote_host = lookup()
+        return self._remote_host
+
+    @remote_host.setter
+    def remote_host(self, value):
+        self._remote_host_lookup = None
+        self._remote_host = value
+
+    def remote_host_from(self, lookup):
+        """remote_host will be lookup() (a name or None), called on first read."""
+        self._remote_host_lookup = lookup
 
     @property
     def remote_display(self):

@@ -35,6 +35,10 @@ class DNSFailure(Exception):
     """The answer is unknown (time-out, SERVFAIL, no server reachable)."""
 
 
+class DNSTimeout(DNSFailure):
+    """No answer in time (the server may be down or not answering)."""
+
+
 def parse_server(line):
     """'1.2.3.4', '1.2.3.4:5353', '[::1]:53', '::1' -> (ip, port)."""
     text = line.strip()
@@ -75,7 +79,7 @@ class Resolver:
         `timeout` (seconds, default dns_timeout) bounds the whole lookup."""
         lifetime = self.timeout if timeout is None else float(timeout)
         if lifetime <= 0:
-            raise DNSFailure(f"{name}/{rdtype}: time-out (no time left)")
+            raise DNSTimeout(f"{name}/{rdtype}: time-out (no time left)")
         try:
             answer = self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False,
                                             lifetime=lifetime)
@@ -84,7 +88,7 @@ class Resolver:
                 return []
             raise DNSFailure(f"{name}/{rdtype}: {exc}")
         except (dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
-            raise DNSFailure(f"{name}/{rdtype}: time-out ({exc})")
+            raise DNSTimeout(f"{name}/{rdtype}: time-out ({exc})")
         except dns.exception.DNSException as exc:
             raise DNSFailure(f"{name}/{rdtype}: {exc}")
         if answer.rrset is None:
@@ -165,14 +169,18 @@ class Pending:
         self._deadline = deadline
 
     @classmethod
-    def failed(cls, name, rdtype, reason):
+    def failed(cls, name, rdtype, reason, error=DNSFailure):
         future = concurrent.futures.Future()
-        future.set_exception(DNSFailure(f"{name}/{rdtype}: {reason}"))
+        future.set_exception(error(f"{name}/{rdtype}: {reason}"))
         return cls(future, name, rdtype, 0.0)
 
     def done(self):
         """True once the answer (or the failure) is known."""
         return self._future.done()
+
+    def add_done_callback(self, func):
+        """func(future) once the lookup has ended (at once if it has)."""
+        self._future.add_done_callback(func)
 
     def failed_lookup(self):
         """True when the lookup has ended, or is past its deadline, without an answer."""
@@ -189,7 +197,7 @@ class Pending:
         try:
             return list(self._future.result(wait))
         except concurrent.futures.TimeoutError:
-            raise DNSFailure(f"{self.name}/{self.rdtype}: time-out")
+            raise DNSTimeout(f"{self.name}/{self.rdtype}: time-out")
 
 
 def reverse_ip(ip):
@@ -208,11 +216,30 @@ class SessionResolver:
     """What a plugin's `self.resolver` is: the process's Resolver plus this
     session's answers. The same (name, type) asked twice in one session is looked
     up once (also while the first lookup is still in flight); answers and "no such
-    name" are kept for the session, failures are not (asking again retries)."""
+    name" are kept for the session, failures are not (asking again retries).
+
+    A DNS server that never answers costs a session one dns_timeout, not one per
+    lookup: once a lookup of the session has timed out while none has been
+    answered, later lookups fail at once (DNSTimeout) instead of waiting again."""
 
     def __init__(self, resolver):
         self.base = resolver
         self._answers = {}
+        self._lock = threading.Lock()        # then() callbacks submit from resolver threads
+        self.answered = False                # some lookup of this session got an answer
+        self.timed_out = False               # some lookup of this session timed out
+
+    @property
+    def silent(self):
+        """The server has not answered this session and a lookup timed out."""
+        return self.timed_out and not self.answered
+
+    def _outcome(self, future):
+        error = future.exception()
+        if error is None or not isinstance(error, DNSFailure):
+            self.answered = True
+        elif isinstance(error, DNSTimeout):
+            self.timed_out = True
 
     @property
     def timeout(self):
@@ -221,10 +248,39 @@ class SessionResolver:
     def submit(self, name, rdtype="A", timeout=None):
         """Start a lookup now, collect it later: `pending.result(timeout)`."""
         key = (str(name).lower().rstrip("."), rdtype.upper())
-        pending = self._answers.get(key)
-        if pending is None or pending.failed_lookup():
+        with self._lock:
+            pending = self._answers.get(key)
+            if pending is not None and not pending.failed_lookup():
+                return pending
+            if pending is not None and not pending.done():
+                self.timed_out = True        # past its deadline, still unanswered
+            if self.silent:
+                return Pending.failed(name, rdtype, "time-out (the DNS server has not answered "
+                                      "this session)", DNSTimeout)
             pending = self._answers[key] = self.base.submit(name, rdtype, timeout)
+        pending.add_done_callback(self._outcome)
         return pending
+
+    def submit_ptr(self, ip, timeout=None):
+        """Start the reverse lookup of `ip` (shared with ptr() and the engine's);
+        ValueError when `ip` is not an IP address."""
+        try:
+            name = dns.reversename.from_address(str(ip).strip("[]")).to_text()
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"not an IP address: {ip!r}") from exc
+        return self.submit(name, "PTR", timeout)
+
+    def then(self, pending, func):
+        """Call func(answers) as soon as `pending` has answered (not after a failure),
+        in a resolver thread: for a lookup that depends on another (PTR, then the A
+        records of each name) without waiting in a hook. func should only submit()."""
+        def done(_future):
+            try:
+                answers = pending.result(0)
+            except DNSFailure:
+                return
+            func(answers)
+        pending.add_done_callback(done)
 
     def query(self, name, rdtype="A", timeout=None):
         """Look up and wait: answers as text, [] for no such name / no data,
@@ -233,7 +289,7 @@ class SessionResolver:
 
     def ptr(self, ip, timeout=None):
         """Host names of `ip` (reverse lookup)."""
-        return self.query(dns.reversename.from_address(ip).to_text(), "PTR", timeout)
+        return self.submit_ptr(ip, timeout).result()
 
     def addresses(self, name, timeout=None):
         """A and AAAA records of `name` (both asked at once)."""
@@ -274,10 +330,18 @@ def session_resolver(app, connection=None):
     return view
 
 
-def reverse_name(app, ip):
-    """The first PTR name of `ip`, or None (also on failure)."""
+def reverse_name(app, ip, connection=None):
+    """The first PTR name of `ip`, or None (also on failure). With a connection:
+    the lookup starts now and a function returns that name, waiting for it."""
     try:
-        names = resolver_for(app).ptr(ip)
+        pending = session_resolver(app, connection).submit_ptr(ip)
     except (DNSFailure, ValueError):
-        return None
-    return names[0] if names else None
+        pending = None
+
+    def first_name():
+        try:
+            names = pending.result() if pending is not None else []
+        except DNSFailure:
+            return None
+        return names[0] if names else None
+    return first_name if connection is not None else first_name()

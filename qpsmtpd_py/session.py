@@ -197,9 +197,11 @@ class SMTPSession:
                 self.disconnect()
         self._lookup_remote_host()
         conn = self.connection
+        code, msgs, _ = self.run_hooks("connect")
+        # logged after the connect hooks: reading the name waits for the PTR answer,
+        # and the hooks' own DNS lookups should be in flight by then
         self.log(C.LOGINFO, f"connect from {conn.remote_display} [{conn.remote_ip}]:{conn.remote_port}"
                  f" to {conn.local_ip}:{conn.local_port}")
-        code, msgs, _ = self.run_hooks("connect")
         if self.answer("connect", code, msgs):
             self.disconnect()       # a refused connection ends here, whatever the code
         if code == C.DONE:
@@ -214,10 +216,12 @@ class SMTPSession:
         self.respond(220, greeting)
 
     def _lookup_remote_host(self):
-        """PTR name of the client (as qpsmtpd does), unless -H / app.rdns is off."""
+        """Start the PTR lookup of the client (as qpsmtpd does), unless -H / app.rdns
+        is off; connection.remote_host waits for it when first read. It goes through
+        the session's resolver, so fcrdns and helo share the answer."""
         conn = self.connection
         if conn.remote_host is None and getattr(self.app, "rdns", True) and conn.remote_ip:
-            conn.remote_host = reverse_name(self.app, conn.remote_ip)
+            conn.remote_host_from(reverse_name(self.app, conn.remote_ip, conn))
 
     def read_and_dispatch(self):
         try:
