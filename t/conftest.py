@@ -1,3 +1,4 @@
+import functools
 import os
 import sys
 
@@ -6,10 +7,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from fakeclock import FakeClock  # noqa: E402
-from harness import PLUGIN_DIRS, ConfigDir  # noqa: E402
+from harness import MAIL_PLUGINS, ConfigDir, mail_server_config  # noqa: E402
 from inproc import InProcessServer  # noqa: E402
-
-MAIL_PLUGINS = ("rcpt_ok", "queue/maildir {maildir}")
 
 
 @pytest.fixture
@@ -28,12 +27,7 @@ def mail_config(make_config):
     t/plugins before ours; `rcpthosts` is example.test. `files` add to or replace
     these files; `plugins=[...]` gives the whole plugin list instead of lines + final.
     Calling it again in one test rewrites the same directory."""
-    def make(*lines, plugins=None, files=None, final=MAIL_PLUGINS, **kw):
-        base = {"plugin_dirs": PLUGIN_DIRS, "rcpthosts": "example.test"}
-        base.update(files or {})
-        plugins = [*lines, *final] if plugins is None else list(plugins)
-        return make_config(plugins=plugins, files=base, **kw)
-    return make
+    return functools.partial(mail_server_config, make_config)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ ME = "mx.example.test"
 TEST_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")   # t/plugins
 REAL_PLUGINS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins")
 PLUGIN_DIRS = [TEST_PLUGINS, REAL_PLUGINS]     # config `plugin_dirs`: test plugins, then ours
+MAIL_PLUGINS = ("rcpt_ok", "queue/maildir {maildir}")
 
 
 def bin_path(name):
@@ -229,6 +230,18 @@ class Client:
         if self.proc is not None and self.proc.stderr and not self.proc.stderr.closed:
             self._stderr = self.proc.stderr.read().decode("utf-8", "replace")
             self.proc.stderr.close()
+
+
+def mail_server_config(make_config, *lines, plugins=None, files=None, final=MAIL_PLUGINS, **kw):
+    """The config of a server that takes mail for example.test (conftest's
+    mail_config fixture; test modules with their own factory call this): the plugin
+    lines, then `final` (rcpt_ok and a Maildir queue), or `plugins=[...]` as the
+    whole list; `plugin_dirs` finds t/plugins before ours; `rcpthosts` is
+    example.test. `files` add to or replace these files."""
+    base = {"plugin_dirs": PLUGIN_DIRS, "rcpthosts": "example.test"}
+    base.update(files or {})
+    plugins = [*lines, *final] if plugins is None else list(plugins)
+    return make_config(plugins=plugins, files=base, **kw)
 
 
 def wait_for_port(host, port, timeout=10):

@@ -8,9 +8,6 @@ import pytest
 
 from test_policy_lists import envelope, send_data
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 NO_MAILBOX = (550, "5.1.1 Sorry, no mailbox here by that name. (#5.1.1)")
 
 ALIASES = """# Holzer-style aliases
@@ -27,13 +24,10 @@ bad@example.test: not-an-address
 
 
 @pytest.fixture
-def server(make_config):
+def server(mail_config):
     def make(*lines, files=None):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        files.setdefault("rcpthosts", "example.test\nexample.org\nmail.example.test")
-        files.setdefault("loglevel", "6")
-        return make_config(plugins=[*lines, "rcpt_ok", "queue/maildir {maildir}"], files=files)
+        return mail_config(*lines, files={"rcpthosts": "example.test\nexample.org\nmail.example.test",
+                                          "loglevel": "6", **(files or {})})
     return make
 
 

@@ -7,19 +7,15 @@ import subprocess
 
 import pytest
 
-from harness import QPSMTPD, Client, ConfigDir
+from harness import PLUGIN_DIRS, QPSMTPD, Client, ConfigDir
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 
 
 @pytest.fixture
 def config(make_config):
+    """Like mail_config, but with no rcpthosts: rcpt_ok then takes mail for `me`."""
     def make(plugins=("rcpt_ok", "queue/maildir {maildir}"), files=None):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        return make_config(plugins=plugins, files=files)
+        return make_config(plugins=plugins, files={"plugin_dirs": PLUGIN_DIRS, **(files or {})})
     return make
 
 
@@ -185,7 +181,7 @@ def test_plugin_with_syntax_error(config, tmp_path):
     broken = tmp_path / "broken_plugins"
     broken.mkdir()
     (broken / "t_broken.py").write_text("def oops(:\n    pass\n")
-    srv = config(files={"plugin_dirs": [str(broken), TEST_PLUGINS, REAL_PLUGINS]})
+    srv = config(files={"plugin_dirs": [str(broken), *PLUGIN_DIRS]})
     srv.write("plugins", "t_broken\n")
     err = start_fails(srv)
     assert f"{srv.dir}/plugins:1" in err and "t_broken" in err, err
@@ -217,7 +213,7 @@ def test_second_instance_and_plugin_dirs_order(config, tmp_path):
         "class Shadow(Plugin):\n    def hook_rcpt(self, txn, rcpt, params):\n"
         "        return DENY, 'shadowed rcpt_ok'\n")
     srv = config(plugins=["t_return rcpt DECLINED", "t_return:2 rcpt DECLINED", "rcpt_ok"],
-                 files={"plugin_dirs": [str(mine), TEST_PLUGINS, REAL_PLUGINS]})
+                 files={"plugin_dirs": [str(mine), *PLUGIN_DIRS]})
     with srv.session() as c:
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")

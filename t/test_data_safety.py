@@ -2,14 +2,10 @@
 limits, dot-unstuffing, and messages without a header block; all against a real
 `qpsmtpd` process delivering into a Maildir."""
 
-import os
 import re
 import time
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 
 SMUGGLED = (b"MAIL FROM:<evil@b.test>\r\n"
             b"RCPT TO:<victim@example.test>\r\n"
@@ -30,15 +26,11 @@ VECTORS = {
 
 
 @pytest.fixture
-def srv(make_config, tmp_path):
+def srv(mail_config, tmp_path):
     marks = tmp_path / "marks"
 
     def make(files=None):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        files.setdefault("rcpthosts", "example.test")
-        s = make_config(plugins=[f"t_marker {marks} mail rcpt data", "rcpt_ok",
-                                 "queue/maildir {maildir}"], files=files)
+        s = mail_config(f"t_marker {marks} mail rcpt data", files=files)
         s.marks = marks
         return s
     return make

@@ -1,11 +1,9 @@
 """helo / check_spamhelo: the checks that need no DNS, over real SMTP sessions."""
 
-import os
-
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
+from harness import mail_server_config
+
 CLIENT_IP = "192.0.2.10"
 
 BADHELO = """# spam robots
@@ -18,9 +16,7 @@ Yahoo.COM
 
 
 def server(make_config, line="helo", badhelo=BADHELO, extra=()):
-    return make_config(plugins=list(extra) + [line, "rcpt_ok", "queue/maildir {maildir}"],
-                       files={"rcpthosts": "example.test", "badhelo": badhelo,
-                              "plugin_dirs": PLUGIN_DIRS, "loglevel": "6"})
+    return mail_server_config(make_config, *extra, line, files={"badhelo": badhelo, "loglevel": "6"})
 
 
 def helo(srv, name, verb="HELO", env=None):

@@ -1,12 +1,8 @@
 """mailinglist_simple: list headers, signatures, PROTECTED lists and delivery to the
 members through queue/maildir."""
 
-import os
-
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
 
 LISTS = """# list        access     members        signature
 staff@example.test  PROTECTED  staff.members  staff.sig  owner=owner@example.test
@@ -18,10 +14,9 @@ gone@example.test   PUBLIC     missing.members
 
 
 @pytest.fixture
-def srv(make_config):
-    srv = make_config(plugins=["mailinglist_simple", "rcpt_ok", "queue/maildir {maildir}"],
-                      files={"rcpthosts": "example.test", "plugin_dirs": PLUGIN_DIRS,
-                             "loglevel": "6", "mailinglist_simple": LISTS,
+def srv(mail_config):
+    srv = mail_config("mailinglist_simple",
+                      files={"loglevel": "6", "mailinglist_simple": LISTS,
                              "staff.members": "alice@example.test\nCarol@Example.test  # the boss\n",
                              "staff.sig": "-- \nstaff list: mail staff-request@example.test\n"})
     return srv

@@ -1,11 +1,9 @@
 """majordomo: restrict_post from real Majordomo list files."""
 
-import os
-
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
+from harness import mail_server_config
+
 REFUSED = "5.7.1 Sorry, only members may post to {} (#5.7.1)"
 
 
@@ -30,9 +28,8 @@ def lists(tmp_path):
 
 
 def server(make_config, args, extra=()):
-    return make_config(plugins=list(extra) + [f"majordomo {args}", "rcpt_ok", "queue/maildir {maildir}"],
-                       files={"rcpthosts": "example.test\nlists.example.test",
-                              "plugin_dirs": PLUGIN_DIRS, "loglevel": "6"})
+    return mail_server_config(make_config, *extra, f"majordomo {args}",
+                              files={"rcpthosts": "example.test\nlists.example.test", "loglevel": "6"})
 
 
 def post(srv, sender, rcpt, body=None):

@@ -1,15 +1,12 @@
 """rcpt_ldap against the real slapd of t/services (entries added per test run)."""
 
-import os
 import uuid
 
 import ldap3
 import pytest
 
-from harness import free_port, service_env
+from harness import free_port, mail_server_config, service_env
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
 NOT_FOUND = "5.1.1 Sorry, no mailbox here by that name. (#5.1.1)"
 
 
@@ -33,10 +30,10 @@ def directory():
 
 def server(make_config, directory, args="", ldap_file=None, final="rcpt_ok", extra=()):
     uri, ou, *_ = directory
-    files = {"rcpthosts": "example.test\nother.test", "plugin_dirs": PLUGIN_DIRS, "loglevel": "6",
+    files = {"rcpthosts": "example.test\nother.test", "loglevel": "6",
              "ldap": ldap_file if ldap_file is not None else f"ldap_uri {uri}\nldap_base {ou}\nldap_timeout 2"}
-    plugins = list(extra) + [f"rcpt_ldap {args}".strip()] + ([final] if final else [])
-    return make_config(plugins=plugins + ["queue/maildir {maildir}"], files=files)
+    return mail_server_config(make_config, *extra, f"rcpt_ldap {args}".strip(), files=files,
+                              final=[*([final] if final else []), "queue/maildir {maildir}"])
 
 
 def rcpts(srv, *addresses, env=None):

@@ -2,14 +2,13 @@
 delivered through queue/maildir to the real user."""
 
 import datetime
-import os
 
 import pytest
 
 from qpsmtpd_py.store import Store
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
+from harness import PLUGIN_DIRS, mail_server_config
+
 EXPIRED = (550, "5.1.1 Sorry, that address has expired. (#5.1.1)")
 
 
@@ -19,9 +18,9 @@ def srv(make_config, tmp_path):
 
 
 def server(make_config, tmp_path, args=""):
-    return make_config(plugins=[f"spam_gourmet {args}".strip(), "rcpt_ok", "queue/maildir {maildir}"],
-                       files={"rcpthosts": "example.test\nother.test", "plugin_dirs": PLUGIN_DIRS,
-                              "store_dir": str(tmp_path / "store"), "loglevel": "6"})
+    return mail_server_config(make_config, f"spam_gourmet {args}".strip(),
+                              files={"rcpthosts": "example.test\nother.test",
+                                     "store_dir": str(tmp_path / "store"), "loglevel": "6"})
 
 
 def send(srv, rcpt, body="Subject: hi\n\nbody"):
@@ -122,9 +121,8 @@ def test_an_unusable_store_stops_start_up(make_config, tmp_path):
 
 
 def test_foreign_addresses_are_never_rewritten(make_config, tmp_path):
-    srv = make_config(plugins=["relay", "spam_gourmet", "rcpt_ok", "queue/maildir {maildir}"],
-                      files={"rcpthosts": "example.test", "plugin_dirs": PLUGIN_DIRS,
-                             "store_dir": str(tmp_path / "store")})
+    srv = mail_server_config(make_config, "relay", "spam_gourmet",
+                             files={"store_dir": str(tmp_path / "store")})
     with srv.session(env={"RELAYCLIENT": ""}) as c:
         code, text = c.send_message("me@example.test", ["john.smith.2@elsewhere.test"], "Subject: x\n\ny")
         assert code == 250, text

@@ -1,12 +1,10 @@
 """whitelist / whitelist_soft: whitelisted clients pass a policy plugin (t_policy)
 that refuses everyone else; whitelisting never grants relaying."""
 
-import os
-
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
+from harness import PLUGIN_DIRS, mail_server_config
+
 
 STRANGER = {"TCPREMOTEIP": "192.0.2.99"}
 HOSTS = """# whitelisted clients
@@ -20,12 +18,11 @@ not-an-ip
 
 
 def server(make_config, plugins, **files):
-    base = {"rcpthosts": "example.test", "plugin_dirs": PLUGIN_DIRS, "loglevel": "6",
-            "whitelisthosts": HOSTS, "whitelisthelo": "Trusted.Example.org",
+    base = {"loglevel": "6", "whitelisthosts": HOSTS, "whitelisthelo": "Trusted.Example.org",
             "whitelistsenders": "boss@partner.test\n@friends.test\nfamily.test",
             "whitelistrcpt": "postmaster@example.test\nabuse@EXAMPLE.test"}
     base.update(files)
-    return make_config(plugins=list(plugins) + ["rcpt_ok", "queue/maildir {maildir}"], files=base)
+    return mail_server_config(make_config, *plugins, files=base)
 
 
 def mail_and_rcpt(srv, ip="192.0.2.99", sender="x@stranger.test", rcpt="u@example.test",
