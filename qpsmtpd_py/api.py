@@ -35,7 +35,12 @@ from .filecache import FileCache, file_signature  # noqa: F401  parsed files, re
 from .logsink import line_text, session_id  # noqa: F401  logging/* plugins
 from .smtpclient import SMTPClient, SMTPError, xtext  # noqa: F401  queue/smtp-forward
 from .passwords import validate_password  # noqa: F401  auth plugins
-from .store import check_store, open_store  # noqa: F401  the LMDB store (see also self.store)
+from .store import check_store, open_store, redis_store  # noqa: F401  the shared store (see also self.store)
+from .store_redis import StoreUnavailable  # noqa: F401  a Redis store that cannot be reached now
+from . import greylist  # noqa: F401  greylisting's triplets (the plugin and qpsmtpd-store)
+from . import karma as karma_records  # noqa: F401  karma's per-IP records (the plugin and karma_tool)
+from . import tokenbucket  # noqa: F401  token buckets in the store (berkeley_* plugins and tool)
+from .arguments import parse_arguments  # noqa: F401  a settings file in a plugin's argument syntax
 from .scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners
 from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugin.start_tls)
 from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401

@@ -84,6 +84,13 @@ def _live(raw, now_ms):
     return raw[_HLEN:]
 
 
+def _with_ttl(result, ttl):
+    """An update function's result -> (value, ttl): it may return (value, ttl)."""
+    if isinstance(result, tuple):
+        return result[0], result[1]
+    return result, ttl
+
+
 def _user():
     uid = os.geteuid()
     try:
@@ -101,6 +108,8 @@ class Store:
     `clock` (qpsmtpd_py.clock) decides when entries expire; tests pass a fake one.
     """
 
+    backend = "lmdb"
+
     def __init__(self, path, map_size=DEFAULT_MAP_SIZE, max_size=DEFAULT_MAX_SIZE,
                  sync=True, clock=SYSTEM_CLOCK):
         self.path = os.path.abspath(path)
@@ -112,6 +121,7 @@ class Store:
         self._dbs = {}
         self._generation = None
         self._next_check = 0.0
+        self._reclaiming = False
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -227,7 +237,8 @@ class Store:
     # -- transactions with map growth ---------------------------------------------------------
     def _write_txn(self, func):
         """Run func() with map growth: on MapFullError double the map and retry;
-        on MapResizedError (another process grew it) adopt the new size."""
+        on MapResizedError (another process grew it) adopt the new size. Other
+        LMDB failures (disk errors ...) become StoreError."""
         while True:
             try:
                 return func()
@@ -235,6 +246,10 @@ class Store:
                 self._grow()
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
+            except lmdb.NotFoundError:
+                raise                            # a table that does not exist: see _db
+            except lmdb.Error as exc:
+                raise StoreError(f"store_dir {self.path}: {type(exc).__name__}: {exc}") from None
 
     def write(self, name, func, create=True, default=None):
         """func(txn) inside one write transaction on table `name` (created if
@@ -258,10 +273,21 @@ class Store:
                     return func(txn)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise StoreError(f"store_dir {self.path}: {type(exc).__name__}: {exc}") from None
 
     def _grow(self):
         env = self._env
         size = env.info()["map_size"]
+        if size >= self.max_size and not self._reclaiming:
+            # at the limit: expired entries are the room to use before giving up
+            self._reclaiming = True
+            try:
+                freed = self.expire()
+            finally:
+                self._reclaiming = False
+            if freed:
+                return
         if size >= self.max_size:
             raise StoreError(
                 f"store_dir {self.path}: the store is full ({size >> 10} KB, the limit set "
@@ -337,7 +363,8 @@ class Table:
 
     def update(self, key, func, ttl=None):
         """Atomic read-modify-write: new = func(old bytes or None); a None result
-        deletes the key. The new value keeps the old expiry unless ttl is given.
+        deletes the key. The new value keeps the old expiry unless ttl is given;
+        func may also return (new, ttl) to choose the expiry from what it read.
         func may be called again if the transaction is retried: keep it pure.
         Returns the new value."""
         key = self._key(key)
@@ -346,13 +373,13 @@ class Table:
         def update(txn):
             raw = txn.get(key)
             old = _live(raw, int(now * 1000)) if raw is not None else None
-            new = func(old)
+            new, new_ttl = _with_ttl(func(old), ttl)
             if new is None:
                 if raw is not None:
                     txn.delete(key)
                 return None
             new = _bytes(new)
-            header = raw[:_HLEN] if (old is not None and ttl is None) else _expiry(ttl, now)
+            header = raw[:_HLEN] if (old is not None and new_ttl is None) else _expiry(new_ttl, now)
             txn.put(key, header + new)
             return new
         return self.store.write(self.name, update)
@@ -449,22 +476,83 @@ def store_settings(app):
     return str(path), map_size, max_size, sync
 
 
+def redis_settings(config):
+    """(address, prefix, timeout, default ttl) from the config files store_redis,
+    store_redis_prefix, store_redis_timeout, store_redis_ttl."""
+    from . import store_redis as R
+    address = str(config.get("store_redis") or "127.0.0.1:6379")
+    prefix = str(config.get("store_redis_prefix") or R.DEFAULT_PREFIX)
+    try:
+        timeout = float(config.get("store_redis_timeout") or R.DEFAULT_TIMEOUT)
+        ttl = float(config.get("store_redis_ttl") or R.DEFAULT_TTL)
+    except ValueError:
+        raise ConfigError("store_redis_timeout and store_redis_ttl are seconds")
+    return address, prefix, timeout, ttl
+
+
+def make_store(config, clock=SYSTEM_CLOCK, log=None):
+    """A new Store of the backend the config chooses: `store_backend` lmdb (default,
+    store_dir ...) or redis (store_redis ...). Both give the same tables."""
+    backend = str(config.get("store_backend") or "lmdb").strip().lower()
+    if backend == "redis":
+        from .store_redis import RedisStore
+        address, prefix, timeout, ttl = redis_settings(config)
+        return RedisStore(address, prefix, timeout, ttl, clock=clock, log=log)
+    if backend != "lmdb":
+        raise ConfigError(f"store_backend: '{backend}' is not lmdb or redis")
+
+    class _App:
+        pass
+    app = _App()
+    app.config = config
+    path, map_size, max_size, sync = store_settings(app)
+    return Store(path, map_size, max_size, sync, clock)
+
+
+def redis_store(app, address):
+    """A Redis store at `address` for one plugin (greylisting's `redis` argument),
+    whatever the server's store_backend; shared per process and address."""
+    from .store_redis import RedisStore
+    key = ("redis", str(address))
+    store = _STORES.get(key)
+    if store is None:
+        _, prefix, timeout, ttl = redis_settings(app.config)
+        store = _STORES[key] = RedisStore(address, prefix, timeout, ttl,
+                                          clock=getattr(app, "clock", SYSTEM_CLOCK),
+                                          log=_store_logger(app))
+    return store
+
+
+def _store_logger(app):
+    from .constants import LOGNOTICE
+    return lambda text: app.log(LOGNOTICE, f"store: {text}")
+
+
 def open_store(app):
-    """The Store of this server (config store_dir), shared by every plugin of the
-    process. Cheap: call it in each hook rather than keeping the result around."""
+    """The Store of this server (config store_backend: LMDB in store_dir, or Redis),
+    shared by every plugin of the process. Cheap: call it in each hook rather than
+    keeping the result around."""
     store = getattr(app, "_store", None)
     if store is None:
-        path, map_size, max_size, sync = store_settings(app)
-        key = os.path.realpath(path)
-        store = _STORES.get(key)
-        if store is None:
-            store = _STORES[key] = Store(path, map_size, max_size, sync,
-                                         getattr(app, "clock", SYSTEM_CLOCK))
+        config = app.config
+        clock = getattr(app, "clock", SYSTEM_CLOCK)
+        if str(config.get("store_backend") or "lmdb").strip().lower() == "redis":
+            key = ("redis",) + redis_settings(config)
+            store = _STORES.get(key)
+            if store is None:
+                store = _STORES[key] = make_store(config, clock, _store_logger(app))
+        else:
+            path, map_size, max_size, sync = store_settings(app)
+            key = os.path.realpath(path)
+            store = _STORES.get(key)
+            if store is None:
+                store = _STORES[key] = Store(path, map_size, max_size, sync, clock)
         app._store = store
     return store
 
 
 def check_store(app):
     """For a plugin's register(): stop start-up with a clear message when the
-    store directory is unusable, instead of failing in every session."""
+    store is unusable (LMDB: the directory; Redis: the settings and the Python
+    package; a Redis server that is down only disables the plugins' use of it)."""
     open_store(app)._check_dir()

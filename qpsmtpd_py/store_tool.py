@@ -1,13 +1,15 @@
-"""`qpsmtpd-store`: look at and edit the shared LMDB store from the shell
-(greylisting entries, karma, counters), safely while the server runs."""
+"""`qpsmtpd-store`: look at and edit the shared store (LMDB, or Redis with
+store_backend redis) from the shell (greylisting triplets, karma, counters),
+safely while the server runs."""
 
 import argparse
 import os
 import sys
 import time
 
+from . import greylist
 from .config import Config, ConfigError
-from .store import DEFAULT_DIR, Store, StoreError, store_settings
+from .store import DEFAULT_DIR, Store, StoreError, make_store
 
 EPILOG = """\
 The store directory is --dir, else the store_dir config file of --config DIR
@@ -20,6 +22,9 @@ examples:
   qpsmtpd-store --dir /var/lib/qpsmtpd/store list karma --prefix 192.0.2.
   qpsmtpd-store --dir /var/lib/qpsmtpd/store set greylist 192.0.2.1 1 --ttl 3600
   qpsmtpd-store --config /etc/qpsmtpd expire          # from cron, hourly
+  qpsmtpd-store --config /etc/qpsmtpd greylist list
+  qpsmtpd-store --config /etc/qpsmtpd greylist whitelist 192.0.2.1 --sender a@b.example
+  qpsmtpd-store --redis 10.0.0.5:6379 greylist delete 192.0.2.1
 """ % DEFAULT_DIR
 
 
@@ -44,7 +49,10 @@ def parse_args(argv):
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--dir", metavar="DIR", help="the store directory")
     where.add_argument("--config", metavar="DIR",
-                       help="a qpsmtpd config directory; its store_dir file names the store")
+                       help="a qpsmtpd config directory; its store_dir file names the store "
+                            "(or store_backend redis and store_redis, a Redis server)")
+    where.add_argument("--redis", metavar="HOST[:PORT][/DB]",
+                       help="the store on this Redis server (store_redis_prefix qpsmtpd:)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("list-tables", help="print each table with its number of live entries")
     p = sub.add_parser("list", help="print KEY<TAB>VALUE<TAB>EXPIRES for the live entries of TABLE")
@@ -64,29 +72,41 @@ def parse_args(argv):
     p = sub.add_parser("expire", help="delete expired entries of TABLE, or of every "
                                       "table; prints how many")
     p.add_argument("table", nargs="?")
+    p = sub.add_parser("greylist", help="greylisting triplets: list, whitelist or delete")
+    grey = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    grey.add_parser("list", help="CLIENT[:SENDER][:RCPT] STATE SEEN DEFERRED DELIVERIES EXPIRES")
+    for action, text in (("whitelist", "make a triplet white (delivered at once from now on)"),
+                         ("delete", "forget a triplet (exit 1 if it was not there)")):
+        q = grey.add_parser(action, help=text)
+        q.add_argument("ip", help="the client IP (as the plugin's remote_ip 1 keys it)")
+        q.add_argument("--sender", help="the sender, when the plugin has sender 1 ('' for <>)")
+        q.add_argument("--rcpt", help="the recipient, when the plugin has recipient 1")
+        q.add_argument("--subnet", action="store_true", help="the plugin groups clients (subnet 1)")
+        q.add_argument("--no-ip", action="store_true", help="the plugin has remote_ip 0")
+        if action == "whitelist":
+            q.add_argument("--ttl", type=float, default=3110400.0, metavar="S",
+                           help="white for S seconds without deliveries (default 36 days)")
     return parser.parse_args(argv)
 
 
 def open_from_args(args):
     if args.dir:
         return Store(args.dir)
+    if args.redis:
+        from .store_redis import RedisStore
+        return RedisStore(args.redis)
     dirs = None
     if args.config:
         dirs = [args.config]
-    config = Config(dirs)
-
-    class App:
-        pass
-    app = App()
-    app.config = config
-    path, map_size, max_size, sync = store_settings(app)
-    return Store(path, map_size, max_size, sync)
+    return make_store(Config(dirs))
 
 
 def run(args, out):
     store = open_from_args(args)
     command = args.command
-    if command != "set" and not os.path.isdir(store.path):
+    if command == "greylist":
+        return run_greylist(store, args, out)
+    if getattr(store, "backend", "lmdb") == "lmdb" and command != "set" and not os.path.isdir(store.path):
         raise StoreError(f"store_dir {store.path} does not exist (nothing stored yet, "
                          "or a wrong --dir/--config)")
     if command == "list-tables":
@@ -119,6 +139,28 @@ def run(args, out):
         out.write(f"{count}\n")
         return 0
     raise AssertionError(command)
+
+
+def run_greylist(store, args, out):
+    table = store.table(greylist.TABLE)
+    if args.action == "list":
+        for key, value, expires in table.entries():
+            ts, _, black, white = greylist.parse_record(value)
+            state = "white" if white else "grey"
+            out.write(f"{greylist.show_key(show(key))}\t{state}\t{when(ts)}\t{black}\t{white}"
+                      f"\t{when(expires)}\n")
+        return 0
+    key = greylist.triplet_key(args.ip, args.sender, args.rcpt, use_ip=not args.no_ip,
+                               subnet=args.subnet)
+    if args.action == "whitelist":
+        now = time.time()
+        table.update(key, lambda old: greylist.format_record(
+            now, 1, greylist.parse_record(old)[2] if old else 0, max(1, greylist.parse_record(old)[3]
+                                                                      if old else 1)),
+                     ttl=args.ttl)
+        out.write(f"{greylist.show_key(key)}\twhite\n")
+        return 0
+    return 0 if table.delete(key) else 1
 
 
 def main(argv=None):

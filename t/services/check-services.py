@@ -43,6 +43,7 @@ MODULES = {'dns.nameserver': 'dnspython>=2.4', 'spf': 'pyspf', 'dkim': 'dkimpy',
            'cryptography': 'cryptography', 'daemon': 'python-daemon', 'setproctitle': 'setproctitle',
            'maxminddb': 'maxminddb', 'geoip2': 'geoip2', 'miltertest': 'miltertest',
            'mmdb_writer': 'mmdb-writer', 'aiosmtplib': 'aiosmtplib', 'hypothesis': 'hypothesis',
+           'redis': 'redis',
            'pytest': 'pytest'}
 missing = []
 for module, pip_name in MODULES.items():
@@ -343,6 +344,23 @@ def _():
     with geoip2.database.Reader(E['QPT_GEOIP_DIR'] + '/GeoLite2-City.mmdb') as r:
         c = r.city('127.0.0.3')
         return f'{c.country.iso_code} {c.location.latitude},{c.location.longitude}'
+
+
+# ---------------------------------------------------------------- redis
+@check('redis: PING/PONG, an atomic INCR with a TTL, redis-server for private instances',
+       f'apt-get install redis-server (log: {STATE}/redis/redis.log)')
+def _():
+    with socket.create_connection((E['QPT_REDIS_HOST'], int(E['QPT_REDIS_PORT'])), timeout=5) as s:
+        s.sendall(b'PING\r\n')
+        assert s.recv(64) == b'+PONG\r\n'
+    import redis
+    r = redis.Redis(host=E['QPT_REDIS_HOST'], port=int(E['QPT_REDIS_PORT']), socket_timeout=5)
+    key = f'qpt-probe:{os.getpid()}'
+    assert r.incr(key) == 1 and r.pexpire(key, 5000) and 0 < r.pttl(key) <= 5000
+    r.delete(key)
+    out = subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout
+    assert 'Redis server v=' in out, out
+    return out.split()[2]
 
 
 # ---------------------------------------------------------------- programs the tests run

@@ -24,7 +24,7 @@ alive() {  # exists and is not a zombie (pid 1 here reaps late, so kill -0 is no
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   # reverse start order: postfix before the sink it relays to, etc.
-  for n in geoip postfix sink milter checkpw pam mysql imap ldap clamd spamd dns; do
+  for n in redis geoip postfix sink milter checkpw pam mysql imap ldap clamd spamd dns; do
     [ -e "$STATE/pids/$n.pid" ] && names+=("$n")
   done
   for f in "$STATE"/pids/*.pid; do   # anything else recorded there
