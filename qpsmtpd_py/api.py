@@ -42,6 +42,9 @@ from . import karma as karma_records  # noqa: F401  karma's per-IP records (the 
 from . import tokenbucket  # noqa: F401  token buckets in the store (berkeley_* plugins and tool)
 from .arguments import parse_arguments  # noqa: F401  a settings file in a plugin's argument syntax
 from .scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners
+from .scanprog import (  # noqa: F401  scanner programs, temp message files, failure policy
+    ProgramError, ProgramResult, ScanProgram, message_file, scan_arguments, scan_failed,
+)
 from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugin.start_tls)
 from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
 from .auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins

@@ -1,0 +1,141 @@
+"""Helpers shared by the content-scanner tests (spamassassin, clamdscan, clamav, the
+vendor scanners, milter): test messages, one SMTP transaction in-process, a silent
+scanner, and a proxy in front of the shared daemons that a test may kill mid-scan
+(the shared spamd/clamd in /tmp/qpt-state are never stopped)."""
+
+import base64
+import email.utils
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from inproc import message_wire
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STUBS = os.path.join(HERE, "stubs")
+EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+HEADER = ("From: Alice <a@b.test>\nTo: u@example.test\nSubject: test\n"
+          f"Date: {email.utils.formatdate()}\nMessage-Id: <20260101.4711.alice@b.test>\n")
+
+
+def message(body, header=HEADER):
+    return header + "\n" + body
+
+
+def attachment_message(payload, filename="eicar.com", text="see the attachment"):
+    """A multipart/mixed message with `payload` (str) as a base64 attachment."""
+    encoded = base64.encodebytes(payload.encode()).decode()
+    return message(
+        "This is a multi-part message in MIME format.\n"
+        "--XYZ\nContent-Type: text/plain; charset=us-ascii\n\n" + text + "\n"
+        f"--XYZ\nContent-Type: application/octet-stream; name=\"{filename}\"\n"
+        "Content-Transfer-Encoding: base64\n"
+        f"Content-Disposition: attachment; filename=\"{filename}\"\n\n"
+        + encoded + "--XYZ--\n",
+        HEADER + "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XYZ\"\n")
+
+
+def transaction(text, sender="a@b.test", recipients=("u@example.test",), helo="client.test"):
+    """The client script of one message: HELO, MAIL, RCPT..., DATA, the message, QUIT."""
+    return [f"HELO {helo}", f"MAIL FROM:<{sender}>",
+            *[f"RCPT TO:<{r}>" for r in recipients], "DATA", message_wire(text), "QUIT"]
+
+
+def data_reply(dialogue):
+    """(code, text) of the reply to the message (after the 354)."""
+    codes = dialogue.codes
+    index = codes.index(354) + 1
+    return dialogue.replies[index].code, dialogue.replies[index].text
+
+
+def header_of(captured):
+    """{lower-case name: [values]} of a t_capture message."""
+    from qpsmtpd_py.header import Header
+    fields = {}
+    for name, value in Header.parse(captured["header"]):
+        fields.setdefault(name.lower(), []).append(str(value))
+    return fields
+
+
+class SilentServer:
+    """A loopback TCP scanner that accepts, reads everything, and never answers."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.received = bytearray()
+        self.conns = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
+
+    def drain(self, conn):
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += data
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+class KillableProxy:
+    """tcpproxy.py in its own process in front of TARGET; kill_when(test) SIGKILLs
+    it as soon as one of its report lines passes test(line) ('client-eof', 'up N')."""
+
+    def __init__(self, target):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(STUBS, "tcpproxy.py"), target],
+                                     stdout=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline().split()
+        assert first[:1] == ["listening"], first
+        self.port = int(first[1])
+        self.address = f"127.0.0.1:{self.port}"
+        self.lines = []
+        self.killed_at = None
+
+    def kill_when(self, test):
+        def watch():
+            for line in self.proc.stdout:
+                self.lines.append(line.strip())
+                if test(line.strip()):
+                    self.kill()
+                    return
+        threading.Thread(target=watch, daemon=True).start()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.killed_at = time.monotonic()
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def close(self):
+        self.kill()
+        self.proc.stdout.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
