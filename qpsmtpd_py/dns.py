@@ -20,6 +20,7 @@ SessionResolver that keeps the session's answers (docs/plugin-api.md).
 """
 
 import concurrent.futures
+import concurrent.futures.thread  # noqa: F401  imported now: after --user it may be unreadable
 import ipaddress
 import os
 import threading
