@@ -29,12 +29,10 @@ def make_cdb(path, keys, native=False):
 
 
 @pytest.fixture
-def server(make_config):
+def server(mail_config):
     def make(line, files=None):
-        files = dict(files or {})
-        files.setdefault("rcpthosts", "example.test\ncatchall.test\nother.test\nunlisted.test")
-        files.setdefault("loglevel", "6")
-        return make_config(plugins=[line, "rcpt_ok", "queue/maildir {maildir}"], files=files)
+        return mail_config(line, files={"rcpthosts": "example.test\ncatchall.test\nother.test\nunlisted.test",
+                                        "loglevel": "6", **(files or {})})
     return make
 
 

@@ -2,19 +2,15 @@
 nsd on loopback (zones in t/services/start-services.sh) and a loopback UDP port
 that never answers."""
 
-import os
 import socket
 import time
 
 import pytest
 
-from harness import service_env
+from harness import REAL_PLUGINS, TEST_PLUGINS, service_env
 from qpsmtpd_py.config import Config
 from qpsmtpd_py.dns import DNSFailure, Resolver, SessionResolver, resolver_for, reverse_ip
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,19 @@ the AuthPlugin base (qpsmtpd_py/auth_plugin.py) that auth backends build on."""
 import base64
 import hashlib
 import hmac
-import os
 
 import pytest
 
 from qpsmtpd_py.passwords import _crypt
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 
 
 @pytest.fixture
-def config(make_config):
+def config(mail_config):
     def make(plugins, files=None):
-        files = {"plugin_dirs": [TEST_PLUGINS, REAL_PLUGINS], "rcpthosts": "example.test",
-                 "auth_allow_plaintext": "1", "auth_max_failures": "0", "loglevel": "6",
+        files = {"auth_allow_plaintext": "1", "auth_max_failures": "0", "loglevel": "6",
                  **(files or {})}
-        return make_config(plugins=plugins, files=files)
+        return mail_config(plugins=plugins, files=files)
     return make
 
 

@@ -10,10 +10,9 @@ from qpsmtpd_py import config as config_module
 from qpsmtpd_py.api import Plugin
 from qpsmtpd_py.app import Qpsmtpd
 from qpsmtpd_py.config import Config
+from harness import PLUGIN_DIRS
 from serverproc import Server
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_DIRS = [os.path.join(HERE, "plugins"), os.path.join(os.path.dirname(HERE), "plugins")]
 
 
 class Counting:

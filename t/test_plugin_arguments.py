@@ -10,23 +10,15 @@ import sys
 
 import pytest
 
-from harness import QPSMTPD
+from harness import QPSMTPD, REAL_PLUGINS, TEST_PLUGINS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 PERL_PLUGINS = "/usr/share/qpsmtpd/plugins"          # Debian's qpsmtpd package
 QPSMTPD_DOC = os.path.join(os.path.dirname(sys.executable), "qpsmtpd-doc")
 
 
 @pytest.fixture
-def config(make_config):
-    def make(plugins, files=None):
-        files = dict(files or {})
-        files.setdefault("plugin_dirs", [TEST_PLUGINS, REAL_PLUGINS])
-        files.setdefault("rcpthosts", "example.test")
-        return make_config(plugins=plugins, files=files)
-    return make
+def config(mail_config):
+    return lambda plugins, files=None: mail_config(plugins=plugins, files=files)
 
 
 def start_fails(srv):

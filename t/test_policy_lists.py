@@ -11,13 +11,10 @@ RCPTHOSTS = "example.test\nopen.test\nold.example.test"
 
 
 @pytest.fixture
-def policy(make_config):
+def policy(mail_config):
     """policy(plugin_line, files) -> ConfigDir with the plugin before rcpt_ok."""
     def make(*lines, files=None):
-        files = dict(files or {})
-        files.setdefault("rcpthosts", RCPTHOSTS)
-        files.setdefault("loglevel", "6")
-        return make_config(plugins=[*lines, "rcpt_ok", "queue/maildir {maildir}"], files=files)
+        return mail_config(*lines, files={"rcpthosts": RCPTHOSTS, "loglevel": "6", **(files or {})})
     return make
 
 

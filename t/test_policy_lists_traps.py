@@ -8,12 +8,10 @@ from test_policy_lists import envelope, send_data
 
 
 @pytest.fixture
-def policy(make_config):
+def policy(mail_config):
     def make(*lines, files=None):
-        files = dict(files or {})
-        files.setdefault("rcpthosts", "example.test\nxn--bcher-kva.example")
-        files.setdefault("loglevel", "6")
-        return make_config(plugins=[*lines, "rcpt_ok", "queue/maildir {maildir}"], files=files)
+        return mail_config(*lines, files={"rcpthosts": "example.test\nxn--bcher-kva.example",
+                                          "loglevel": "6", **(files or {})})
     return make
 
 

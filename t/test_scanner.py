@@ -3,7 +3,6 @@ clamd and spamd, stalled loopback servers, and the body API that keeps
 transaction.data_size right (qpsmtpd_py/transaction.py)."""
 
 import io
-import os
 import socket
 import struct
 import threading
@@ -11,15 +10,12 @@ import time
 
 import pytest
 
-from harness import service_env
+from harness import REAL_PLUGINS, TEST_PLUGINS, service_env
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
 from qpsmtpd_py.header import Header
 from qpsmtpd_py.scanner import Scanner, ScannerError, parse_address
 from qpsmtpd_py.transaction import Transaction
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 

@@ -5,13 +5,7 @@ gone, must not be caught by the plugin guard: no FATAL PLUGIN ERROR, no stray
 `450 Internal error`, and the connection really closes after the disconnect hooks.
 """
 
-import os
-
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_PLUGINS = os.path.join(HERE, "plugins")
-REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
 
 
 @pytest.mark.parametrize("hook, before", [
@@ -20,12 +14,9 @@ REAL_PLUGINS = os.path.join(os.path.dirname(HERE), "plugins")
     ("helo", None),
     ("data_post", "message"),
 ])
-def test_respond_and_disconnect_from_plugin(make_config, tmp_path, hook, before):
+def test_respond_and_disconnect_from_plugin(mail_config, tmp_path, hook, before):
     marks = tmp_path / "marks"
-    cfg = make_config(plugins=[f"t_hangup {marks} {hook} 421 4.7.0 go away", "rcpt_ok",
-                               "queue/maildir {maildir}"],
-                      files={"plugin_dirs": [TEST_PLUGINS, REAL_PLUGINS],
-                             "rcpthosts": "example.test", "loglevel": "6"})
+    cfg = mail_config(f"t_hangup {marks} {hook} 421 4.7.0 go away", files={"loglevel": "6"})
     with cfg.session() as c:
         if before is None:
             code, lines = c.cmd("HELO client.example.test")
