@@ -187,16 +187,45 @@ class Plugin:
             return True
         return False
 
-    def is_naughty(self):
+    def is_naughty(self, setit=None):
+        """qpsmtpd's is_naughty. Without an argument: the connection note `naughty`
+        (the deferred refusal text, false when there is none). With one: set the
+        notes `naughty` and `rejected` to it; True when that marks the connection
+        (later plugins may then skip their work)."""
         conn = self.connection
-        return bool(conn and conn.notes.get("naughty"))
+        if setit is None:
+            return conn.notes.get("naughty") if conn is not None else None
+        if conn is None:
+            return False
+        conn.notes["naughty"] = setit
+        conn.notes["rejected"] = setit
+        if setit:
+            self.log(C.LOGINFO, "skip, naughty")
+            return True
+        return False
 
     def adjust_karma(self, value):
+        """Add `value` to the connection note `karma` (an integer: this connection's
+        score; the karma plugin records it per IP at disconnect). Returns value."""
         conn = self.connection
         if conn is not None:
-            conn.notes["karma"] = conn.notes.get("karma", 0) + value
-            history = conn.notes.setdefault("karma_history", [])
-            history.append(value)
+            karma = (conn.notes.get("karma") or 0) + value
+            conn.notes["karma"] = karma
+            self.log(C.LOGINFO, f"karma {value} ({karma})")
+        return value
+
+    def store_deferred_reject(self, message):
+        """`reject naughty`: note the refusal for the naughty plugin. The connection
+        note `naughty` gets the first text; later ones are appended after CRLF.
+        `naughty_reject_type` keeps the first plugin's reject_type."""
+        conn = self.connection
+        if conn is None:
+            return C.DECLINED
+        previous = conn.notes.get("naughty")
+        conn.notes["naughty"] = f"{previous}\r\n{message}" if previous else message
+        if not conn.notes.get("naughty_reject_type"):
+            conn.notes["naughty_reject_type"] = self.args.get("reject_type")
+        return C.DECLINED
 
     def store_auth_results(self, result):
         """Add `method=result` text to this message's Authentication-Results."""
@@ -224,11 +253,7 @@ class Plugin:
             return C.DECLINED
         if reject == "naughty":
             self.log(C.LOGINFO, f"fail, NAUGHTY{detail}")
-            conn = self.connection
-            if conn is not None and not conn.notes.get("naughty"):
-                conn.notes["naughty"] = message
-                conn.notes["naughty_reject_type"] = self.args.get("reject_type")
-            return C.DECLINED
+            return self.store_deferred_reject(f"({self.plugin_name}) {message}")
         self.log(C.LOGINFO, f"fail{detail}")
         return self.get_reject_type(), message
 

@@ -97,7 +97,7 @@ def test_reject_0_only_logs(session_server):
 def test_reject_naughty_stores_the_refusal_at_connect_and_postmaster_clears_it(session_server):
     d = talk(session_server, line="dnsbl reject naughty", rcpts=("u@example.test",))
     assert d.codes[3] == 250
-    assert d.connection.notes["naughty"] == LISTED_TXT
+    assert d.connection.notes["naughty"] == f"(dnsbl) {LISTED_TXT}"   # qpsmtpd's shape
     d = talk(session_server, line="dnsbl reject naughty", rcpts=("postmaster@example.test",))
     assert "naughty" not in d.connection.notes
 
