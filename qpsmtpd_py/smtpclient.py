@@ -61,8 +61,18 @@ class SMTPClient:
 
     @classmethod
     def connect(cls, host, port=25, timeout=60, source=None):
-        """Connect and read the greeting (kept in .greeting); OSError on failure."""
-        sock = socket.create_connection((host, port), timeout=timeout, source_address=source)
+        """Connect and read the greeting (kept in .greeting); OSError on failure.
+        A host starting with "/" is a unix socket (LMTP servers often listen on one)."""
+        if host.startswith("/"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(host)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((host, port), timeout=timeout, source_address=source)
         client = cls(sock, host)
         try:
             client.greeting = client.read_reply()
@@ -102,15 +112,18 @@ class SMTPClient:
             raise SMTPError(f"{what} refused: {reply}", reply)
         return reply
 
-    def hello(self, name):
-        """EHLO (falling back to HELO); fills .esmtp with the offered extensions."""
-        reply = self.command(f"EHLO {name}")
+    def hello(self, name, verb="EHLO"):
+        """EHLO (falling back to HELO), or LHLO for LMTP (no fall-back); fills .esmtp
+        with the offered extensions."""
+        reply = self.command(f"{verb} {name}")
         self.esmtp = {}
         if reply.kind == 2:
             for line in reply.lines[1:]:
                 keyword, _, param = line.strip().partition(" ")
                 self.esmtp[keyword.upper()] = param
             return reply
+        if verb != "EHLO":
+            return self.expect(reply, 2, verb)
         return self.expect(self.command(f"HELO {name}"), 2, "HELO")
 
     def send_data(self, chunks):

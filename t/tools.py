@@ -172,6 +172,7 @@ TOOLS = {
     "smtp-sink": ("apt-get install postfix", _smtp_sink),
     "postfix": ("apt-get install postfix", _prints([sbin("postconf"), "-d", "mail_version"], "mail_version")),
     "exim": ("bash t/services/start-services.sh STATE exim (unpacks exim4-daemon-light)", _exim),
+    "haproxy": ("apt-get install haproxy", _prints([sbin("haproxy"), "-v"], "HAProxy version")),
 }
 
 _PROBED = {}

@@ -220,6 +220,28 @@ def _():
     return f'INBOX has {n.decode()} message(s)'
 
 
+# ---------------------------------------------------------------- lmtp
+@check('lmtp: dovecot LMTP on tcp + unix socket delivers, unknown user refused at RCPT',
+       f'apt-get install dovecot-lmtpd (log: {STATE}/lmtp/dovecot.log)')
+def _():
+    for target in ((E['QPT_LMTP_HOST'], int(E['QPT_LMTP_PORT'])), E['QPT_LMTP_SOCKET']):
+        fam = socket.AF_UNIX if isinstance(target, str) else socket.AF_INET
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.settimeout(10); s.connect(target); f = s.makefile('rb')
+            def reply():
+                while True:
+                    line = f.readline()
+                    if line[3:4] != b'-':
+                        return line
+            assert reply().startswith(b'220'), 'no greeting'
+            for cmd, want in ((b'LHLO probe.example.test', b'250'), (b'MAIL FROM:<probe@example.test>', b'250'),
+                              (b'RCPT TO:<nobody@example.test>', b'550'), (b'RCPT TO:<bob@example.test>', b'250'),
+                              (b'DATA', b'354'), (b'Subject: probe\r\n\r\nprobe\r\n.', b'250'), (b'QUIT', b'221')):
+                s.sendall(cmd + b'\r\n'); line = reply()
+                assert line.startswith(want), (cmd, line)
+    return 'delivered to bob over tcp and socket'
+
+
 # ---------------------------------------------------------------- mysql
 @check('mysql: pymysql tcp + unix socket, vpopmail row',
        f'apt-get install mariadb-server (log: {STATE}/mysql/mysqld.err)')

@@ -7,7 +7,7 @@
 #          start-services.sh --install-only [STATE_DIR]
 #
 #   components (default: all, in this order):
-#     dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim redis
+#     dns spamd clamd ldap imap lmtp mysql pam checkpw milter sink postfix geoip exim redis
 #
 #   --install       first make sure the Debian packages are there (policy-rc.d
 #                   guard + at most one apt-get update + apt-get install of the
@@ -24,7 +24,7 @@
 #
 # Ports (override with the environment):
 #   DNS_PORT=5353 SPAMD_PORT=7830 CLAMD_PORT=3310 LDAP_PORT=3389 IMAP_PORT=1143
-#   MYSQL_PORT=3306 MILTER_PORT=8891 SINK_PORT=2526 POSTFIX_PORT=2527 REDIS_PORT=6390
+#   MYSQL_PORT=3306 MILTER_PORT=8891 SINK_PORT=2526 POSTFIX_PORT=2527 REDIS_PORT=6390 LMTP_PORT=2424
 # Other knobs: TEST_USER=qptest TEST_PASS=qptestpw PAM_SERVICE=qpsmtpd
 #   SINK_DUMP=1 (0: smtp-sink keeps no copies)  PYTHON=<repo>/.venv/bin/python if
 #   that exists, else python3 (geoip: mmdb-writer must be importable by it, or geoip FAILS)
@@ -43,13 +43,13 @@ while [ $# -gt 0 ]; do
 done
 if [ $# -lt 1 ] && [ $START = 1 ]; then sed -n '2,30p' "$0" >&2; exit 2; fi
 STATE=""; [ $# -ge 1 ] && { STATE=$(realpath -m "$1"); shift; }
-ALL="dns spamd clamd ldap imap mysql pam checkpw milter sink postfix geoip exim redis"
+ALL="dns spamd clamd ldap imap lmtp mysql pam checkpw milter sink postfix geoip exim redis"
 COMPONENTS=${*:-$ALL}
 
 DNS_PORT=${DNS_PORT:-5353}; SPAMD_PORT=${SPAMD_PORT:-7830}; CLAMD_PORT=${CLAMD_PORT:-3310}
 LDAP_PORT=${LDAP_PORT:-3389}; IMAP_PORT=${IMAP_PORT:-1143}; MYSQL_PORT=${MYSQL_PORT:-3306}
 MILTER_PORT=${MILTER_PORT:-8891}; SINK_PORT=${SINK_PORT:-2526}; POSTFIX_PORT=${POSTFIX_PORT:-2527}
-REDIS_PORT=${REDIS_PORT:-6390}
+REDIS_PORT=${REDIS_PORT:-6390}; LMTP_PORT=${LMTP_PORT:-2424}
 TEST_USER=${TEST_USER:-qptest}; TEST_PASS=${TEST_PASS:-qptestpw}; PAM_SERVICE=${PAM_SERVICE:-qpsmtpd}
 SINK_DUMP=${SINK_DUMP:-1}
 # geoip needs mmdb-writer: default to the project's .venv when there is one
@@ -67,11 +67,13 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # systemd: only for `systemd-analyze verify` of systemd/*.{service,socket} (never booted;
 # installing it in a container without systemd as PID 1 just adds the tools).
 # swaks, msmtp: real SMTP clients for the client tests.
+# dovecot-lmtpd: the lmtp component (queue/lmtp). haproxy: started by the PROXY protocol
+# tests themselves (their own config on loopback), never as a service.
 # scripts/test probes all of them for *working* before pytest (t/services/check-services.py).
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
       postfix checkpw swaks msmtp openssl mmdb-bin tinycdb python3-venv qpsmtpd libnet-ip-perl
-      fortune-mod fortunes-min systemd redis-server"
+      fortune-mod fortunes-min systemd redis-server dovecot-lmtpd haproxy"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }
@@ -183,6 +185,12 @@ start_dns() {
   fi
   local P SOA
   P=$(openssl rsa -in "$D/dkim-sel.private" -pubout -outform DER 2>/dev/null | base64 -w0)
+  # auth.test (sender authentication tests): two DKIM keys (selectors s1, s2: rotation)
+  local k; declare -A AP
+  for k in s1 s2; do
+    [ -s "$D/auth-$k.private" ] || { openssl genrsa -out "$D/auth-$k.private" 1024 2>/dev/null; chmod 600 "$D/auth-$k.private"; }
+    AP[$k]=$(openssl rsa -in "$D/auth-$k.private" -pubout -outform DER 2>/dev/null | base64 -w0)
+  done
   SOA='@ SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
 @ NS ns.example.test.'
   cat > "$D/example.test.zone" <<EOF
@@ -307,6 +315,78 @@ $SOA
 mx             A     127.0.0.2
 @              TXT   "v=spf1 -all"
 EOF
+  # auth.test: SPF, DKIM, DomainKeys and DMARC cases (sender_permitted_from, dkim,
+  # domainkeys, dmarc; t/test_spf.py, t/test_dkim.py, t/test_dmarc.py). Test clients
+  # come from 192.0.2.10. nopolicy.test: an organizational domain without DMARC.
+  cat > "$D/auth.test.zone" <<EOF
+\$ORIGIN auth.test.
+\$TTL 300
+$SOA
+@              TXT   "v=spf1 ip4:192.0.2.10 -all"
+@              MX    10 mx.auth.test.
+mx             A     192.0.2.10
+pass           TXT   "v=spf1 ip4:192.0.2.0/24 -all"
+fail           TXT   "v=spf1 -all exp=explain.auth.test"
+explain        TXT   "%{i} may not send mail for %{d}"
+softfail       TXT   "v=spf1 ~all"
+neutral        TXT   "v=spf1 ?all"
+none           A     192.0.2.10
+mxpass         TXT   "v=spf1 mx -all"
+mxpass         MX    10 mx.auth.test.
+inclpass       TXT   "v=spf1 include:pass.auth.test -all"
+redir          TXT   "v=spf1 redirect=pass.auth.test"
+exists         TXT   "v=spf1 exists:%{i}.ok.auth.test -all"
+10.2.0.192.ok  A     127.0.0.2
+helo           TXT   "v=spf1 ip4:192.0.2.10 -all"
+badhelo        TXT   "v=spf1 -all"
+strict         TXT   "v=spf1 ip4:192.0.2.10 -all"
+; malformed: two records, a bad address, an unknown mechanism, non-ASCII, a control
+; character, a record split into strings (fine), a TXT that is not SPF, an include of a
+; domain without SPF, a lookup loop, too many void lookups, an unserved zone (temperror)
+two            TXT   "v=spf1 +all"
+two            TXT   "v=spf1 -all"
+badip          TXT   "v=spf1 ip4:192.0.2.300 -all"
+badmech        TXT   "v=spf1 frobnicate -all"
+nonascii       TXT   "v=spf1 a:\195\164.auth.test -all"
+ctrl           TXT   "v=spf1 ip4:192.0.2.10\009-all"
+split          TXT   "v=spf1 ip4:192.0.2.10 " "-all"
+notspf         TXT   "v=spf10 ip4:192.0.2.10 -all"
+notspf         TXT   "some other text"
+inclnone       TXT   "v=spf1 include:none.auth.test -all"
+loop           TXT   "v=spf1 include:loop.auth.test -all"
+voids          TXT   "v=spf1 a:n1.auth.test a:n2.auth.test a:n3.auth.test ip4:192.0.2.10 -all"
+unserved       TXT   "v=spf1 include:spf.unserved-zone.test -all"
+; DKIM keys: s1 and s2 (rotation), a broken key, a revoked key; DomainKeys: dk and policy
+s1._domainkey  TXT   "v=DKIM1; k=rsa; p=${AP[s1]}"
+s2._domainkey  TXT   "v=DKIM1; k=rsa; p=${AP[s2]}"
+badkey._domainkey TXT "v=DKIM1; k=rsa; p=AAAAnotakeyAAAA"
+revoked._domainkey TXT "v=DKIM1; k=rsa; p="
+dk._domainkey  TXT   "k=rsa; p=${AP[s1]}"
+_domainkey     TXT   "t=y; o=~"
+_domainkey.signall TXT "o=-"
+; DMARC: the organizational policy (sp for subdomains), per-domain policies, broken ones
+_dmarc         TXT   "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@auth.test"
+_dmarc.none    TXT   "v=DMARC1; p=none"
+_dmarc.quarantine TXT "v=DMARC1; p=quarantine"
+_dmarc.strict  TXT   "v=DMARC1; p=reject; adkim=s; aspf=s"
+_dmarc.pct0    TXT   "v=DMARC1; p=reject; pct=0"
+_dmarc.bogus   TXT   "v=DMARC1; p=bogus"
+_dmarc.nov     TXT   "p=reject"
+_dmarc.twice   TXT   "v=DMARC1; p=reject"
+_dmarc.twice   TXT   "v=DMARC1; p=none"
+EOF
+  cat > "$D/nopolicy.test.zone" <<EOF
+\$ORIGIN nopolicy.test.
+\$TTL 300
+$SOA
+@              TXT   "v=spf1 ip4:192.0.2.10 -all"
+soft           TXT   "v=spf1 ~all"
+hard           TXT   "v=spf1 -all"
+EOF
+  # rfc7208.test: a subset of the RFC 7208 test suite (t/services/rfc7208.zone, made by
+  # t/services/rfc7208_subset.py from pyspf's rfc7208-tests.yml)
+  { printf '$ORIGIN rfc7208.test.\n$TTL 300\n%s\n' "$SOA"; cat "$REPO/t/services/rfc7208.zone"; } \
+    > "$D/rfc7208.test.zone"
   { cat <<EOF
 server:
     ip-address: $H@$DNS_PORT
@@ -329,7 +409,7 @@ remote-control:
     control-enable: no
 EOF
     for z in example.test 127.in-addr.arpa dnsbl.test rhsbl.test dnswl.test spam.test \
-             dnscheck.test uribl.test; do
+             dnscheck.test uribl.test auth.test nopolicy.test rfc7208.test; do
       printf 'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' "$z" "$z"; done
   } > "$D/nsd.conf"
   nsd-checkconf "$D/nsd.conf" || { fail dns "bad nsd.conf"; return; }
@@ -538,6 +618,65 @@ EOF
   local pid; pid=$(pid_from_file "$D/run/master.pid" 10) || { fail imap "no pid, see $D/dovecot.log"; return; }
   record imap "$pid" "dovecot -c $D/dovecot.conf"
   wait_for 10 "imap banner" banner "$IMAP_PORT" '* OK' && ok imap "pid $pid" || fail imap "see $D/dovecot.log"
+}
+
+# ---------------------------------------------------------------- 5b. dovecot lmtp
+# A second Dovecot instance of its own for queue/lmtp: LMTP on a loopback port and a unix
+# socket, delivering into STATE/lmtp/mail/<domain>/<user>/Maildir. Users (any other address
+# is refused at RCPT, 550 5.1.1): alice, bob; full (quota of 1 byte: every message is refused
+# after DATA, 552 5.2.2); busy and later (the same, but temporarily: 452 4.2.2; a test lifts
+# later's quota for a while by editing its line in STATE/lmtp/users, re-read at once).
+start_lmtp() {
+  local D=$STATE/lmtp
+  begin lmtp "$LMTP_PORT" || return 0
+  [ -x /usr/lib/dovecot/lmtp ] || { fail lmtp "apt-get install dovecot-lmtpd"; return; }
+  mkdir -p "$D/run" "$D/state" "$D/mail"; chown -R mail:mail "$D/mail"
+  { printf 'alice@example.test::::::\nbob@example.test::::::\n'
+    printf 'full@example.test:::::::userdb_quota_rule=*:storage=1B\n'
+    printf 'busy@example.test:::::::userdb_quota_rule=*:storage=1B userdb_quota_full_tempfail=yes\n'
+    printf 'later@example.test:::::::userdb_quota_rule=*:storage=1B userdb_quota_full_tempfail=yes\n'; } > "$D/users"
+  chmod 644 "$D/users"
+  cat > "$D/dovecot.conf" <<EOF
+# standalone test config: nothing from /etc/dovecot is included
+base_dir = $D/run
+state_dir = $D/state
+instance_name = dovecot-qptest-lmtp
+protocols = lmtp
+listen = $H
+ssl = no
+log_path = $D/dovecot.log
+info_log_path = $D/dovecot.log
+mail_location = maildir:$D/mail/%d/%n/Maildir
+first_valid_uid = 8
+first_valid_gid = 8
+mail_plugins = quota
+lmtp_rcpt_check_quota = no
+plugin {
+  quota = maildir:User quota
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $D/users
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $D/users
+  default_fields = uid=mail gid=mail home=$D/mail/%d/%n
+}
+service lmtp {
+  inet_listener lmtp {
+    address = $H
+    port = $LMTP_PORT
+  }
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+EOF
+  dovecot -c "$D/dovecot.conf" </dev/null >>"$D/dovecot.out" 2>&1 || { fail lmtp "see $D/dovecot.out"; return; }
+  local pid; pid=$(pid_from_file "$D/run/master.pid" 10) || { fail lmtp "no pid, see $D/dovecot.log"; return; }
+  record lmtp "$pid" "dovecot -c $D/dovecot.conf"
+  wait_for 10 "lmtp banner" banner "$LMTP_PORT" 220 && ok lmtp "pid $pid" || fail lmtp "see $D/dovecot.log"
 }
 
 # ---------------------------------------------------------------- 6. mariadb
@@ -807,7 +946,7 @@ start_redis() {
 TALL=$(now)
 for c in $COMPONENTS; do
   case $c in
-    dns|spamd|clamd|ldap|imap|mysql|pam|checkpw|milter|sink|postfix|geoip|exim|redis) "start_$c" ;;
+    dns|spamd|clamd|ldap|imap|lmtp|mysql|pam|checkpw|milter|sink|postfix|geoip|exim|redis) "start_$c" ;;
     *) log "unknown component: $c"; FAILED="$FAILED $c" ;;
   esac
 done
@@ -838,6 +977,11 @@ QPT_IMAP_HOST=$H
 QPT_IMAP_PORT=$IMAP_PORT
 QPT_IMAP_USER=alice@example.test
 QPT_IMAP_PW=alicepw
+QPT_LMTP_HOST=$H
+QPT_LMTP_PORT=$LMTP_PORT
+QPT_LMTP_SOCKET=$STATE/lmtp/run/lmtp
+QPT_LMTP_MAIL=$STATE/lmtp/mail
+QPT_LMTP_USERS=$STATE/lmtp/users
 QPT_MYSQL_HOST=$H
 QPT_MYSQL_PORT=$MYSQL_PORT
 QPT_MYSQL_SOCKET=$STATE/mysql/mysqld.sock
