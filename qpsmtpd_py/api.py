@@ -45,6 +45,7 @@ from .scanner import Scanner, ScannerError  # noqa: F401  the client for content
 from .scanprog import (  # noqa: F401  scanner programs, temp message files, failure policy
     ProgramError, ProgramResult, ScanProgram, message_file, scan_arguments, scan_failed,
 )
+from .mime import content_type, fold as fold_header, is_multipart, walk as mime_parts  # noqa: F401
 from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugin.start_tls)
 from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
 from .auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins
