@@ -28,12 +28,14 @@ def silent():
 
 
 # -- list-zone names -----------------------------------------------------------------------------
+@pytest.mark.no_services
 def test_reverse_ip_ipv4_and_mapped():
     assert reverse_ip("1.2.3.4") == "4.3.2.1"
     assert reverse_ip("::ffff:1.2.3.4") == "4.3.2.1"
     assert reverse_ip("127.0.0.2") + ".dnsbl.test" == "2.0.0.127.dnsbl.test"
 
 
+@pytest.mark.no_services
 def test_reverse_ip_ipv6_nibbles():
     name = reverse_ip("2001:db8::1")
     labels = name.split(".")
@@ -42,6 +44,7 @@ def test_reverse_ip_ipv6_nibbles():
     assert reverse_ip("[2001:db8::1]") == name
 
 
+@pytest.mark.no_services
 def test_reverse_ip_refuses_junk():
     with pytest.raises(ValueError):
         reverse_ip("not an ip")
@@ -67,6 +70,7 @@ def test_several_lookups_in_flight_then_collected(nsd):
 
 
 # -- time-outs -------------------------------------------------------------------------------------
+@pytest.mark.no_services
 def test_silent_server_times_out_within_dns_timeout(silent):
     r = Resolver([silent], timeout=1)
     start = time.monotonic()
@@ -75,6 +79,7 @@ def test_silent_server_times_out_within_dns_timeout(silent):
     assert 0.9 <= time.monotonic() - start < 1.8
 
 
+@pytest.mark.no_services
 def test_lookups_in_flight_wait_together_not_one_after_another(silent):
     """Six lookups to a dead server cost one time-out, not six."""
     r = Resolver([silent], timeout=1)
@@ -86,6 +91,7 @@ def test_lookups_in_flight_wait_together_not_one_after_another(silent):
     assert time.monotonic() - start < 1.8
 
 
+@pytest.mark.no_services
 def test_per_call_timeouts(silent):
     r = Resolver([silent], timeout=10)
     start = time.monotonic()
@@ -100,6 +106,7 @@ def test_per_call_timeouts(silent):
     assert not pending.done()                                    # still in flight; ask again later
 
 
+@pytest.mark.no_services
 def test_a_lookup_that_waited_for_a_thread_keeps_its_deadline(silent, monkeypatch):
     import qpsmtpd_py.dns as dns
     monkeypatch.setattr(dns, "MAX_THREADS", 1)

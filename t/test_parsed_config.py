@@ -39,6 +39,7 @@ def write(path, text):
         fh.write(text)
 
 
+@pytest.mark.no_services
 def test_parser_runs_once_while_the_file_is_unchanged(plugin, tmp_path):
     write(tmp_path / "things", "# comment\nalpha 1\nbeta\n")
     parser = Counting()
@@ -49,6 +50,7 @@ def test_parser_runs_once_while_the_file_is_unchanged(plugin, tmp_path):
     assert parser.runs == [["alpha 1", "beta"]]
 
 
+@pytest.mark.no_services
 def test_a_changed_file_is_parsed_again(plugin, tmp_path):
     write(tmp_path / "things", "alpha\n")
     parser = Counting()
@@ -60,6 +62,7 @@ def test_a_changed_file_is_parsed_again(plugin, tmp_path):
     assert len(parser.runs) == 3
 
 
+@pytest.mark.no_services
 def test_moved_lines_are_parsed_again_for_their_new_line_numbers(plugin, tmp_path):
     write(tmp_path / "things", "alpha\n")
     parser = Counting()
@@ -69,6 +72,7 @@ def test_moved_lines_are_parsed_again_for_their_new_line_numbers(plugin, tmp_pat
     assert len(parser.runs) == 2
 
 
+@pytest.mark.no_services
 def test_include_files_are_reread_but_not_reparsed(plugin, tmp_path):
     """A file with $include is re-read at every recheck; same lines, no new parse."""
     write(tmp_path / "part", "alpha\n")
@@ -81,6 +85,7 @@ def test_include_files_are_reread_but_not_reparsed(plugin, tmp_path):
     assert len(parser.runs) == 2
 
 
+@pytest.mark.no_services
 def test_each_name_and_each_plugin_has_its_own_cache(plugin, tmp_path):
     write(tmp_path / "one", "alpha\n")
     write(tmp_path / "two", "beta\n")
@@ -94,6 +99,7 @@ def test_each_name_and_each_plugin_has_its_own_cache(plugin, tmp_path):
     assert plugin.parsed_config("one", lambda lines: "other parse") == "other parse"
 
 
+@pytest.mark.no_services
 def test_parsed_file_rereads_a_changed_file(plugin, tmp_path):
     path = str(tmp_path / "members")
     write(path, "a@example.test\n")

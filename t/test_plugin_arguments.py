@@ -117,6 +117,7 @@ def test_an_undeclared_plugin_keeps_its_own_parsing(config):
 
 # -- qpsmtpd-doc lists the declarations ----------------------------------------------------
 
+@pytest.mark.no_services
 def test_qpsmtpd_doc_lists_declared_arguments():
     out = subprocess.run([QPSMTPD_DOC, "tarpit"], capture_output=True, text=True, check=True).stdout
     manual, _, listing = out.partition("Declared arguments")
@@ -129,6 +130,7 @@ def test_qpsmtpd_doc_lists_declared_arguments():
     assert any(l.lstrip().startswith("loglevel LEVEL") for l in lines)
 
 
+@pytest.mark.no_services
 def test_qpsmtpd_doc_shows_positional_and_flags():
     out = subprocess.run([QPSMTPD_DOC, "--plugin-dir", TEST_PLUGINS, "t_args"],
                          capture_output=True, text=True, check=True).stdout

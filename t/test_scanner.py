@@ -167,6 +167,7 @@ def test_spamd_check_gtube(spamd, kind, tmp_path):
 
 
 # -- failures: stalled, trickling, refused ------------------------------------------------------------
+@pytest.mark.no_services
 def test_silent_server_fails_at_the_deadline(stalled, tmp_path):
     server = stalled()
     scanner = Scanner(server.address, timeout=0.8)
@@ -177,6 +178,7 @@ def test_silent_server_fails_at_the_deadline(stalled, tmp_path):
     assert server.received.startswith(b"zINSTREAM\0")
 
 
+@pytest.mark.no_services
 def test_one_deadline_for_the_whole_exchange(stalled):
     """A server that answers a byte every 0.1 s, never the whole answer, is cut off
     at the exchange's time-out (a time-out per read would wait for ever)."""
@@ -188,6 +190,7 @@ def test_one_deadline_for_the_whole_exchange(stalled):
     assert time.monotonic() - start < 1.6
 
 
+@pytest.mark.no_services
 def test_refused_connection_fails_at_once():
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -199,11 +202,13 @@ def test_refused_connection_fails_at_once():
     assert time.monotonic() - start < 1
 
 
+@pytest.mark.no_services
 def test_missing_unix_socket(tmp_path):
     with pytest.raises(ScannerError, match="No such file"):
         Scanner(str(tmp_path / "none.sock")).exchange(lambda conn: conn.recv())
 
 
+@pytest.mark.no_services
 def test_failure_policy_tempfail_by_default_and_accept():
     plugin = LogPlugin()
     error = ScannerError("clamd at /x: no answer within 1s")
@@ -214,6 +219,7 @@ def test_failure_policy_tempfail_by_default_and_accept():
     assert plugin.lines[0][0] == LOGWARN and "unscanned" in plugin.lines[0][1]
 
 
+@pytest.mark.no_services
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="failure policy"):
         Scanner("/x", failure="ignore")
@@ -232,6 +238,7 @@ def written(txn):
 
 
 @pytest.mark.parametrize("threshold", [10000, 10])
+@pytest.mark.no_services
 def test_body_append_replace_and_header_edits_keep_data_size(tmp_path, threshold):
     txn = message(tmp_path, "line one\n", threshold=threshold)
     assert txn.data_size == len(written(txn))

@@ -166,6 +166,7 @@ def test_swaks_pipe_refused_recipient(mail_config):
     assert srv.messages() == []
 
 
+@pytest.mark.no_services
 def test_version_option():
     out = subprocess.run([QPSMTPD, "--version"], capture_output=True, timeout=30, text=True)
     import qpsmtpd_py

@@ -24,6 +24,9 @@ def run_py(code, timeout=60, **kw):
                           text=True, timeout=timeout, **kw)
 
 
+pytestmark = pytest.mark.no_services     # LMDB and processes only: the fast lane
+
+
 @pytest.fixture
 def clock():
     return FakeClock()

@@ -5,11 +5,15 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from qpsmtpd_py.store import Store
 
 from fakeclock import FakeClock
 
 TOOL = os.path.join(os.path.dirname(sys.executable), "qpsmtpd-store")
+
+pytestmark = pytest.mark.no_services     # the tool and a store directory only: the fast lane
 
 
 def tool(*args, **kw):

@@ -126,6 +126,7 @@ def test_tls_1_1_refused_by_default_and_tls_protocols(srv, certs):
         assert c.sock.version() == "TLSv1.3"
 
 
+@pytest.mark.no_services
 def test_parse_protocols():
     v = ssl.TLSVersion
     assert parse_protocols(None) == (v.TLSv1_2, v.TLSv1_3)
@@ -191,6 +192,7 @@ def test_smtps_handshake_failure_disconnects(srv):
     assert "TLS handshake failed on SMTPS listener" in c.stderr
 
 
+@pytest.mark.no_services
 def test_reload_rereads_certificates(tmp_path):
     from qpsmtpd_py.app import Qpsmtpd
     from qpsmtpd_py.config import Config
@@ -243,6 +245,7 @@ def test_forkserver_smtps_port_and_certificates_reloaded_on_hup(srv, certs):
     assert len(srv.messages()) == 1
 
 
+@pytest.mark.no_services
 def test_certificate_maker(tmp_path):
     out = str(tmp_path / "ssl")
     tool = bin_path("qpsmtpd-tls-cert")
