@@ -50,3 +50,8 @@ from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugi
 from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
 from .auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins
 from .remote_login import RemoteLoginPlugin, login_arguments  # noqa: F401  auth by remote login
+from .extras import require as require_extra  # noqa: F401  a plugin's optional library (setup.cfg extra)
+from .mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
+    SigningKey, SigningKeyError, aligned, message_bytes, organizational_domain, printable,
+    set_auth_result, signing_key,
+)

@@ -185,6 +185,12 @@ start_dns() {
   fi
   local P SOA
   P=$(openssl rsa -in "$D/dkim-sel.private" -pubout -outform DER 2>/dev/null | base64 -w0)
+  # auth.test (sender authentication tests): two DKIM keys (selectors s1, s2: rotation)
+  local k; declare -A AP
+  for k in s1 s2; do
+    [ -s "$D/auth-$k.private" ] || { openssl genrsa -out "$D/auth-$k.private" 1024 2>/dev/null; chmod 600 "$D/auth-$k.private"; }
+    AP[$k]=$(openssl rsa -in "$D/auth-$k.private" -pubout -outform DER 2>/dev/null | base64 -w0)
+  done
   SOA='@ SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
 @ NS ns.example.test.'
   cat > "$D/example.test.zone" <<EOF
@@ -309,6 +315,78 @@ $SOA
 mx             A     127.0.0.2
 @              TXT   "v=spf1 -all"
 EOF
+  # auth.test: SPF, DKIM, DomainKeys and DMARC cases (sender_permitted_from, dkim,
+  # domainkeys, dmarc; t/test_spf.py, t/test_dkim.py, t/test_dmarc.py). Test clients
+  # come from 192.0.2.10. nopolicy.test: an organizational domain without DMARC.
+  cat > "$D/auth.test.zone" <<EOF
+\$ORIGIN auth.test.
+\$TTL 300
+$SOA
+@              TXT   "v=spf1 ip4:192.0.2.10 -all"
+@              MX    10 mx.auth.test.
+mx             A     192.0.2.10
+pass           TXT   "v=spf1 ip4:192.0.2.0/24 -all"
+fail           TXT   "v=spf1 -all exp=explain.auth.test"
+explain        TXT   "%{i} may not send mail for %{d}"
+softfail       TXT   "v=spf1 ~all"
+neutral        TXT   "v=spf1 ?all"
+none           A     192.0.2.10
+mxpass         TXT   "v=spf1 mx -all"
+mxpass         MX    10 mx.auth.test.
+inclpass       TXT   "v=spf1 include:pass.auth.test -all"
+redir          TXT   "v=spf1 redirect=pass.auth.test"
+exists         TXT   "v=spf1 exists:%{i}.ok.auth.test -all"
+192.0.2.10.ok  A     127.0.0.2
+helo           TXT   "v=spf1 ip4:192.0.2.10 -all"
+badhelo        TXT   "v=spf1 -all"
+strict         TXT   "v=spf1 ip4:192.0.2.10 -all"
+; malformed: two records, a bad address, an unknown mechanism, non-ASCII, a control
+; character, a record split into strings (fine), a TXT that is not SPF, an include of a
+; domain without SPF, a lookup loop, too many void lookups, an unserved zone (temperror)
+two            TXT   "v=spf1 +all"
+two            TXT   "v=spf1 -all"
+badip          TXT   "v=spf1 ip4:192.0.2.300 -all"
+badmech        TXT   "v=spf1 frobnicate -all"
+nonascii       TXT   "v=spf1 a:\195\164.auth.test -all"
+ctrl           TXT   "v=spf1 ip4:192.0.2.10\009-all"
+split          TXT   "v=spf1 ip4:192.0.2.10 " "-all"
+notspf         TXT   "v=spf10 ip4:192.0.2.10 -all"
+notspf         TXT   "some other text"
+inclnone       TXT   "v=spf1 include:none.auth.test -all"
+loop           TXT   "v=spf1 include:loop.auth.test -all"
+voids          TXT   "v=spf1 a:n1.auth.test a:n2.auth.test a:n3.auth.test ip4:192.0.2.10 -all"
+unserved       TXT   "v=spf1 include:spf.unserved-zone.test -all"
+; DKIM keys: s1 and s2 (rotation), a broken key, a revoked key; DomainKeys: dk and policy
+s1._domainkey  TXT   "v=DKIM1; k=rsa; p=${AP[s1]}"
+s2._domainkey  TXT   "v=DKIM1; k=rsa; p=${AP[s2]}"
+badkey._domainkey TXT "v=DKIM1; k=rsa; p=AAAAnotakeyAAAA"
+revoked._domainkey TXT "v=DKIM1; k=rsa; p="
+dk._domainkey  TXT   "k=rsa; p=${AP[s1]}"
+_domainkey     TXT   "t=y; o=~"
+_domainkey.signall TXT "o=-"
+; DMARC: the organizational policy (sp for subdomains), per-domain policies, broken ones
+_dmarc         TXT   "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@auth.test"
+_dmarc.none    TXT   "v=DMARC1; p=none"
+_dmarc.quarantine TXT "v=DMARC1; p=quarantine"
+_dmarc.strict  TXT   "v=DMARC1; p=reject; adkim=s; aspf=s"
+_dmarc.pct0    TXT   "v=DMARC1; p=reject; pct=0"
+_dmarc.bogus   TXT   "v=DMARC1; p=bogus"
+_dmarc.nov     TXT   "p=reject"
+_dmarc.twice   TXT   "v=DMARC1; p=reject"
+_dmarc.twice   TXT   "v=DMARC1; p=none"
+EOF
+  cat > "$D/nopolicy.test.zone" <<EOF
+\$ORIGIN nopolicy.test.
+\$TTL 300
+$SOA
+@              TXT   "v=spf1 ip4:192.0.2.10 -all"
+soft           TXT   "v=spf1 ~all"
+hard           TXT   "v=spf1 -all"
+EOF
+  # rfc7208.test: a subset of the RFC 7208 test suite (t/services/rfc7208.zone, made by
+  # t/services/rfc7208_subset.py from pyspf's rfc7208-tests.yml)
+  { printf '$ORIGIN rfc7208.test.\n$TTL 300\n%s\n' "$SOA"; cat "$REPO/t/services/rfc7208.zone"; } \
+    > "$D/rfc7208.test.zone"
   { cat <<EOF
 server:
     ip-address: $H@$DNS_PORT
@@ -331,7 +409,7 @@ remote-control:
     control-enable: no
 EOF
     for z in example.test 127.in-addr.arpa dnsbl.test rhsbl.test dnswl.test spam.test \
-             dnscheck.test uribl.test; do
+             dnscheck.test uribl.test auth.test nopolicy.test rfc7208.test; do
       printf 'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' "$z" "$z"; done
   } > "$D/nsd.conf"
   nsd-checkconf "$D/nsd.conf" || { fail dns "bad nsd.conf"; return; }
