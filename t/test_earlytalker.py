@@ -142,9 +142,10 @@ def test_earlytalker_wait_note_overrides_wait(make_config):
 
 
 @pytest.mark.parametrize("args, reason", [
-    ("wait", "key/value pairs"),
+    ("wait", "keyword/value pairs"),
     ("check-at HELO", "check-at 'HELO'"),
-    ("wait soon", "not a number"),
+    ("wait soon", "expected a number 0-300"),
+    ("acton log", "unknown argument keyword 'acton'; did you mean 'action'?"),
     ("action shout", "action 'shout'"),
 ])
 def test_bad_arguments_stop_start_up(make_config, args, reason):
