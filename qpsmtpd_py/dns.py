@@ -40,6 +40,20 @@ class DNSTimeout(DNSFailure):
     """No answer in time (the server may be down or not answering)."""
 
 
+class Answers(list):
+    """The answers of a lookup as text (a list); `nxdomain` is True when the name
+    does not exist at all (an empty list with nxdomain False: the name exists but
+    has no record of that type)."""
+
+    nxdomain = False
+
+    @classmethod
+    def of(cls, items, nxdomain=False):
+        answers = cls(items)
+        answers.nxdomain = nxdomain
+        return answers
+
+
 def parse_server(line):
     """'1.2.3.4', '1.2.3.4:5353', '[::1]:53', '::1' -> (ip, port)."""
     text = line.strip()
@@ -76,7 +90,8 @@ class Resolver:
         self._pending = 0
 
     def query(self, name, rdtype="A", timeout=None):
-        """Answers as text ([] for NXDOMAIN / no data); DNSFailure when unknown.
+        """Answers as text, an Answers list ([] for NXDOMAIN / no data; .nxdomain
+        tells them apart); DNSFailure when unknown.
         `timeout` (seconds, default dns_timeout) bounds the whole lookup."""
         lifetime = self.timeout if timeout is None else float(timeout)
         if lifetime <= 0:
@@ -86,15 +101,15 @@ class Resolver:
                                             lifetime=lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers) as exc:
             if isinstance(exc, dns.resolver.NXDOMAIN):
-                return []
+                return Answers.of([], nxdomain=True)
             raise DNSFailure(f"{name}/{rdtype}: {exc}")
         except (dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
             raise DNSTimeout(f"{name}/{rdtype}: time-out ({exc})")
         except dns.exception.DNSException as exc:
             raise DNSFailure(f"{name}/{rdtype}: {exc}")
         if answer.rrset is None:
-            return []
-        out = []
+            return Answers()
+        out = Answers()
         for rdata in answer.rrset:
             if rdtype.upper() == "TXT":
                 out.append(b"".join(rdata.strings).decode("utf-8", "replace"))
@@ -196,7 +211,8 @@ class Pending:
         if timeout is not None:
             wait = min(wait, max(0.0, float(timeout)))
         try:
-            return list(self._future.result(wait))
+            found = self._future.result(wait)
+            return Answers.of(found, getattr(found, "nxdomain", False))
         except concurrent.futures.TimeoutError:
             raise DNSTimeout(f"{self.name}/{self.rdtype}: time-out")
 
