@@ -11,6 +11,7 @@ from .clock import SYSTEM_CLOCK
 from .config import Config, ConfigError
 from .hooks import HookRunner
 from .plugin import PluginLoader, default_plugin_dirs, load_plugins
+from .transaction import remove_stale
 
 
 class Qpsmtpd:
@@ -72,6 +73,10 @@ class Qpsmtpd:
             os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"spool_dir {self.spool_dir}: {exc}")
+        stale = remove_stale(self.spool_dir)
+        if stale:
+            self.log(C.LOGINFO, f"spool_dir {self.spool_dir}: removed {stale} stale "
+                     "file(s) over 36 hours old")
         self.bare_newlines = (self.config.get("bare_newlines") or "reject").strip().lower()
         if self.bare_newlines not in ("reject", "normalize", "normalise"):
             raise ConfigError(f"bare_newlines: '{self.bare_newlines}' must be reject or normalize")

@@ -55,6 +55,7 @@ class DataReader:
         self.header_buf = bytearray()
         self.scan_pos = 0           # where scan_header stopped in header_buf
         self.seen_field = False
+        self.store_error = None     # OSError of the spool (disk full): read on, then 452
 
     # -- reading ---------------------------------------------------------------------
     def read(self):
@@ -83,6 +84,11 @@ class DataReader:
                 at_line_start = False
             pending += channel.read_chunk()
         self.finish_header()
+        if not self._refused():
+            try:
+                self.txn.flush()
+            except OSError as exc:
+                self.store_error = exc
         return self.verdict()
 
     def verdict(self):
@@ -101,10 +107,13 @@ class DataReader:
         if self.too_big:
             log(C.LOGNOTICE, f"message refused: over databytes ({self.limit})")
             return (552, "Message too big!", "5.3.4")
+        if self.store_error is not None:
+            log(C.LOGERROR, f"message not accepted: cannot spool it: {self.store_error}")
+            return (452, "Insufficient system storage, try again later", "4.3.1")
         return None
 
     def _refused(self):
-        return self.long_line or self.too_big or (
+        return self.long_line or self.too_big or self.store_error is not None or (
             (self.bare or self.nul) and not self.normalize)
 
     # -- checking and storing ----------------------------------------------------------
@@ -142,11 +151,14 @@ class DataReader:
         if self.limit and self.size > self.limit:
             self.too_big = True
             return
-        if self.header_done:
-            self.txn.body_write(data)
-        else:
-            self.header_buf += data
-            self.scan_header()
+        try:
+            if self.header_done:
+                self.txn.body_write(data)
+            else:
+                self.header_buf += data
+                self.scan_header()
+        except OSError as exc:          # ENOSPC, EDQUOT, EIO of the spool file
+            self.store_error = exc
 
     def _check_lengths(self, content, lines, at_line_start):
         """Line lengths against data_line_limit; the stuffing dot does not count,

@@ -13,8 +13,13 @@ import io
 import os
 import shutil
 import tempfile
+import time
 
 from .header import Header
+
+#: scratch files in the spool dir untouched this long were left by a killed
+#: process; they are removed when the server starts (qmail's 36 hours)
+STALE_AGE = 36 * 3600
 
 
 # One emptied spool file per process, reused by the next big message: creating and
@@ -31,6 +36,30 @@ def _spool_file(spool_dir):
             return fh
         # inherited across fork: the parent shares this file; never write to it
     return tempfile.TemporaryFile(prefix="qpsmtpd-body-", dir=spool_dir)
+
+
+def remove_stale(spool_dir, now=None):
+    """Remove our scratch files (qpsmtpd-*) older than STALE_AGE from the spool
+    dir; returns how many. Called at start-up: a worker killed mid-message leaves
+    its temp_file()s behind (spooled bodies are unlinked files and leave nothing)."""
+    cutoff = (now or time.time()) - STALE_AGE
+    removed = 0
+    try:
+        entries = list(os.scandir(spool_dir))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if not entry.name.startswith("qpsmtpd-") or entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _recycle(fh, spool_dir):
@@ -128,9 +157,20 @@ class Transaction:
 
     def _spool_to_disk(self):
         fh = _spool_file(self.spool_dir)
-        fh.write(self._body.getvalue())
+        try:
+            fh.write(self._body.getvalue())
+            fh.flush()              # ENOSPC shows here, not later in a reader's seek
+        except OSError:
+            if not _recycle(fh, self.spool_dir):
+                fh.close()
+            raise
         self._body = fh
         self._spooled = True
+
+    def flush(self):
+        """Push buffered body bytes into the spool file, so that a full disk is
+        found while the message is read (and answered 452), not later."""
+        self._body.flush()
 
     @property
     def body_length(self):

@@ -12,21 +12,28 @@ Each file gets Return-Path and Delivered-To headers. The file and the new/
 directory are fsynced before the client hears "250 Queued! <Message-Id>". With
 several recipients every copy is written and synced before any is linked into
 new/; on an error the copies already linked are removed and the client gets a
-temporary failure, so a retry never duplicates mail.
+temporary failure, so a retry never duplicates mail. Nothing is left in tmp/ after
+a failed write; a full disk (ENOSPC, EDQUOT) is answered 452 4.3.1 Insufficient
+system storage. At start, files in tmp/ older than 36 hours (left by a killed
+worker or a crash) are removed, as qmail's maildir rules say.
 
 Hooks: queue.  Examples:
   queue/maildir /var/spool/qpsmtpd/Maildir
   queue/maildir /var/spool/qpdeliver %d/%l 770
 """
 
+import errno
+import glob
 import os
 import re
 import socket
 import time
 
-from qpsmtpd_py.api import DECLINED, LOGERROR, OK, Path, Plugin, Positional, Text
+from qpsmtpd_py.api import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK, Path, Plugin, Positional, Text
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
+STALE_AGE = 36 * 3600       # qmail: a tmp/ file untouched for 36 hours is garbage
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Maildir(Plugin):
@@ -48,6 +55,30 @@ class Maildir(Plugin):
         self.hostname = re.sub(r"[^\w.-]", "_", socket.gethostname())
         if not self.subdirs:
             self.make_maildir(self.maildir)
+        self.remove_stale_tmp()
+
+    def remove_stale_tmp(self, now=None):
+        """Delete tmp/ files older than STALE_AGE in the Maildir, or in every
+        per-recipient Maildir the pattern can name."""
+        pattern = re.sub(r"[^/]*%[ldu][^/]*", "*", self.subdirs) if self.subdirs else ""
+        cutoff = (now or time.time()) - STALE_AGE
+        removed = 0
+        for tmp in glob.glob(os.path.join(glob.escape(self.maildir), pattern, "tmp")):
+            try:
+                names = os.listdir(tmp)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(tmp, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except OSError:
+                    pass
+        if removed:
+            self.log(LOGINFO, f"removed {removed} stale file{'s' if removed > 1 else ''} "
+                     "(over 36 hours old) from tmp/")
 
     def make_maildir(self, path):
         for sub in ("cur", "new", "tmp"):
@@ -71,6 +102,8 @@ class Maildir(Plugin):
             self.log(LOGERROR, f"queue error: {exc}")
             for path in linked:
                 _unlink(path)
+            if exc.errno in _DISK_FULL:
+                return DENYSOFT, "Insufficient system storage, try again later"   # 452 4.3.1
             return DECLINED, "queue error, try again later"
         finally:
             for tmp_path, _new in written:
@@ -95,13 +128,17 @@ class Maildir(Plugin):
         name = self.unique_name()
         tmp_path = os.path.join(maildir, "tmp", name)
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(f"Return-Path: {transaction.sender.format()}\n".encode("utf-8", "surrogateescape"))
-            for rcpt in rcpts:
-                out.write(f"Delivered-To: {rcpt.address}\n".encode("utf-8", "surrogateescape"))
-            transaction.write_message(out)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(f"Return-Path: {transaction.sender.format()}\n".encode("utf-8", "surrogateescape"))
+                for rcpt in rcpts:
+                    out.write(f"Delivered-To: {rcpt.address}\n".encode("utf-8", "surrogateescape"))
+                transaction.write_message(out)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            _unlink(tmp_path)            # a failed write leaves nothing in tmp/
+            raise
         return tmp_path, os.path.join(maildir, "new", name)
 
 
