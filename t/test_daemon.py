@@ -140,7 +140,11 @@ def test_user_switch_after_bind(program):
     base = tempfile.mkdtemp(prefix="qpt-user-")
     try:
         os.chmod(base, 0o755)
-        srv = ConfigDir(_Path(base), plugins=["rcpt_ok", "queue/maildir {maildir}"], files=FILES)
+        # t_lateimport imports a stdlib module nothing else does: a Python under
+        # /root is unreadable after the switch, so plugins are imported before it
+        test_plugins = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")
+        srv = ConfigDir(_Path(base), plugins=["t_lateimport", "rcpt_ok", "queue/maildir {maildir}"],
+                        files={**FILES, "plugin_dirs": [test_plugins, PLUGIN_DIR]})
         for path in (srv.maildir, os.path.join(base, "spool")):
             os.makedirs(path, exist_ok=True)
             os.chown(path, user.pw_uid, user.pw_gid)

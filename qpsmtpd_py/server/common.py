@@ -6,6 +6,7 @@ import sys
 from ..app import Qpsmtpd
 from ..config import Config, ConfigError, config_dirs
 from ..connection import Connection
+from ..plugin import PluginLoader, default_plugin_dirs
 from ..session import SMTPSession
 
 
@@ -13,6 +14,22 @@ def load_app():
     """A freshly loaded server; raises ConfigError naming file and line (SIGHUP
     reload builds a new one so a broken config never replaces a working one)."""
     return Qpsmtpd(Config(config_dirs())).load()
+
+
+def import_plugin_modules():
+    """Import the configured plugins' files (module code only, no plugin object is
+    made) while the process is still root: they, and the standard-library modules
+    they import, may be unreadable after --user (a Python under /root). Errors are
+    left for the real load, which reports them with file and line."""
+    config = Config(config_dirs())
+    loader = PluginLoader(config.get_list("plugin_dirs") or default_plugin_dirs())
+    for line in config.get_list("logging") + config.get_list("plugins"):
+        words = line.split()
+        try:
+            if words:
+                loader.load_class(words[0])
+        except Exception:       # noqa: BLE001  reported by the real load
+            pass
 
 
 def build_app(config_dir=None):

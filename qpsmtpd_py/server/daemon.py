@@ -127,12 +127,9 @@ def drop_privileges(user):
     """Become `user` with its primary and supplementary groups, for good.
 
     Called after binding (ports below 1024) and before loading plugins, so plugin
-    files and everything they create belong to the unprivileged user. The plugin
-    API is imported first, while we can still read everything: its modules and the
-    standard-library modules they need (crypt, ...) may live where the user cannot
-    read (a Python under /root), and plugins import them after the switch.
+    files and everything they create belong to the unprivileged user (the master
+    imports the plugin modules just before, see common.import_plugin_modules).
     """
-    from .. import api  # noqa: F401
     try:
         entry = pwd.getpwnam(user) if not str(user).isdigit() else pwd.getpwuid(int(user))
     except KeyError:

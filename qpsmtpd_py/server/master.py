@@ -23,7 +23,7 @@ from .. import __version__
 from .. import constants as C
 from ..config import ConfigError
 from . import daemon
-from .common import load_app
+from .common import import_plugin_modules, load_app
 from .daemon import DaemonError, PidFile
 from .listen import SMTPS_PORT, ListenError, bind_all, inherited_listeners, listen_specs, parse_port
 from .notify import Notifier
@@ -141,6 +141,7 @@ class Master:
             self.listeners = self.open_listeners()
             self.before_privilege_drop()
             if user:
+                import_plugin_modules()
                 daemon.drop_privileges(user)
         except (DaemonError, ListenError) as exc:
             self.die(str(exc))
