@@ -9,7 +9,10 @@ the super-server's own limits):
    connection would make more than max_conn_ip, the client gets
    `451 too many connections from <ip>, try again later`. Without this plugin
    --max-from-ip does nothing. IPv4 clients on a dual-stack [::] listener count as
-   IPv4 (qpsmtpd bug #315 does not apply).
+   IPv4 (qpsmtpd bug #315 does not apply). With the karma plugin listed before
+   this one, the limit follows the client's history (connection note
+   karma_history, as qpsmtpd does): above 5 it is 3 higher, at 0 or below (an
+   unknown or naughty client) it is 1.
 
 2. The config file `hosts_allow`, one rule a line, first match wins:
 
@@ -59,6 +62,15 @@ def parse_rule(line):
     return network, code, parts[2].strip() if len(parts) > 2 else ""
 
 
+def karma_bump(karma, limit):
+    """qpsmtpd's karma_bump: +3 for a history above 5, 1 for none or a bad one."""
+    if karma > 5:
+        return limit + 3
+    if karma <= 0:
+        return 1
+    return limit
+
+
 def same_ip(a, b):
     return a is not None and a == parse_ip(b)
 
@@ -80,6 +92,9 @@ class HostsAllow(Plugin):
         remote = args.get("remote_ip", "")
         ip = parse_ip(remote)
         limit = int(args.get("max_conn_ip") or 0)
+        karma = self.connection.notes.get("karma_history") if self.connection is not None else None
+        if limit and karma is not None:
+            limit = karma_bump(karma, limit)
         if limit:
             count = 1 + sum(1 for other in args.get("child_addrs") or () if same_ip(ip, other))
             if count > limit:

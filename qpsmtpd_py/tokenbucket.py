@@ -50,3 +50,44 @@ def take(value, now, buckets, n=1.0):
 def empty(value, now, buckets):
     """True when some bucket has less than one token: the client is blacklisted."""
     return value is not None and any(t < 1.0 for t in level(value, now, buckets))
+
+
+# -- what the berkeley_* plugins and berkeley_operation share ---------------------------------
+import os as _os
+import re as _re
+
+from .arguments import Choice, Keyword, Number, Text
+
+DEFAULT_FILE = "ipblacklist"
+DEFAULT_RATE, DEFAULT_SIZE = 0.1, 10.0          # one token per 10 s, bursts of 10
+DEFAULT_RATE2, DEFAULT_SIZE2 = 0.001, 100.0     # x2: 100 events, one back per 1000 s
+
+
+def table_name(filename):
+    """qpsmtpd's BerkeleyDB file name -> the store table: its base name, so the
+    plugins and berkeley_operation naming one file share one table."""
+    base = _os.path.basename(str(filename or DEFAULT_FILE).rstrip("/")) or DEFAULT_FILE
+    return "berkeley_" + _re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+
+
+def buckets(args, method):
+    """((rate, size), ...) of a method: tokenbucket one, tokenbucketx2 two."""
+    first = ((args["rate"], args["size"]),)
+    if method == "tokenbucketx2":
+        return first + ((args["rate2"], args["size2"]),)
+    return first
+
+
+ARGUMENTS = (
+    Keyword("filename", Text(what="a file name"), DEFAULT_FILE,
+            "qpsmtpd's BerkeleyDB file: its base name names the store table the plugins share"),
+    Keyword("type", Choice("btree", "hash"), "btree", "ignored (BerkeleyDB's access method)"),
+    Keyword("rate", Number(min=0, unit="tokens per second"), DEFAULT_RATE,
+            "refill rate of the (first) token bucket"),
+    Keyword("size", Number(min=1, unit="tokens"), DEFAULT_SIZE, "size of the (first) bucket"),
+    Keyword("rate2", Number(min=0, unit="tokens per second"), DEFAULT_RATE2,
+            "tokenbucketx2: refill rate of the second bucket"),
+    Keyword("size2", Number(min=1, unit="tokens"), DEFAULT_SIZE2,
+            "tokenbucketx2: size of the second bucket"),
+)
+IGNORE_NOTE = "berkeley_ipblacklist_ignore"

@@ -3,6 +3,7 @@
 
 from .. import constants as C
 from ..channel import ClientGone, SocketChannel
+from ..plugin import Plugin
 from ..replies import format_reply, reply_lines
 from .common import new_connection, run_session
 
@@ -26,8 +27,7 @@ def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals):
     connection = new_connection(peer[:2], local[:2], smtps=smtps)
     channel = SocketChannel(sock, app.timeout)
     channel.progress = app.keepalive         # liveness: bytes flowing are progress
-    code, messages, _ = app.hooks.run("pre-connection", None,
-                                      connection_args(connection, max_conn_ip, child_addrs))
+    code, messages = run_pre_connection(app, connection, max_conn_ip, child_addrs)
     if code in C.DENY_CODES:
         reply = 451 if C.is_soft(code) else 550
         refuse(channel, reply, messages or [refusals[reply]])
@@ -35,6 +35,30 @@ def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals):
         return False
     run_session(app, channel, connection)
     return True
+
+
+class PreConnection:
+    """What `self.qp` is for pre-connection plugins: the new connection, whose notes
+    (karma's karma_history ...) carry over into the session; no transaction yet."""
+
+    transaction = None
+
+    def __init__(self, app, connection):
+        self.app = app
+        self.connection = connection
+
+
+def run_pre_connection(app, connection, max_conn_ip, child_addrs):
+    """The pre-connection chain -> (code, messages); plugins see self.connection."""
+    if not app.hooks.has("pre-connection"):
+        return C.DECLINED, []
+    Plugin.qp = PreConnection(app, connection)
+    try:
+        code, messages, _ = app.hooks.run("pre-connection", None,
+                                          connection_args(connection, max_conn_ip, child_addrs))
+    finally:
+        Plugin.qp = None
+    return code, messages
 
 
 def refuse(channel, code, messages):
