@@ -18,11 +18,20 @@ Policies (argument `policy`, default lenient):
   rfc      all lenient checks, and
            is_not_fqdn        no dot in the name, or characters other than
                               letters, digits, '-' and '.'
-           no_forward_dns, no_reverse_dns  (DNS checks: not in this version; they
-                              will use qpsmtpd_py/dns.py and are skipped now)
+           no_forward_dns     the name has no A or AAAA record
+           no_reverse_dns     the client's IP has no PTR record
   strict   all rfc checks, and
            is_address_literal any address literal at all
-           no_matching_dns    (DNS check: not in this version; skipped)
+           no_matching_dns    neither does the name resolve to the client's IP nor
+                              does the IP's PTR name match the name (forward-
+                              confirmed DNS of the HELO name, RFC 8601's iprev idea)
+For the DNS checks the addresses of the name and the client's PTR are asked at
+once (the PTR lookup is the engine's own, started at connect). As in qpsmtpd a
+match may be loose: an address in the client's /24 (IPv6 /64) counts as a forward
+match, and a PTR name in the same domain (its last two labels) as a reverse match,
+so server pools (mx0/mx1.example.com) pass. A lookup that fails or times out makes
+its check pass (logged): a DNS problem never refuses a client. An address literal
+skips the forward and matching checks (the client's PTR is still needed in rfc).
 
 Config file badhelo, one entry a line, compared with the HELO name lowercased:
   a plain name       exact, case-insensitive match (aol.com, yahoo.com)
@@ -37,8 +46,8 @@ Arguments:
   policy lenient|rfc|strict   default lenient
   reject 0|1|naughty          default 1 (0 logs only; naughty defers to the naughty plugin)
   reject_type perm|temp|disconnect|temp_disconnect   default disconnect
-  timeout N                   seconds for the DNS checks (default 5; kept for
-                              compatibility until they exist)
+  timeout N                   seconds for the DNS checks (default 5, at most
+                              dns_timeout); also written dns_timeout
 
 Replies (qpsmtpd's texts; with the default reject_type the connection is closed
 after the 550):
@@ -52,6 +61,12 @@ after the 550):
   550 HELO name is not fully qualified. Read RFC 2821
   550 HELO name contains invalid FQDN characters. Read RFC 1035
   550 RFC 2821 allows an address literal, but we do not
+  550 HELO hostname does not exist                     (no such name)
+  550 HELO hostname did not resolve                    (the name has no address)
+  550 no rDNS for <ip>                                 (no such PTR name)
+  550 no reverse DNS for <ip>                          (the name has no PTR record)
+  550 That HELO hostname fails FCrDNS
+Connection notes helo_forward_match and helo_reverse_match record the DNS matches.
 
 Relay clients and whitelisted hosts are not checked (is_immune). A failure costs
 karma -1. At data_post every message gets an `X-HELO: <name>` header (an
@@ -66,9 +81,11 @@ Examples:
 
 import re
 
+import ipaddress
+
 from qpsmtpd_py.api import (
-    DECLINED, LOGDEBUG, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Choice, Keyword, Number,
-    Plugin, parse_ip, valid_address_literal,
+    DECLINED, DNSFailure, LOGDEBUG, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Choice, Keyword,
+    Number, Plugin, dnslist, parse_ip, valid_address_literal,
 )
 
 POLICIES = {
@@ -77,6 +94,7 @@ POLICIES = {
 }
 POLICIES["rfc"] = POLICIES["lenient"] + ("is_not_fqdn", "no_forward_dns", "no_reverse_dns")
 POLICIES["strict"] = POLICIES["rfc"] + ("is_address_literal", "no_matching_dns")
+DNS_TESTS = ("no_forward_dns", "no_reverse_dns", "no_matching_dns")
 
 _REGEX_CHARS = re.compile(r"[{}\[\]()^$|*+?\\!]")
 _FQDN_CHARS = re.compile(r"[^a-zA-Z0-9.\-]")
@@ -112,6 +130,7 @@ class Helo(Plugin):
     def check(self, host):
         if self.is_immune():
             return DECLINED
+        self.start_dns(host)
         for name in self.tests:
             failure = getattr(self, name)(host)
             if failure:
@@ -195,20 +214,78 @@ class Helo(Plugin):
             return None
         return "RFC 2821 allows an address literal, but we do not", "bracketed IP"
 
-    # DNS checks: to be written on top of qpsmtpd_py/dns.py (resolver_for(self.app),
-    # with self.dns_timeout); until then they pass, logged at debug level.
+    # -- the DNS checks (policies rfc and strict) ---------------------------------------
+    def start_dns(self, host):
+        """Ask for the name's addresses and the client's PTR at once, before any check."""
+        if not any(test in DNS_TESTS for test in self.tests) or host.startswith("["):
+            return
+        timeout = dnslist.lookup_timeout(self, self.dns_timeout)
+        for rdtype in ("A", "AAAA"):
+            self.resolver.submit(host.rstrip("."), rdtype, timeout)
+        try:
+            self.resolver.submit_ptr(self.connection.remote_ip)
+        except ValueError:
+            pass
+
     def no_forward_dns(self, host):
-        return self._dns_check_missing("no_forward_dns")
+        if host.startswith("["):
+            return None
+        timeout = dnslist.lookup_timeout(self, self.dns_timeout)
+        found, failure, nxdomain = [], None, True
+        for rdtype in ("A", "AAAA"):
+            try:
+                answers = self.resolver.submit(host.rstrip("."), rdtype, timeout).result()
+            except DNSFailure as exc:
+                failure, nxdomain = exc, False
+                continue
+            found += answers
+            nxdomain = nxdomain and answers.nxdomain
+        if not found:
+            if failure is not None:
+                self.log(LOGERROR, f"skip no_forward_dns, lookup failed: {failure}")
+                self.connection.notes["helo_dns_error"] = 1
+                return None
+            if nxdomain:
+                return "HELO hostname does not exist", "no such host"
+            return "HELO hostname did not resolve", "no forward DNS"
+        client = parse_ip(self.connection.remote_ip)
+        if any(_near(parse_ip(address), client) for address in found):
+            self.connection.notes["helo_forward_match"] = 1
+        self.log(LOGDEBUG, "pass, forward DNS")
+        return None
 
     def no_reverse_dns(self, host):
-        return self._dns_check_missing("no_reverse_dns")
+        ip = self.connection.remote_ip
+        try:
+            names = self.resolver.submit_ptr(ip).result()
+        except ValueError:
+            return None
+        except DNSFailure as exc:
+            self.log(LOGERROR, f"skip no_reverse_dns, lookup failed: {exc}")
+            self.connection.notes["helo_dns_error"] = 1
+            return None
+        if not names:
+            if names.nxdomain:
+                return f"no rDNS for {ip}", "no rDNS"
+            return f"no reverse DNS for {ip}", "no rDNS"
+        helo = host.lower().rstrip(".")
+        for name in names:
+            name = name.lower().rstrip(".")
+            if name.count(".") >= 1 and (name == helo or name.split(".")[-2:] == helo.split(".")[-2:]):
+                self.connection.notes["helo_reverse_match"] = 1
+        self.log(LOGDEBUG, "pass, reverse DNS")
+        return None
 
     def no_matching_dns(self, host):
-        return self._dns_check_missing("no_matching_dns")
-
-    def _dns_check_missing(self, name):
-        self.log(LOGDEBUG, f"skip {name}: DNS checks are not implemented yet")
-        return None
+        notes = self.connection.notes
+        if notes.get("helo_forward_match") and notes.get("helo_reverse_match"):
+            self.adjust_karma(1)              # a perfect match
+            return None
+        if notes.get("helo_forward_match") or notes.get("helo_reverse_match"):
+            return None
+        if host.startswith("[") or notes.get("helo_dns_error"):
+            return None
+        return "That HELO hostname fails FCrDNS", "no matching DNS"
 
 
 def literal_ip(host):
@@ -217,6 +294,14 @@ def literal_ip(host):
         return None
     inner = host[1:-1]
     return parse_ip(inner[5:] if inner[:5].lower() == "ipv6:" else inner)
+
+
+def _near(address, client):
+    """The same address, or one in the client's /24 (IPv6: /64)."""
+    if address is None or client is None or address.version != client.version:
+        return False
+    bits = 24 if client.version == 4 else 64
+    return address in ipaddress.ip_network(f"{client}/{bits}", strict=False)
 
 
 def is_loopback(ip):
