@@ -12,8 +12,8 @@ server's resolver (config `dns_servers`, `dns_timeout`).
 
 The message's result is pass when any signature passes, else temperror, fail,
 permerror in that order. At the end of DATA (data_post):
-  fail       -> the `reject` policy: 550 `signature invalid: <reason>` (karma -1)
-  temperror  -> 451 `Please try again later - <reason>` (unless `reject 0`)
+  fail       -> the `reject` policy: 552 `signature invalid: <reason>` (karma -1)
+  temperror  -> 452 `Please try again later - <reason>` (unless `reject 0`)
   others     -> accepted
 `reject 0` only records; `reject naughty` leaves the refusal to the naughty plugin.
 
