@@ -55,3 +55,4 @@ from .mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
     SigningKey, SigningKeyError, aligned, message_bytes, organizational_domain, printable,
     set_auth_result, signing_key,
 )
+from . import domainkeys  # noqa: F401  DomainKeys (RFC 4870): domainkeys and domainkeys_sign

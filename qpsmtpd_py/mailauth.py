@@ -28,7 +28,7 @@ class SigningKeyError(Exception):
     """A key directory exists but cannot be used (no selector, key unreadable)."""
 
 
-def signing_key(config_dirs, domain):
+def signing_key(config_dirs, domain, subdir="dkim"):
     """The key for mail from `domain`: config/dkim/<domain>/, else the closest parent
     domain that has one (mail from a host of example.org is signed for example.org).
 
@@ -45,7 +45,7 @@ def signing_key(config_dirs, domain):
     for start in range(0, max(1, len(labels) - 1)):
         candidate = ".".join(labels[start:])
         for base in config_dirs:
-            path = os.path.join(base, "dkim", candidate)
+            path = os.path.join(base, subdir, candidate)
             if os.path.isdir(path):
                 return _key_in(path, candidate)
     return None

@@ -45,4 +45,19 @@ def add_authentication_results(session, txn):
         parts = ["auth=none"]
     parts += list(conn.notes.get("authentication_results") or [])
     parts += list(txn.notes.get("authentication_results") or [])
+    rename_inbound_results(txn.header)
     txn.header.add("Authentication-Results", f"{server_id}; " + "; ".join(parts), prepend=True)
+
+
+def rename_inbound_results(header):
+    """Authentication-Results the message arrived with (anyone can write one) become
+    Original-Authentication-Results, so the message carries one: ours (as qpsmtpd;
+    RFC 8601 5). Left alone when a DKIM signature covers them (renaming would break it)."""
+    if not header.get_all("Authentication-Results"):
+        return
+    for signature in header.get_all("DKIM-Signature"):
+        tags = dict(part.strip().partition("=")[::2] for part in str(signature).split(";"))
+        covered = [h.strip().lower() for h in "".join(tags.get("h", "").split()).split(":")]
+        if "authentication-results" in covered:
+            return
+    header.rename("Authentication-Results", "Original-Authentication-Results")

@@ -267,3 +267,24 @@ def test_relay_clients_are_not_verified(server):
     assert d.codes[-2] == 250
     assert results_of(d.messages[0], "dkim") == []
 
+
+
+def test_inbound_authentication_results_are_renamed_unless_a_signature_covers_them(server):
+    forged = b"Authentication-Results: mx.example.test; dkim=pass header.d=bank.test\r\n"
+    d = send(server(), forged + text())
+    (msg,) = d.messages
+    (ours,) = header_values(msg, "Authentication-Results")
+    assert "bank.test" not in ours and "dkim=none" in ours
+    assert header_values(msg, "Original-Authentication-Results") == [
+        "mx.example.test; dkim=pass header.d=bank.test"]
+    covered = signed(forged + text(), include_headers=[b"from", b"subject", b"authentication-results"])
+    d = send(server(), covered)
+    (msg,) = d.messages
+    assert len(header_values(msg, "Authentication-Results")) == 2      # renaming would break d=auth.test
+    assert [r.result for r in results_of_ours(msg)] == ["none", "pass"]
+
+
+def results_of_ours(message):
+    from authtools import auth_results
+    return [r for ar in auth_results(message) for r in ar.results
+            if ar.authserv_id == "mx.example.test" and r.method in ("auth", "dkim")][:2]
