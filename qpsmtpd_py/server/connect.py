@@ -20,10 +20,11 @@ def connection_args(connection, max_conn_ip, child_addrs):
                 max_conn_ip=max_conn_ip, child_addrs=list(child_addrs))
 
 
-def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals):
+def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals, local=None):
     """Run pre-connection, then the session. `refusals` maps 550 and 451 to the
-    default texts of this server mode. Returns False when the client was refused."""
-    local = sock.getsockname()
+    default texts of this server mode; `local` replaces the socket's own address
+    (behind a PROXY protocol proxy). Returns False when the client was refused."""
+    local = local or sock.getsockname()
     connection = new_connection(peer[:2], local[:2], smtps=smtps)
     channel = SocketChannel(sock, app.timeout)
     channel.progress = app.keepalive         # liveness: bytes flowing are progress

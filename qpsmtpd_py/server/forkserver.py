@@ -142,8 +142,16 @@ class ForkServer(Master):
                                            heartbeat_interval(self.app.timeout))
             daemon.set_title(f"{PROG} child: {ip} connect")
             self.app.hooks.run("post-fork", None)
+            peer, local = self.proxied(client, peer, listener)
+            if peer is None:
+                return
+            if local is not None:            # behind a proxy: the real client from here on
+                ip = peer_ip(peer)
+                self.board.mark(slot, BUSY, ip)
+                others = self.board.busy_addrs(exclude=slot)
+                daemon.set_title(f"{PROG} child: {ip} connect")
             serve_client(self.app, client, peer, listener.smtps, self.max_conn_ip, others,
-                         self.refusals)
+                         self.refusals, local=local)
         except BaseException:            # never let a child return into the master's code
             code = 1
             self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")

@@ -26,6 +26,7 @@ from . import daemon
 from .common import import_plugin_modules, load_app
 from .daemon import DaemonError, PidFile
 from .listen import SMTPS_PORT, ListenError, bind_all, inherited_listeners, listen_specs, parse_port
+from .proxy import ProxyError, ProxyProtocol
 from .notify import Notifier
 from .liveness import DUMP_SIGNAL, limit_for
 from .scoreboard import BUSY
@@ -52,6 +53,15 @@ def add_common_options(parser, default_port, max_from_ip):
     parser.add_argument("-p", "--port", dest="ports", action="append", type=port_arg, default=[],
                         metavar="PORT", help=f"port for addresses given without one, repeatable "
                                              f"(default {default_port})")
+    parser.add_argument("--proxy-protocol", dest="proxy_ports", action="append", type=port_arg,
+                        default=[], metavar="PORT",
+                        help="listeners on PORT take a PROXY protocol header (v1 or v2, as "
+                             "HAProxy sends) before the greeting: the client's real address, "
+                             "repeatable (docs/servers.md)")
+    parser.add_argument("--proxy-from", dest="proxy_from", action="append", default=None,
+                        metavar="IP[/BITS][,...]",
+                        help="proxies allowed to send PROXY headers, repeatable "
+                             "(default 127.0.0.1 and ::1); anyone else is disconnected")
     parser.add_argument("--smtps-port", dest="smtps_ports", action="append", type=port_arg,
                         default=[], metavar="PORT",
                         help="also listen on PORT with implicit TLS (like 465), repeatable; "
@@ -106,6 +116,7 @@ class Master:
         self.stopping = False
         self.stop_deadline = None
         self.signal_pipe = None
+        self.proxy = None                 # ProxyProtocol when --proxy-protocol is given
         self.max_conn_ip = args.max_from_ip
 
     # -- logging -----------------------------------------------------------------------------
@@ -139,6 +150,7 @@ class Master:
                 self.pidfile = PidFile(args.pid_file)
                 self.pidfile.claim()
             self.listeners = self.open_listeners()
+            self.proxy = self.proxy_listeners()
             self.before_privilege_drop()
             if user:
                 import_plugin_modules()
@@ -180,6 +192,32 @@ class Master:
         except ValueError as exc:
             self.die(str(exc), EX_USAGE)
         return bind_all(specs, smtps)
+
+    def proxy_listeners(self):
+        """Mark the listeners that expect a PROXY header; every --proxy-protocol port
+        must be one of ours."""
+        if not self.args.proxy_ports:
+            return None
+        try:
+            proxy = ProxyProtocol(self.args.proxy_ports, self.args.proxy_from)
+        except ValueError as exc:
+            self.die(str(exc), EX_USAGE)
+        for port in proxy.ports - {listener.port for listener in self.listeners}:
+            self.die(f"--proxy-protocol {port}: no listener on port {port}", EX_USAGE)
+        for listener in self.listeners:
+            listener.proxy = proxy.wanted(listener)
+        return proxy
+
+    def proxied(self, client, peer, listener):
+        """(peer, local) of the real client: from the PROXY header on a proxy listener
+        (None when the connection must be dropped), else the socket's own."""
+        if not getattr(listener, "proxy", False):
+            return peer, None
+        try:
+            return self.proxy.accept(client, peer)
+        except ProxyError as exc:
+            self.app.log(C.LOGWARN, f"proxy: dropped a connection on {listener.name}: {exc}")
+            return None, None
 
     def before_privilege_drop(self):
         """Hook for work that needs root (prefork renices itself here)."""

@@ -323,6 +323,10 @@ class Worker:
         return None, None, None
 
     def serve(self, client, peer, listener):
+        peer, local = self.master.proxied(client, peer, listener)
+        if peer is None:
+            client.close()
+            return
         ip = peer_ip(peer)
         self.busy = True
         self.client_ip = ip
@@ -336,7 +340,7 @@ class Worker:
             # child_addrs only matter to pre-connection plugins (hosts_allow)
             addrs = self.board.busy_addrs(exclude=self.slot) if self.app.hooks.has("pre-connection") else []
             serve_client(self.app, client, peer, listener.smtps, self.master.max_conn_ip,
-                         addrs, self.master.refusals)
+                         addrs, self.master.refusals, local=local)
         except Exception:
             self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
         finally:
