@@ -36,6 +36,10 @@ DEFAULT_MAP_SIZE = 64 << 20          # grows by doubling when full
 DEFAULT_MAX_SIZE = 4 << 30           # refuse to grow past this (config store_max_size)
 READER_CHECK_SECONDS = 30.0
 BATCH = 1000                         # entries per transaction in scans
+DELETE_BATCH = 200                   # expired entries deleted per write transaction
+RECLAIM_EVERY = 64                   # at the size limit: look at the room every N writes,
+RECLAIM_LIVE = 0.5                   # and when live pages fill this share of the map,
+RECLAIM_SECONDS = 5.0                # delete expired entries (at most this often per process)
 
 _HEADER = struct.Struct(">Q")
 _HLEN = _HEADER.size
@@ -84,6 +88,10 @@ def _live(raw, now_ms):
     return raw[_HLEN:]
 
 
+def _pages(stat):
+    return stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+
+
 def _with_ttl(result, ttl):
     """An update function's result -> (value, ttl): it may return (value, ttl)."""
     if isinstance(result, tuple):
@@ -122,6 +130,8 @@ class Store:
         self._generation = None
         self._next_check = 0.0
         self._reclaiming = False
+        self._writes = 0
+        self._next_reclaim = 0.0
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -260,7 +270,35 @@ class Store:
                 return default
             with env.begin(db=db, write=True) as txn:
                 return func(txn)
-        return self._write_txn(attempt)
+        result = self._write_txn(attempt)
+        self._writes += 1
+        if self._writes % RECLAIM_EVERY == 0 and not self._reclaiming:
+            self._reclaim_early()
+        return result
+
+    def _reclaim_early(self):
+        """At store_max_size, delete expired entries while the map still has room:
+        LMDB needs free pages even to delete (in a full map nothing can be freed),
+        and pages freed by one transaction are reused only a transaction later."""
+        env = self._env
+        if env is None or self.clock.monotonic() < self._next_reclaim:
+            return
+        info = env.info()
+        if info["map_size"] < self.max_size:
+            return
+        psize = env.stat()["psize"]
+        with env.begin() as txn:
+            used = sum(_pages(txn.stat(db)) for db in self._dbs.values()) + _pages(txn.stat())
+        if used * psize < info["map_size"] * RECLAIM_LIVE:
+            return
+        self._next_reclaim = self.clock.monotonic() + RECLAIM_SECONDS
+        self._reclaiming = True
+        try:
+            self.expire()
+        except StoreError:
+            pass
+        finally:
+            self._reclaiming = False
 
     def read(self, name, func, default=None):
         """func(txn) inside one read transaction; default if the table does not exist."""
@@ -433,8 +471,9 @@ class Table:
             now = self._now_ms()
             batch = self.store.read(self.name, lambda txn: self._scan(txn, start, skip_start, b"", now), [])
             dead = [key for key, value, _ in batch if value is None]
-            if dead:
-                removed += self.store.write(self.name, lambda txn: self._delete_expired(txn, dead, now))
+            for i in range(0, len(dead), DELETE_BATCH):     # small write transactions: each
+                part = dead[i:i + DELETE_BATCH]                # needs few free pages in a full map
+                removed += self.store.write(self.name, lambda txn: self._delete_expired(txn, part, now))
             if len(batch) < BATCH:
                 return removed
             start, skip_start = batch[-1][0], True

@@ -105,8 +105,7 @@ class RedisStore:
             redis = self.redis
             self._client = redis.Redis(
                 **self.params, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0), retry_on_timeout=False,
-                health_check_interval=0)
+                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0), health_check_interval=0)
             self._incr = self._client.register_script(_INCR)
             self._pid = os.getpid()
         return self._client

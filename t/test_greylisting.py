@@ -190,20 +190,21 @@ def test_store_error_means_no_greylisting_and_a_logged_error(session_server, tmp
 
 
 def test_flood_of_unique_triplets_never_fills_the_store(session_server, tmp_path, clock):
-    """8000 unique triplets in a 256 KB store: entries that can no longer matter
-    expire (grey_timeout) and their room is used again; nothing ever fails."""
+    """1800 unique triplets in a 128 KB store that holds fewer than 500: entries that
+    can no longer matter expire (grey_timeout) and their room is used again; nothing
+    ever fails."""
     srv = server(session_server, tmp_path, "greylisting recipient 1 black_timeout 60 grey_timeout 600",
-                 files={"store_map_size": "256k", "store_max_size": "256k"})
-    for window in range(8):
-        rcpts = [f"user{window}x{n}@example.test" for n in range(100)]
-        for chunk in range(10):
+                 files={"store_map_size": "128k", "store_max_size": "128k"})
+    for window in range(6):
+        for chunk in range(3):
+            rcpts = [f"user{window}x{chunk}x{n}@example.test" for n in range(100)]
             script = ["EHLO c.test", f"MAIL FROM:<s{chunk}@sender.test>"]
             script += [f"RCPT TO:<{r}>" for r in rcpts] + ["QUIT"]
             d = srv.talk(*script)
             assert d.codes[3:-1] == [450] * 100, d.log[-500:]
         clock.advance(601)
     assert "error" not in d.log.lower()
-    assert os.path.getsize(tmp_path / "store" / "data.mdb") <= 256 * 1024
+    assert os.path.getsize(tmp_path / "store" / "data.mdb") <= 128 * 1024
 
 
 def test_qpsmtpd_store_greylist_commands(session_server, tmp_path, clock):
