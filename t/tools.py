@@ -173,6 +173,8 @@ TOOLS = {
     "postfix": ("apt-get install postfix", _prints([sbin("postconf"), "-d", "mail_version"], "mail_version")),
     "exim": ("bash t/services/start-services.sh STATE exim (unpacks exim4-daemon-light)", _exim),
     "haproxy": ("apt-get install haproxy", _prints([sbin("haproxy"), "-v"], "HAProxy version")),
+    "clamscan": ("apt-get install clamav", _prints(["clamscan", "--version"], "ClamAV")),
+    "clamdscan": ("apt-get install clamdscan", _prints(["clamdscan", "--version"], "ClamAV")),
 }
 
 _PROBED = {}
