@@ -56,3 +56,4 @@ from .mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
     set_auth_result, signing_key,
 )
 from . import domainkeys  # noqa: F401  DomainKeys (RFC 4870): domainkeys and domainkeys_sign
+from . import geoip  # noqa: F401  MaxMind databases: ident/geoip, geo_blacklist_whitelist

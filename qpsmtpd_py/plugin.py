@@ -7,6 +7,7 @@ One plugin object serves every session of a worker: per-session data belongs in
 connection/transaction/address notes, never in attributes.
 """
 
+import importlib.machinery
 import importlib.util
 import os
 import re

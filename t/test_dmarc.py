@@ -188,3 +188,16 @@ def test_organizational_domains_of_the_shipped_list():
 
 test_organizational_domains_of_the_shipped_list = pytest.mark.no_services(
     test_organizational_domains_of_the_shipped_list)
+
+
+def test_spf_deny_the_old_plugin(server):
+    chain = ("sender_permitted_from reject 1",)
+    d = send(server("spf_deny", chain=chain + ("dmarc",)), "a@hard.nopolicy.test", message("a@nopolicy.test"))
+    code, text = reply(d, 5)
+    assert code == 552 and text.startswith("SPF - fail: domain of hard.nopolicy.test")
+    d = send(server("spf_deny", chain=chain + ("dmarc",)), "a@soft.nopolicy.test", message("a@nopolicy.test"))
+    assert d.codes[-2] == 250
+    # a domain with a policy: dmarc decides, spf_deny stays out (DKIM aligns: pass)
+    d = send(server("spf_deny", chain=chain + ("dkim reject 0", "dmarc")), "a@hard.nopolicy.test",
+             sign(message("a@auth.test")))
+    assert d.codes[-2] == 250

@@ -883,8 +883,15 @@ for dbtype in ('GeoLite2-Country', 'GeoLite2-City'):
     w.insert_network(IPSet(['127.0.0.3/32']), rec('CN', 'China', 'AS', 'Asia', 1814991, 34.7732, 113.722))
     w.insert_network(IPSet(['2001:db8::/32']), rec('JP', 'Japan', 'AS', 'Asia', 1861060, 35.69, 139.69))
     w.to_db_file(f'{out}/{dbtype}.mmdb')
+w = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type='GeoLite2-ASN', languages=['en'],
+               description={'en': 'qpsmtpd_py test database'})
+w.insert_network(IPSet(['127.0.0.0/24']), {'autonomous_system_number': MmdbU32(64500),
+                                            'autonomous_system_organization': 'Test Net US'})
+w.insert_network(IPSet(['127.0.0.2/32']), {'autonomous_system_number': MmdbU32(64502),
+                                            'autonomous_system_organization': 'Test Net DE'})
+w.to_db_file(f'{out}/GeoLite2-ASN.mmdb')
 EOF
-  ok geoip "$D/GeoLite2-Country.mmdb, $D/GeoLite2-City.mmdb"
+  ok geoip "$D/GeoLite2-Country.mmdb, $D/GeoLite2-City.mmdb, $D/GeoLite2-ASN.mmdb"
 }
 
 # ---------------------------------------------------------------- 12. exim (unpacked only)
