@@ -24,6 +24,7 @@ from . import daemon
 from .connect import peer_ip, serve_client
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .master import Master, add_common_options, finish_common_options, ignore_signal
+from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, Scoreboard
 
 PROG = "qpsmtpd-forkserver"
@@ -123,12 +124,26 @@ class ForkServer(Master):
         self.children[pid] = Connection(ip, slot)
 
     def install_child_signals(self):
-        # a running session always finishes: TERM, INT and HUP wait for it
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        # a running session always finishes: TERM, INT and HUP wait for it; but TERM
+        # also comes when the master dies, and then the session gets a bound (orphan.py)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(signum, ignore_signal)
+        self.client = None
+        self.bound = SessionBound(self.args.graceful_timeout, self.master_gone)
+        signal.signal(signal.SIGTERM, self.child_on_term)
+
+    def child_on_term(self, signum, frame):
+        if orphaned(self.master_pid):
+            self.bound.arm()
+
+    def master_gone(self):
+        """In a child: the grace period after the master's death is over."""
+        cut_session(self.client, self.app.me, lambda msg: self.app.log(C.LOGWARN, msg))
+        self.child_exit(1)
 
     def child(self, client, peer, listener, ip, others, slot):
         code = 0
+        self.client = client
         try:
             for each in self.listeners:
                 each.close()

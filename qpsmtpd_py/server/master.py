@@ -29,6 +29,7 @@ from .listen import SMTPS_PORT, ListenError, bind_all, inherited_listeners, list
 from .proxy import ProxyError, ProxyProtocol
 from .notify import Notifier
 from .liveness import DUMP_SIGNAL, limit_for
+from .orphan import ask_for_death_signal
 from .scoreboard import BUSY
 
 MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
@@ -118,6 +119,7 @@ class Master:
         self.signal_pipe = None
         self.proxy = None                 # ProxyProtocol when --proxy-protocol is given
         self.max_conn_ip = args.max_from_ip
+        self.master_pid = os.getpid()     # in a child: the master that forked it
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, level, msg):
@@ -287,6 +289,7 @@ class Master:
         sys.stderr.flush()
         dump_fd = self.watchdog.before_fork() if self.watchdog else None
         old = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
+        self.master_pid = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -315,9 +318,12 @@ class Master:
         if self.pidfile:
             self.pidfile.close_in_child()
         self.install_child_signals()
+        # SIGTERM when the master dies (orphan.py); pending until signals are unblocked
+        ask_for_death_signal(self.master_pid)
 
     def install_child_signals(self):
-        """Subclasses set the child's handlers here, before its signals are unblocked."""
+        """Subclasses set the child's handlers here, before its signals are unblocked.
+        SIGTERM also comes when the master dies: orphan.orphaned(self.master_pid)."""
 
     def child_exit(self, code=0):
         """Leave a child without running the master's exit handlers."""

@@ -30,6 +30,7 @@ from . import daemon
 from .connect import peer_ip, serve_client
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .master import EX_USAGE, Master, add_common_options, finish_common_options, reopen_logs
+from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
 
 PROG = "qpsmtpd-prefork"
@@ -184,14 +185,17 @@ class PreforkMaster(Master):
 
     def child_gone(self, pid, record, status):
         self.board.release(record.slot)
-        failed = not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
-        if failed and not record.killed and time.monotonic() - record.born < 1.0 and not self.stopping:
+        if failed_by_itself(status) and not record.killed and not self.stopping \
+                and time.monotonic() - record.born < 1.0:
             # dying at birth (a broken post-fork hook?): do not fork in a tight loop
             self.backoff = min(max(self.backoff * 2, 0.1), 10.0)
             self.next_spawn = time.monotonic() + self.backoff
             self.log(C.LOGERROR, f"child {pid} died right after start; next fork in {self.backoff:.1f}s")
-        elif not failed:
+        elif not failed_by_itself(status):
+            # a clean exit, or killed from outside (kill -9, the OOM killer): the
+            # child did nothing wrong, so its replacement comes at once
             self.backoff = 0.0
+            self.next_spawn = 0.0
 
     def after_reload(self):
         """Children forked from now on get the new configuration; the others finish
@@ -232,6 +236,8 @@ class Worker:
         self.reopen = False
         self.busy = False
         self.client_ip = ""
+        self.client = None
+        self.bound = SessionBound(master.args.graceful_timeout, self.master_gone)
 
     def install_signals(self):
         self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -241,11 +247,23 @@ class Worker:
         signal.signal(signal.SIGUSR1, self.on_usr1)
 
     def on_stop(self, signum, frame):
-        """TERM, INT or HUP: finish the session in progress, then exit."""
+        """TERM, INT or HUP: finish the session in progress, then exit. TERM also
+        comes when the master dies (orphan.py): then let go of the listeners at once
+        and give the session in progress --graceful-timeout seconds."""
         self.stop = True
-        if self.busy:
+        if orphaned(self.master_pid):
+            self.bound.arm()
             for listener in self.listeners:
                 listener.close()
+        elif self.busy:
+            for listener in self.listeners:
+                listener.close()
+
+    def master_gone(self):
+        """The grace period after the master's death is over: 421 and leave."""
+        cut_session(self.client, self.app.me,
+                    lambda msg: self.app.log(C.LOGWARN, f"{msg} ({self.client_ip or 'idle'})"))
+        self.master.child_exit(1)
 
     def on_usr1(self, signum, frame):
         self.reopen = True
@@ -291,6 +309,8 @@ class Worker:
         self.poller.register(self.wake[0], select.POLLIN)
         self.by_fd = {}
         for listener in self.listeners:
+            if listener.fileno() < 0:
+                continue                 # closed: the master died while we started
             self.poller.register(listener.fileno(), select.POLLIN)
             self.by_fd[listener.fileno()] = listener
         self.app.hooks.run("post-fork", None)
@@ -330,6 +350,7 @@ class Worker:
         ip = peer_ip(peer)
         self.busy = True
         self.client_ip = ip
+        self.client = client
         self.board.mark(self.slot, BUSY, ip)
         try:
             os.write(self.status_fd, b"b")   # wake the master: maybe grow the pool
@@ -344,6 +365,7 @@ class Worker:
         except Exception:
             self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
         finally:
+            self.client = None
             try:
                 client.close()
             except OSError:
@@ -356,6 +378,18 @@ class Worker:
         """Called before each SMTP command: the process title. (The heartbeat comes
         from the channel as bytes flow, see liveness.py.)"""
         self.title(f"{self.client_ip} {session.verb}")
+
+
+#: signals a child dies of by its own fault (a crash), not because it was killed
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
+                 signal.SIGABRT, signal.SIGSYS}
+
+
+def failed_by_itself(status):
+    """A non-zero exit or a crash signal; SIGKILL, SIGTERM ... from outside are not."""
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status) != 0
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) in CRASH_SIGNALS
 
 
 def _drain(fd):
