@@ -43,7 +43,7 @@ MODULES = {'dns.nameserver': 'dnspython>=2.4', 'spf': 'pyspf', 'dkim': 'dkimpy',
            'cryptography': 'cryptography', 'daemon': 'python-daemon', 'setproctitle': 'setproctitle',
            'maxminddb': 'maxminddb', 'geoip2': 'geoip2', 'miltertest': 'miltertest',
            'mmdb_writer': 'mmdb-writer', 'aiosmtplib': 'aiosmtplib', 'hypothesis': 'hypothesis',
-           'redis': 'redis',
+           'redis': 'redis', 'authres': 'authres', 'publicsuffixlist': 'publicsuffixlist',
            'pytest': 'pytest'}
 missing = []
 for module, pip_name in MODULES.items():
