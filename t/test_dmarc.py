@@ -201,3 +201,22 @@ def test_spf_deny_the_old_plugin(server):
     d = send(server("spf_deny", chain=chain + ("dkim reject 0", "dmarc")), "a@hard.nopolicy.test",
              sign(message("a@auth.test")))
     assert d.codes[-2] == 250
+
+
+def test_qpsmtpds_sample_lines_in_a_real_server_process(mail_config):
+    """qpsmtpd's config.sample/plugins lines, in the `qpsmtpd` program on a socket."""
+    srv = mail_config("sender_permitted_from reject 1", "dkim reject 0", "dmarc")
+    raw = sign(message("a@auth.test", subject="real"))
+    body = raw.decode().replace("\r\n", "\n").rstrip("\n")
+    with srv.session(env={"TCPREMOTEIP": "192.0.2.10"}) as c:
+        assert c.send_message("a@pass.auth.test", ["u@example.test"], body)[0] == 250
+    with srv.session(env={"TCPREMOTEIP": "192.0.2.10"}) as c:
+        code, text = c.send_message("a@nopolicy.test", ["u@example.test"],
+                                    message("a@auth.test").decode().replace("\r\n", "\n"))
+        assert (code, text.split(" ", 1)[1]) == (552, "failed DMARC policy"), text
+    (msg,) = srv.messages()
+    head = msg.split(b"\n\n", 1)[0].decode()
+    assert head.count("Authentication-Results:") == 1
+    assert "spf=pass smtp.mailfrom=pass.auth.test" in head
+    assert "dkim=pass (1024-bit key) header.d=auth.test" in head
+    assert "dmarc=pass (p=reject sp=quarantine dis=none) header.from=auth.test" in head
