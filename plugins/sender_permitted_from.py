@@ -147,6 +147,10 @@ class SenderPermittedFrom(Plugin):
                 notes["dmarc_spf"] = {"domain": "", "scope": "helo", "result": "none"}
                 return DECLINED
             scope, domain, identity = "helo", helo.lower(), ""
+        elif sender.host.startswith("["):
+            self.log(LOGINFO, f"skip, none: {printable(sender.host)} is an address literal (no SPF policy)")
+            notes["dmarc_spf"] = {"domain": "", "scope": "mfrom", "result": "none"}
+            return DECLINED
         else:
             scope, domain = "mfrom", sender.host.lower()
             identity = f"{sender.user}@{domain}"

@@ -169,6 +169,8 @@ def test_null_sender_is_checked_against_the_helo_name(session_server):
     assert (spf.result, spf.smtp_helo) == ("pass", "helo.auth.test")
     d = mail(server, "", helo="badhelo.auth.test", data=False)
     assert reply(d, 2)[0] == 550 and reply(d, 2)[1].startswith("SPF - forgery: ")
+    d = mail(server, "user@[192.0.2.10]", data=False)          # an address literal: none
+    assert reply(d, 2)[0] == 250 and "is an address literal" in d.log
     d = mail(server, "", helo="nodots", data=False)
     assert reply(d, 2)[0] == 250 and "skip, null sender and no HELO name" in d.log
 
