@@ -58,6 +58,7 @@ Needs the extra `dkim` (dkimpy, authres).
 """
 
 import logging
+from email.utils import getaddresses
 
 from qpsmtpd_py.api import (
     DECLINED, DENYSOFT, DNSFailure, LOGDEBUG, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Plugin,
@@ -76,7 +77,6 @@ ORDER = ("pass", "temperror", "fail", "permerror")
 
 def from_domain(transaction):
     """The domain of the From header's (first) address, or None."""
-    from email.utils import getaddresses
     value = transaction.header.get("From") or ""
     for _name, addr in getaddresses([value]):
         if "@" in addr:

@@ -10,7 +10,7 @@ import dkim
 import pytest
 
 from authtools import (auth_results, header_values, milter, milter_added, nsd_txt, read_key,
-                       reply, results_of, split_message, state_file)
+                       reply, results_of, split_message)
 from dnsfault import DNSRelay
 from inproc import message_wire
 

@@ -4,14 +4,13 @@ server that stops answering, and a subset of the RFC 7208 test suite through our
 resolver (zone rfc7208.test)."""
 
 import json
-import re
 import os
 import sys
 import time
 
-import authres
 import pytest
 
+from authtools import auth_results, header_values, reply
 from dnsfault import DNSRelay
 from inproc import message_wire
 
@@ -32,30 +31,6 @@ def mail(server, sender, helo="client.auth.test", data=True, **talk):
     if data:
         script += ["DATA", MESSAGE]
     return server.talk(*script, "QUIT", **talk)
-
-
-def reply(d, index):
-    """(code, text) of reply `index` without the enhanced status code."""
-    code, text = d.pairs[index]
-    return code, re.sub(r"^[245]\.\d{1,3}\.\d{1,3} ", "", text)
-
-
-def header_values(message, name):
-    """The values of header field `name` of a captured message (folded lines joined)."""
-    fields = []
-    for line in message["header"].split("\n"):
-        if line[:1] in (" ", "\t") and fields:
-            fields[-1][1] += " " + line.strip()
-        elif ":" in line:
-            key, value = line.split(":", 1)
-            fields.append([key, value.strip()])
-    return [value for key, value in fields if key.lower() == name.lower()]
-
-
-def auth_results(message):
-    """The parsed Authentication-Results header fields of a captured message."""
-    fields = header_values(message, "Authentication-Results")
-    return [authres.AuthenticationResultsHeader.parse_value(v) for v in fields]
 
 
 def spf_result(message):
