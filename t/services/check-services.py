@@ -82,6 +82,11 @@ def _():
     assert q(dns.reversename.from_address('127.0.0.1'), 'PTR') == ['mx.example.test.']
     assert q(dns.reversename.from_address('127.0.0.4'), 'PTR') == 'NXDOMAIN'
     assert q('sel._domainkey.example.test', 'TXT')[0].startswith('"v=DKIM1')
+    # the sender-authentication zones (t/test_spf.py, test_dkim.py, test_dmarc.py ...)
+    assert q('s1._domainkey.auth.test', 'TXT')[0].startswith('"v=DKIM1')
+    assert q('_dmarc.auth.test', 'TXT')[0].startswith('"v=DMARC1')
+    assert q('nopolicy.test', 'TXT') == ['"v=spf1 ip4:192.0.2.10 -all"']
+    assert q('e1.example.com.s6.rfc7208.test', 'TXT') == ['"v=spf1 a/0 -all"']
 
 
 @check('dns: pyspf through the test server', 'pip package pyspf')
