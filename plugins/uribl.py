@@ -37,6 +37,8 @@ Arguments:
   timeout N              seconds for the lookups, at most dns_timeout (the default;
                          qpsmtpd's default 30 is capped)
   check-headers 0|1      also scan the header fields (also written scan-headers)
+  checkip yes|no         look up IP addresses in URLs (default yes; some lists answer
+                         positive for every address)
   max_hosts N            names and addresses looked up per message (default 40;
                          the rest are logged and skipped)
   max_bytes N            bytes of the message read (default 1000000): a huge message
@@ -158,6 +160,7 @@ class Uribl(Plugin):
                 "seconds for the lookups (at most dns_timeout, the default)"),
         Keyword("check-headers", Bool(), False, "also scan the header fields",
                 aliases=("scan-headers",)),
+        Keyword("checkip", Bool(), True, "look up IP addresses found in URLs"),
         Keyword("max_hosts", Int(min=1), 40, "names and addresses looked up per message"),
         Keyword("max_bytes", Int(min=1000), 1000000, "bytes of the message read"),
     )
@@ -228,7 +231,7 @@ class Uribl(Plugin):
         for text in message_texts(raw, self.args["check-headers"]):
             self.keepalive()
             names, ips = hosts_in(text)
-            candidates = [reverse_ip(ip) for ip in ips]
+            candidates = [reverse_ip(ip) for ip in ips] if self.args["checkip"] else []
             for host in names:
                 if self.whitelisted(host, whitelist):
                     self.log(LOGDEBUG, f"skip, whitelisted URI domain {host}")

@@ -112,6 +112,9 @@ def test_masks_ip_and_two_level_cctld(session_server):
     assert d.pairs[5] == (552, "evil.co.uk in uribl.test: 127.0.0.2")
     d = deliver(session_server, "Subject: x\n\nhttp://only4.test/\n", zones=("uribl.test 4 deny",))
     assert d.pairs[5][0] == 552
+    d = deliver(session_server, "Subject: x\n\nhttp://127.0.0.2/\n", line="uribl checkip no",
+                zones=("uribl.test 2 deny",))
+    assert d.codes[5] == 250
 
 
 def test_whitelisted_domains_are_not_looked_up(session_server):
