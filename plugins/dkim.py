@@ -53,7 +53,8 @@ Differences from qpsmtpd: every signature is verified and reported (qpsmtpd repo
 the first); refusals happen in data_post, where they take effect (qpsmtpd answered in
 data_post_headers, where answers are ignored); ADSP and DomainKeys policies (obsolete)
 are not consulted; mail is signed for the From domain, last before queueing; a
-closest-parent key is used (qpsmtpd took the farthest); keys per selector for rotation.
+closest-parent key is used (qpsmtpd took the farthest); keys per selector for rotation;
+DomainKey-Signature fields (Mail::DKIM checked those too) are left to the domainkeys plugin.
 Needs the extra `dkim` (dkimpy, authres).
 """
 

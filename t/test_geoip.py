@@ -114,6 +114,12 @@ def test_only_one_country_accepted(server, geo_dir):
     assert reply(d, 0) == (550, "Connections from an unknown location are not accepted here")
 
 
+def test_ipv6_clients(server, geo_dir):
+    srv = bw(server, geo_dir, black="*.JP")
+    assert reply(session(srv, "2001:db8::5", data=False), 0) == (
+        550, "Connections from Japan City, JP are not accepted here")
+
+
 def test_city_entries_any_case_and_bad_lines(server, geo_dir):
     srv = bw(server, geo_dir, black="china city.cn\nnot-an-entry\nBerlin.GER")
     d = session(srv, "127.0.0.3", data=False)

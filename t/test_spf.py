@@ -208,6 +208,15 @@ def test_without_reject_a_dead_dns_server_accepts_with_temperror_recorded(sessio
     assert spf_result(d.messages[0]) == "temperror"
 
 
+def test_ipv6_clients(session_server):
+    server = session_server("sender_permitted_from reject 3")
+    d = mail(server, "user@v6.auth.test", remote_ip="2001:db8::10")
+    assert spf_result(d.messages[0]) == "pass"
+    assert "client-ip=2001:db8::10;" in header_values(d.messages[0], "Received-SPF")[0]
+    d = mail(server, "user@v6.auth.test", data=False, remote_ip="2001:db9::10")
+    assert reply(d, 2)[0] == 550
+
+
 def test_relay_clients_are_not_checked(session_server):
     server = session_server("sender_permitted_from reject 6")
     d = mail(server, "user@fail.auth.test", relay_client=True)

@@ -340,6 +340,7 @@ exists         TXT   "v=spf1 exists:%{i}.ok.auth.test -all"
 helo           TXT   "v=spf1 ip4:192.0.2.10 -all"
 badhelo        TXT   "v=spf1 -all"
 strict         TXT   "v=spf1 ip4:192.0.2.10 -all"
+v6             TXT   "v=spf1 ip6:2001:db8::/32 -all"
 ; malformed: two records, a bad address, an unknown mechanism, non-ASCII, a control
 ; character, a record split into strings (fine), a TXT that is not SPF, an include of a
 ; domain without SPF, a lookup loop, too many void lookups, an unserved zone (temperror)
