@@ -68,7 +68,8 @@ def parse_server(line):
     return text, 53
 
 
-MAX_THREADS = 8          # lookups running at once in one process
+MAX_THREADS = 32         # lookups running at once in one process (a session with
+                         # 20 list zones, or uribl with its hosts, in one round trip)
 MAX_PENDING = 256        # submitted but not finished; more is refused (DNSFailure)
 
 
