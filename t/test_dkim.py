@@ -288,3 +288,17 @@ def results_of_ours(message):
     from authtools import auth_results
     return [r for ar in auth_results(message) for r in ar.results
             if ar.authserv_id == "mx.example.test" and r.method in ("auth", "dkim")][:2]
+
+
+def test_authenticated_users_are_signed(session_server):
+    import base64
+    files = key_dir({"auth_allow_plaintext": "1", "loglevel": "6"})
+    srv = session_server("t_authcheck alice@auth.test:secret", "dkim", files=files)
+    token = base64.b64encode(b"\0alice@auth.test\0secret").decode()
+    d = srv.talk("EHLO client.auth.test", f"AUTH PLAIN {token}", "MAIL FROM:<alice@auth.test>",
+                 "RCPT TO:<bob@elsewhere.test>", "DATA", to_wire(text()), "QUIT")
+    assert reply(d, 2)[0] == 235
+    (msg,) = d.messages
+    (sig,) = header_values(msg, "DKIM-Signature")
+    assert " d=auth.test;" in f" {sig}"
+    assert dkim.verify(msg["message"].replace(b"\n", b"\r\n"), dnsfunc=nsd_txt)
