@@ -86,7 +86,7 @@ def test_hanging_scanner_is_killed_at_the_timeout(clamav_server, monkeypatch, tm
     assert data_reply(d) == (452, "Message denied temporarily")
     assert 0.9 <= elapsed < 2, elapsed
     first, child = log.read_text().splitlines()
-    pid, *argv = first.split()
+    pid, _, *argv = first.split()
     # the argument list as documented; the message file was removed afterwards
     assert argv[:1] == ["--stdout"] and argv[-2] == "--no-summary"
     assert os.path.basename(argv[-1]).startswith("qpsmtpd-scan-") and not os.path.exists(argv[-1])
