@@ -69,6 +69,7 @@ from qpsmtpd_py.api import (
 )
 
 DAY = 86400.0
+RECORD_NOTE = "_karma_record"          # the record read at pre-connection, for connect
 
 
 def parse_tlds(lines):
@@ -133,9 +134,11 @@ class Karma(Plugin):
 
     # -- hooks ---------------------------------------------------------------------------------
     def hook_pre_connection(self, transaction, args):
-        self.connection.notes["karma_history"] = 0
+        notes = self.connection.notes
+        notes["karma_history"] = 0
         key = self.key(args.get("remote_ip"))
         record = self.record(key) if key else None
+        notes[RECORD_NOTE] = record              # connect uses it: one read per connection
         if record is None:
             self.log(LOGDEBUG, "pass, no record")
             return DECLINED
@@ -149,7 +152,10 @@ class Karma(Plugin):
         if self.is_immune():
             return DECLINED
         key = self.key()
-        record = self.record(key) if key else None
+        if RECORD_NOTE in notes:
+            record = notes.pop(RECORD_NOTE)
+        else:                                    # no pre-connection (qpsmtpd under inetd)
+            record = self.record(key) if key else None
         if record is None:
             self.log(LOGINFO, "pass, no record")
             return DECLINED

@@ -9,6 +9,7 @@ of the /24 (IPv4) or /64 (IPv6) network with the prefix length appended
 last-seen time, 1, deferred attempts, white deliveries).
 """
 
+import functools
 import ipaddress
 
 TABLE = "greylist"
@@ -18,6 +19,7 @@ SUBNET = {4: 24, 6: 64}
 PASS, DEFER = "pass", "defer"
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(ip, subnet=False):
     """The client part of a key: the IP as an integer, or its /24 or /64 network
     with the prefix length ('3221225984/24'); raises ValueError for a bad IP."""

@@ -6,11 +6,13 @@ qpsmtpd's `penalty_start_ts:naughty:nice:connects`. A penalty start in the futur
 is qpsmtpd's "penalty box bonus" (a longer sentence for repeat offenders).
 """
 
+import functools
 import ipaddress
 
 TABLE = "karma"
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_key(ip):
     """'192.0.2.1' -> '3221225985'; raises ValueError for a bad IP."""
     addr = ipaddress.ip_address(str(ip).strip())

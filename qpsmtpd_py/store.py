@@ -111,7 +111,9 @@ class Store:
     """One LMDB environment (a directory) with named tables.
 
     sync=True (config `store_sync`, default on) fsyncs each commit, so a power
-    loss loses at most the last transaction; sync=False is faster and as safe
+    loss loses at most the last transaction; a number N (`store_sync 1s`) fsyncs at
+    most every N seconds per process (group commit: a power loss loses at most the
+    last N seconds, writers no longer wait for the disk); sync=False is faster and as safe
     against crashed processes, but a crashed machine may lose recent writes.
     `clock` (qpsmtpd_py.clock) decides when entries expire; tests pass a fake one.
     """
@@ -125,6 +127,8 @@ class Store:
         self.map_size = int(map_size)
         self.max_size = max(int(max_size), self.map_size)
         self.sync = sync
+        self.sync_every = None if isinstance(sync, bool) else float(sync)
+        self._next_sync = 0.0
         self._env = None
         self._dbs = {}
         self._generation = None
@@ -158,7 +162,7 @@ class Store:
         try:
             self._env = lmdb.open(
                 self.path, map_size=self.map_size, max_dbs=256, max_readers=1024,
-                sync=self.sync, metasync=False, readahead=False, mode=0o660,
+                sync=self.sync is True, metasync=False, readahead=False, mode=0o660,
                 lock=True)
         except lmdb.Error as exc:
             raise StoreError(self._problem(f"cannot open the LMDB environment: {exc}"))
@@ -271,6 +275,12 @@ class Store:
             with env.begin(db=db, write=True) as txn:
                 return func(txn)
         result = self._write_txn(attempt)
+        if self.sync_every is not None and self.clock.monotonic() >= self._next_sync:
+            self._next_sync = self.clock.monotonic() + self.sync_every
+            try:
+                self._env.sync(True)             # group commit: every write so far is on disk
+            except lmdb.Error as exc:
+                raise StoreError(f"store_dir {self.path}: sync: {exc}") from None
         self._writes += 1
         if self._writes % RECLAIM_EVERY == 0 and not self._reclaiming:
             self._reclaim_early()
@@ -511,8 +521,20 @@ def store_settings(app):
     path = config.get("store_dir") or DEFAULT_DIR
     map_size = _size(config.get("store_map_size") or DEFAULT_MAP_SIZE, "store_map_size")
     max_size = _size(config.get("store_max_size") or DEFAULT_MAX_SIZE, "store_max_size")
-    sync = config.get_bool("store_sync", True)
+    sync = _sync(config.get("store_sync"))
     return str(path), map_size, max_size, sync
+
+
+def _sync(value):
+    """store_sync: 1/yes (every commit), 0/no (never), or 'Ns' (at most every N s)."""
+    text = str(value if value is not None else "1").strip().lower()
+    if text.endswith("s") and text[:-1].replace(".", "", 1).isdigit():
+        return max(0.001, float(text[:-1]))
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("0", "no", "false", "off"):
+        return False
+    raise ConfigError(f"store_sync: '{text}' is not 1, 0 or a number of seconds like 1s")
 
 
 def redis_settings(config):

@@ -6,9 +6,10 @@ returns a table with get/set/delete/incr/update/items/entries/expire on either.
 Config `store_backend redis` chooses this one (docs/store.md).
 
 Semantics kept equal to LMDB:
-  * updates are atomic: `incr` is one Lua script, `update(key, func)` a WATCH/MULTI
-    loop that retries when another client changed the key meanwhile, so 50
-    children on two hosts lose no update;
+  * updates are atomic: `incr` is one Lua script, `update(key, func)` reads the key,
+    runs func in Python and stores the result with a Lua compare-and-set that
+    succeeds only if the key still holds what was read (else it reads again), so
+    50 children on two hosts lose no update; two round trips per update;
   * every key has a TTL: the one the plugin gives, else `store_redis_ttl`
     (default 180 days), so Redis never fills with forgotten entries;
   * a Redis outage raises StoreUnavailable (a StoreError) at once: after a failed
@@ -37,6 +38,26 @@ _INCR = """
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v
+"""
+# update: compare-and-set. ARGV: had_value (0/1), old value, new value or '' with
+# delete=1, ttl ms or '' (keep the old TTL), delete flag, default ttl ms. Returns 1 when
+# the key still held what the client read (then it is changed), else 0 (read again).
+_CAS = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+if ARGV[5] == '1' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[4] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+end
+return 1
 """
 
 
@@ -95,6 +116,7 @@ class RedisStore:
         self._client = None
         self._pid = None
         self._incr = None
+        self._cas = None
         self._retry_at = 0.0
         self._backoff = 0.0
         self._last_error = None
@@ -107,6 +129,7 @@ class RedisStore:
                 **self.params, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0), health_check_interval=0)
             self._incr = self._client.register_script(_INCR)
+            self._cas = self._client.register_script(_CAS)
             self._pid = os.getpid()
         return self._client
 
@@ -205,34 +228,26 @@ class RedisTable:
         return int(self.store.call(lambda c: self.store._incr(keys=[key], args=[int(n), ms])))
 
     def update(self, key, func, ttl=None):
-        """Atomic read-modify-write (WATCH/MULTI, retried when another client wrote
-        the key in between); func may run several times: keep it pure. It returns
-        the new value, None (delete) or (value, ttl)."""
+        """Atomic read-modify-write: GET, func in Python, then a Lua compare-and-set
+        that applies the result only if the key still holds what was read (else it
+        is read again). func may run several times: keep it pure. It returns the new
+        value, None (delete) or (value, ttl). As func depends only on the value,
+        applying it to the value the key still holds is a correct serial order."""
         key = self._key(key)
-        redis = self.store.redis
+        store = self.store
 
         def attempt(client):
-            with client.pipeline() as pipe:
-                while True:
-                    try:
-                        pipe.watch(key)
-                        old = pipe.get(key)
-                        new, new_ttl = _with_ttl(func(old), ttl)
-                        pttl = pipe.pttl(key) if old is not None and new_ttl is None else None
-                        pipe.multi()
-                        if new is None:
-                            pipe.delete(key)
-                        else:
-                            new = _bytes(new)
-                            if pttl is not None and pttl > 0:
-                                pipe.set(key, new, keepttl=True)
-                            else:
-                                pipe.set(key, new, px=self.store.ttl_ms(new_ttl))
-                        pipe.execute()
-                        return new
-                    except redis.WatchError:
-                        continue
-        return self.store.call(attempt)
+            while True:
+                old = client.get(key)
+                new, new_ttl = _with_ttl(func(old), ttl)
+                if new is not None:
+                    new = _bytes(new)
+                args = ["0" if old is None else "1", old or b"", new or b"",
+                        "" if new_ttl is None else store.ttl_ms(new_ttl),
+                        "1" if new is None else "0", store.ttl_ms(None)]
+                if store._cas(keys=[key], args=args):
+                    return new
+        return store.call(attempt)
 
     def items(self, prefix=b""):
         for key, value, _ in self.entries(prefix):

@@ -223,3 +223,21 @@ def test_qpsmtpd_store_greylist_commands(session_server, tmp_path, clock):
     assert out.returncode == 0
     assert subprocess.run(tool + ["delete", "192.0.2.10", "--sender", "a@sender.test"]).returncode == 1
     assert triplet_key("192.0.2.10", "A@Sender.test") == f"{client_key('192.0.2.10')}:a@sender.test"
+
+
+def test_p0f_and_geoip_selectors_and_ignored_db_dir(session_server, tmp_path):
+    srv = server(session_server, tmp_path, "t_p0f genre Windows link DSL",
+                 final=("greylisting p0f genre,windows db_dir /var/lib/qpsmtpd/greylisting",
+                        "rcpt_ok", "t_capture"))
+    assert "db_dir is ignored" in srv.stderr.getvalue()
+    assert mail(srv).codes[2] == 450                     # a Windows client: greylisted
+    srv = server(session_server, tmp_path / "linux", "t_p0f genre Linux",
+                 final=("greylisting p0f genre,windows", "rcpt_ok", "t_capture"))
+    d = mail(srv)
+    assert d.codes[5] == 250 and "skip: no p0f match" in d.log
+    srv = server(session_server, tmp_path / "geo", "t_note geoip_country us",
+                 final=("greylisting geoip US,DE", "rcpt_ok", "t_capture"))
+    d = mail(srv)
+    assert d.codes[5] == 250 and "geoip country match (US)" in d.log
+    with pytest.raises(Exception, match="'os' is not one of genre"):
+        server(session_server, tmp_path / "bad", "greylisting p0f os,windows")

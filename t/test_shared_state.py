@@ -331,3 +331,22 @@ def test_unreachable_redis_fails_fast_with_back_off():
     clock.advance(0.6)
     with pytest.raises(StoreUnavailable, match="next try in 1.0s"):
         store.table("t").get("a")
+
+
+def test_connection_shaper_refuses_before_the_greeting(make_config, tmp_path):
+    cfg = make_config(plugins=["connection_shaper", "rcpt_ok", "queue/discard"],
+                      files={"store_dir": str(tmp_path / "store"), "rcpthosts": "example.test",
+                             "connection_shaper": "exptime 60\nthreshold 2", "loglevel": "6"})
+    with Server(PREFORK, cfg, "--children", "2") as server:
+        for _ in range(2):
+            c = connect(server.port, "127.0.0.31")
+            assert c.code == 220
+            c.cmd("QUIT")
+            c.close()
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10,
+                                        source_address=("127.0.0.31", 0))
+        data = sock.makefile("rb").read()             # the reply, then EOF: closed at once
+        sock.close()
+        assert data == b"451 Sorry, try again later\r\n"
+        assert connect(server.port, "127.0.0.32").code == 220      # another client
+        wait_until(lambda: "exceeds the threshold from 127.0.0.31" in server.log, what="log")

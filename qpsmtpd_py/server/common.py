@@ -30,6 +30,11 @@ def import_plugin_modules():
                 loader.load_class(words[0])
         except Exception:       # noqa: BLE001  reported by the real load
             pass
+    if str(config.get("store_backend") or "").strip().lower() == "redis":
+        try:                    # the store's client library, and the stdlib it pulls in
+            import redis  # noqa: F401
+        except ImportError:     # reported by the real load (check_store names the extra)
+            pass
 
 
 def build_app(config_dir=None):

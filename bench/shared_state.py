@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Benchmark: the cost of the stateful plugins (issue 11 item 7). qpsmtpd-prefork with
+greylisting + a token bucket (berkeley_ipblacklist tokenbucket, berkeley_tokenbucketadd)
++ karma, against the same server without them, on LMDB (store_sync 1, 1s and 0) and on
+Redis; Postfix's smtp-source drives 50 concurrent sessions. Run by hand (not a test):
+
+    .venv/bin/python bench/shared_state.py                  # about 4 minutes
+    .venv/bin/python bench/shared_state.py --rounds 3 --only "1/sess"
+
+Every server gets bench/run.py's base plugins (relay, count_unrecognized_commands,
+dont_require_anglebrackets, rcpt_ok, queue/discard), runs as nobody with -H, 60
+children, in a network namespace with only loopback (unshare -n) and its own
+redis-server there. smtp-source's triplet (127.0.0.1) is made white before the run,
+so every message passes greylisting and costs what a known sender costs in real
+life: one read-modify-write of its triplet (the delivery count), karma's read at
+pre-connection and connect, the bucket's read at connect. Reports messages/second
+and server CPU ms per message (bench/run.py's measurement), best of the rounds.
+"""
+
+import argparse
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import run as R  # noqa: E402  bench/run.py: Server, measure, cpu_ms, loadavg
+
+STATE_PLUGINS = ["karma", "berkeley_ipblacklist method tokenbucket",
+                 "berkeley_tokenbucketadd method tokenbucket", "greylisting"]
+VARIANTS = {           # name -> (stateful plugins?, store files)
+    "off": (False, {}),
+    "lmdb": (True, {"store_sync": "1"}),
+    "lmdb-1s": (True, {"store_sync": "1s"}),
+    "lmdb-nosync": (True, {"store_sync": "0"}),
+    "redis": (True, {"store_backend": "redis"}),
+}
+SCENARIOS = [("small s=50  1/sess", 50, 1, 0, 3000), ("small s=50 10/sess", 50, 10, 0, 5000)]
+REDIS_PORT = 6391
+
+
+def write_config(directory, spool, store_dir, stateful, files):
+    os.makedirs(directory, exist_ok=True)
+    plugins = list(R.PLUGINS)
+    if stateful:                      # before rcpt_ok, as a real config lists them
+        plugins[3:3] = STATE_PLUGINS
+    content = {"me": "bench.example.test", "rcpthosts": "example.test", "loglevel": "4",
+               "spool_dir": spool, "plugins": "\n".join(plugins), "store_dir": store_dir,
+               "store_redis": f"127.0.0.1:{REDIS_PORT}", **files}
+    for name, text in content.items():
+        with open(os.path.join(directory, name), "w") as fh:
+            fh.write(text + "\n")
+
+
+def whiten(config_dir):
+    """smtp-source's client (127.0.0.1) is a known, white greylisting client."""
+    from qpsmtpd_py.config import Config
+    from qpsmtpd_py.greylist import TABLE, client_key, format_record
+    from qpsmtpd_py.store import make_store
+    store = make_store(Config([config_dir]))
+    store.table(TABLE).set(client_key("127.0.0.1"), format_record(time.time(), 1, 1, 1),
+                           ttl=86400)
+    if hasattr(store, "close"):
+        store.close()
+
+
+def start_redis(workdir):
+    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
+                             "--save", "", "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument("--only", help="only scenarios whose label contains this text")
+    parser.add_argument("--variants", default="off,lmdb,lmdb-1s,lmdb-nosync,redis")
+    parser.add_argument("--port", type=int, default=3625)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    args = parser.parse_args()
+    if os.environ.get("QPB_NETNS") != "1":
+        env = dict(os.environ, QPB_NETNS="1")
+        os.execvpe("unshare", ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                               sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (servers switch to user nobody)")
+    base = tempfile.mkdtemp(prefix="qpsmtpd-bench-state-")
+    os.chmod(base, 0o755)
+    nobody = pwd.getpwnam(R.USER)
+    redis = start_redis(base)
+    names = args.variants.split(",")
+    servers = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "RELAY"))}
+    for i, name in enumerate(names):
+        stateful, files = VARIANTS[name]
+        spool, store = os.path.join(base, f"spool-{name}"), os.path.join(base, f"store-{name}")
+        for d in (spool, store):
+            os.makedirs(d, mode=0o700)
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        config = os.path.join(base, f"config-{name}")
+        write_config(config, spool, store, stateful, files)
+        if stateful:
+            whiten(config)
+            for f in os.listdir(store):
+                os.chown(os.path.join(store, f), nobody.pw_uid, nobody.pw_gid)
+        port = args.port + i
+        argv = [os.path.join(R.BIN, "qpsmtpd-prefork"), "--listen-address", "127.0.0.1",
+                "--port", str(port), "--user", R.USER, "-H", "--config", config,
+                "--children", "60", "--idle-children", "60", "--max-requests", "100"]
+        servers.append(R.Server(name, argv, port, env, base, 60))
+    scale = 0.2 if args.quick else 0.5
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
+          f"Python {sys.version.split()[0]}  load {R.loadavg()}  work dir {base}", flush=True)
+    results = {}
+    try:
+        for server in servers:
+            server.start()
+        for label, sessions, per, size, total in SCENARIOS:
+            if args.only and args.only not in label:
+                continue
+            total = max(sessions * per, int(total * scale))
+            for _ in range(args.rounds):
+                for server in servers:
+                    rate, cpu = R.measure(server, sessions, total, per, size)
+                    best = results.get((label, server.name))
+                    if best:
+                        rate, cpu = max(rate, best[0]), min(cpu, best[1])
+                    results[(label, server.name)] = (rate, cpu)
+            print(f"{label:22s} " + " | ".join(
+                f"{n} {results[(label, n)][0]:6.0f}/s {results[(label, n)][1]:5.2f}ms" for n in names),
+                flush=True)
+        print("\n| scenario | " + " | ".join(f"{n} msg/s | {n} CPU ms" for n in names)
+              + " | " + " | ".join(f"{n} slowdown" for n in names if n != "off") + " |")
+        print("|---|" + "---|" * (3 * len(names) - 1))
+        for label, *_ in SCENARIOS:
+            if (label, names[0]) not in results:
+                continue
+            row = [label.strip()]
+            for n in names:
+                row += [f"{results[(label, n)][0]:.0f}", f"{results[(label, n)][1]:.2f}"]
+            if "off" in names:
+                off = results[(label, "off")][0]
+                row += [f"{(1 - results[(label, n)][0] / off) * 100:.1f} %" for n in names if n != "off"]
+            print("| " + " | ".join(row) + " |")
+        print(f"\nload average at the end: {R.loadavg()}")
+        if R.FAILURES:
+            print(f"{len(R.FAILURES)} run(s) failed and were repeated: {R.FAILURES}")
+        check_state(base, names)
+    finally:
+        for server in servers:
+            server.stop()
+        redis.terminate()
+        redis.wait(10)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def check_state(base, names):
+    """The stateful servers really did the work: the white triplet's delivery count."""
+    from qpsmtpd_py.config import Config
+    from qpsmtpd_py.greylist import TABLE, client_key, parse_record
+    from qpsmtpd_py.store import make_store
+    for name in names:
+        if VARIANTS[name][0]:
+            store = make_store(Config([os.path.join(base, f"config-{name}")]))
+            record = store.table(TABLE).get(client_key("127.0.0.1"))
+            print(f"{name}: greylisting counted {parse_record(record)[3] - 1} deliveries of 127.0.0.1")
+
+
+if __name__ == "__main__":
+    main()
