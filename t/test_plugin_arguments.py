@@ -5,6 +5,7 @@ what it accepts; qpsmtpd-doc lists the declarations. Also the loader's handling 
 Perl plugin files (Debian's plugin_dirs) and of plugin files that cannot load."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -181,13 +182,17 @@ def test_debian_logging_line_with_perl_plugin_dir(config, perl_dir, tmp_path):
     assert f"skipping Perl plugin {perl_dir}/rcpt_ok " in log.read_text()
 
 
-def test_perl_plugin_without_a_python_one_names_the_perl_file(config, perl_dir):
-    srv = config(["rcpt_ok"], files={"plugin_dirs": [perl_dir]})
-    srv.write("plugins", "rcpt_ok\nmilter\n")
+def test_perl_plugin_without_a_python_one_names_the_perl_file(config, perl_dir, tmp_path):
+    # a real qpsmtpd plugin file (Perl) under a name qpsmtpd_py has no plugin for
+    perl_only = tmp_path / "perl-only"
+    perl_only.mkdir()
+    shutil.copy(os.path.join(perl_dir, "rcpt_ok"), perl_only / "perl_only_filter")
+    srv = config(["rcpt_ok"], files={"plugin_dirs": [str(perl_only), perl_dir]})
+    srv.write("plugins", "rcpt_ok\nperl_only_filter\n")
     err = start_fails(srv)
     assert f"{srv.dir}/plugins:2: " in err, err
-    assert f"{perl_dir}/milter is a Perl plugin" in err, err
-    assert "qpsmtpd_py has no plugin named milter" in err, err
+    assert f"{perl_only}/perl_only_filter is a Perl plugin" in err, err
+    assert "qpsmtpd_py has no plugin named perl_only_filter" in err, err
 
 
 def test_later_plugin_dir_wins_over_a_perl_file(config, perl_dir, tmp_path):
