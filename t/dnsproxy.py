@@ -26,6 +26,7 @@ class DNSProxy:
         self._lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)           # so the serving thread sees a stop at once
         self.port = self.sock.getsockname()[1]
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -36,8 +37,8 @@ class DNSProxy:
 
     def __exit__(self, *exc):
         self._stop = True
-        self.sock.close()
         self._thread.join(2)
+        self.sock.close()
 
     def count(self, name=None):
         """Queries received (for one name, case-insensitive, if given)."""
@@ -50,6 +51,8 @@ class DNSProxy:
         while not self._stop:
             try:
                 data, client = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
             except OSError:
                 return
             received = time.monotonic()
