@@ -19,7 +19,7 @@ from . import dnslist  # noqa: F401  DNS list helpers: list answers, TXT reply t
 from .store import StoreError  # noqa: F401  self.store's "cannot be used" error
 from .arguments import (  # noqa: F401  declared config/plugins arguments (Plugin.arguments)
     REJECT, REJECT_TYPE, AnyKeyword, Arg, ArgumentError, Bool, Checked, Choice, Domains, Flag,
-    Int, Keyword, LogLevel, Number, Path, Positional, Text,
+    Host, Int, Keyword, LogLevel, Number, Path, Positional, Text,
 )
 
 # -- helper libraries for plugins (their engine modules may move; these names stay) --------

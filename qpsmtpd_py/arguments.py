@@ -23,9 +23,13 @@ plugins allowed.
 """
 
 import difflib
+import ipaddress
 import re
 
 from .constants import log_level
+
+
+_HOSTNAME = re.compile(r"[\w.-]+")
 
 
 class ArgumentError(ValueError):
@@ -170,6 +174,32 @@ class Domains(Type):
 
     def parse(self, text):
         return frozenset(d.strip().lower() for d in text.split(",") if d.strip())
+
+
+class Host(Type):
+    """A next hop: a host name or an IP address (`[::1]` brackets allowed), and with
+    sockets=True also an absolute unix socket path. Returns the name, the IP in its
+    canonical form, or the path."""
+
+    metavar = "HOST"
+
+    def __init__(self, sockets=False):
+        self.sockets = sockets
+        self.what = "host name, IP address" + (" or /socket/path" if sockets else " ([::1] for IPv6)")
+        if sockets:
+            self.metavar = "HOST|/SOCKET"
+
+    def parse(self, text):
+        if self.sockets and text.startswith("/"):
+            return text
+        host = text.strip("[]")
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        if not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"expected a {self.what}")
+        return host
 
 
 class Checked(Type):

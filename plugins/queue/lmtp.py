@@ -51,36 +51,19 @@ Examples:
 """
 
 import hashlib
-import ipaddress
-import re
 
 from qpsmtpd_py.api import (
-    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Checked, Int, Keyword, Number,
+    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Host, Int, Keyword, Number,
     Plugin, Positional, SMTPClient, SMTPError,
 )
 
-_HOSTNAME = re.compile(r"^[\w.-]+$")
 _MAX_REPLY = 400            # characters of failure detail in the reply to the client
 DAY = 86400
 
 
-def _check_target(text):
-    if text.startswith("/"):
-        return text
-    host = text.strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(host):
-        raise ValueError(f"not a host name, IP address or socket path: {text}")
-    return host
-
-
 class LMTP(Plugin):
     arguments = (
-        Positional("HOST", Checked(_check_target, "host name, IP address or /socket/path",
-                                   "HOST|/SOCKET"), None, "the LMTP server", required=True),
+        Positional("HOST", Host(sockets=True), None, "the LMTP server", required=True),
         Positional("PORT", Int(min=1, max=65535), 24, "its port (not for a socket)"),
         Keyword("timeout", Number(min=1, max=3600, unit="seconds"), 60.0,
                 "for each step of the dialogue"),

@@ -34,25 +34,20 @@ Examples:
   queue/smtp-forward smtp.internal.example 10025 xclient
 """
 
-import ipaddress
 import re
 
 from qpsmtpd_py.api import (
-    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Checked, Flag, Int, Plugin,
+    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Flag, Host, Int, Plugin,
     Positional, SMTPClient, SMTPError, xtext,
 )
 
 TIMEOUT = 60
-_HOSTNAME = re.compile(r"^[\w.-]+$")
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\s*")
 
 
 class SMTPForward(Plugin):
-    # (_check_host is defined below: the lambda looks it up when the line is parsed)
     arguments = (
-        Positional("HOST", Checked(lambda text: _check_host(text), "host name or IP address "
-                                   "([::1] style for IPv6)", "HOST"), None,
-                   "the next hop", required=True),
+        Positional("HOST", Host(), None, "the next hop", required=True),
         Positional("PORT", Int(min=1, max=65535), 25, "its port"),
         Flag("xclient", "send Postfix's XCLIENT command with the real client's attributes"),
     )
@@ -135,14 +130,3 @@ class SMTPForward(Plugin):
         if attrs:
             smtp.expect(smtp.command("XCLIENT " + " ".join(attrs)), 2, "XCLIENT")
             smtp.hello(self.app.me)
-
-
-def _check_host(text):
-    host = text.strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(host):
-        raise ValueError(f"Bad data in smtp server: {text}")
-    return host
