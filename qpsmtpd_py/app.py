@@ -82,11 +82,16 @@ class Qpsmtpd:
             raise ConfigError(f"bare_newlines: '{self.bare_newlines}' must be reject or normalize")
         self.data_line_limit = self.config.get_int("data_line_limit", 0)
         self.max_recipients = self.config.get_int("max_recipients", 1000)   # Postfix's default
+        # a plugin call without keepalive() this long (a network call that drips) is
+        # interrupted: 451. Below the liveness limit (2 x timeout), which kills.
+        self.hooks.call_limit.seconds = self.config.get_int("plugin_timeout", 0) or self.timeout
 
     def keepalive(self):
         """This process is making progress: called by the channel at every read and
         write and by plugins during long work, so the server's watchdog does not take
-        it for hung. Cheap; the heartbeat itself is rate-limited."""
+        it for hung. Cheap; the heartbeat itself is rate-limited. It also renews the
+        plugin_timeout of the plugin call in progress (hooks.py)."""
+        self.hooks.call_limit.renew()
         if self.heartbeat is not None:
             self.heartbeat()
 

@@ -1,8 +1,10 @@
 """Hook names, their order, and the return-code semantics of running a chain."""
 
+import contextlib
 import re
 import traceback
 
+from .alarm import CallLimit, CallTimeout
 from .constants import (DECLINED, DENY, DENY_CODES, DENY_DISCONNECT, DENYSOFT,
                         DENYSOFT_DISCONNECT, LOGCRIT, LOGERROR, OK, RETURN_NAMES)
 
@@ -62,6 +64,9 @@ class HookRunner:
     def __init__(self, log):
         self.log = log                       # log(level, msg, hook=, plugin=)
         self.registry = {hook: [] for hook in HOOKS}
+        # seconds a plugin call may go without keepalive() (config plugin_timeout, set
+        # by the app); then it is interrupted and counts as a failed plugin (4xx)
+        self.call_limit = CallLimit(0)
 
     def add(self, hook, plugin, func, unshift=False):
         if hook not in HOOK_SET:
@@ -84,9 +89,17 @@ class HookRunner:
         of the last one, as in qpsmtpd (queue: `451 Unable to queue message (71)`).
         """
         declined_messages = []
+        guard = self.call_limit.guard if hook not in _QUIET_HOOKS else contextlib.nullcontext
         for plugin, func in self.registry[hook]:
             try:
-                result = func(transaction, *args)
+                with guard():
+                    result = func(transaction, *args)
+            except CallTimeout as exc:
+                self.log(LOGERROR, f"plugin {plugin.plugin_name} in hook {hook} {exc} "
+                         "(plugin_timeout): interrupted", hook=hook, plugin=plugin.plugin_name)
+                if hook in NO_RESPOND_HOOKS:
+                    continue
+                code, messages = DENYSOFT, [INTERNAL_ERROR]
             except Exception:
                 self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{plugin.plugin_name}] in hook {hook}:\n"
                          + traceback.format_exc().rstrip(), hook=hook, plugin=plugin.plugin_name)

@@ -5,7 +5,12 @@ Unlike smtplib it streams the message from the transaction's spool file, so a
 large message never sits in memory, and it reports every reply as a Reply
 (code plus text lines) so callers can pass the other server's words on.
 
-    with SMTPClient.connect("127.0.0.1", 25, timeout=60) as smtp:
+Two limits: `timeout` for each step (connecting, each read, each write) and
+`deadline`, seconds for the whole conversation from the connect on. A server that
+drips a byte every few seconds passes every per-step time-out; the deadline is
+what ends it (SMTPError with no reply: a temporary failure, 451 to our client).
+
+    with SMTPClient.connect("127.0.0.1", 25, timeout=60, deadline=300) as smtp:
         smtp.expect(smtp.greeting, 2)
         smtp.hello("mx.example.com")
         smtp.expect(smtp.command("MAIL FROM:<a@b.example>"), 2)
@@ -13,6 +18,7 @@ large message never sits in memory, and it reports every reply as a Reply
 
 import re
 import socket
+import time
 
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*?)\r?\n$", re.S)
 MAX_REPLY_LINES = 100
@@ -52,28 +58,35 @@ class SMTPError(Exception):
 
 
 class SMTPClient:
-    def __init__(self, sock, host):
+    def __init__(self, sock, host, timeout=None, deadline=None):
         self.sock = sock
         self.host = host
-        self.file = sock.makefile("rb")
+        self.timeout = timeout if timeout is not None else sock.gettimeout()
+        self.deadline = deadline            # time.monotonic() value, or None
+        self.allowed = None                 # the deadline in seconds, for messages
+        self.buffer = bytearray()
         self.esmtp = {}             # EHLO keyword (upper case) -> parameter text
         self.greeting = None
 
     @classmethod
-    def connect(cls, host, port=25, timeout=60, source=None):
+    def connect(cls, host, port=25, timeout=60, source=None, deadline=None):
         """Connect and read the greeting (kept in .greeting); OSError on failure.
-        A host starting with "/" is a unix socket (LMTP servers often listen on one)."""
+        A host starting with "/" is a unix socket (LMTP servers often listen on one).
+        `deadline`: seconds the whole conversation may take (None: no limit)."""
+        ends = time.monotonic() + deadline if deadline else None
+        first = min(timeout, deadline) if deadline else timeout
         if host.startswith("/"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
+            sock.settimeout(first)
             try:
                 sock.connect(host)
             except OSError:
                 sock.close()
                 raise
         else:
-            sock = socket.create_connection((host, port), timeout=timeout, source_address=source)
-        client = cls(sock, host)
+            sock = socket.create_connection((host, port), timeout=first, source_address=source)
+        client = cls(sock, host, timeout, ends)
+        client.allowed = deadline
         try:
             client.greeting = client.read_reply()
         except Exception:
@@ -81,11 +94,53 @@ class SMTPClient:
             raise
         return client
 
+    # -- the clock -------------------------------------------------------------------
+    def _spend(self):
+        """Set the socket's time-out for the next call: the step time-out, cut to
+        what is left of the deadline; SMTPError once the deadline has passed."""
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise SMTPError(f"{self.host} too slow: the conversation took over "
+                            f"{self.allowed:g}s (deadline)")
+        self.sock.settimeout(min(self.timeout, left) if self.timeout else left)
+
+    def _send(self, data):
+        self._spend()
+        try:
+            self.sock.sendall(data)
+        except socket.timeout:
+            self._spend()                   # the deadline, if that is what ran out
+            raise
+
+    def _readline(self):
+        """One reply line (at most MAX_LINE octets), b"" at EOF; every recv spends
+        the deadline, so a server dripping bytes cannot stretch it."""
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0 or len(self.buffer) >= MAX_LINE:
+                cut = end + 1 if end >= 0 else MAX_LINE
+                line = bytes(self.buffer[:cut])
+                del self.buffer[:cut]
+                return line
+            self._spend()
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                self._spend()
+                raise
+            if not data:
+                line = bytes(self.buffer)
+                self.buffer.clear()
+                return line
+            self.buffer += data
+
     # -- protocol ------------------------------------------------------------------
     def read_reply(self):
         lines, code = [], None
         while True:
-            raw = self.file.readline(MAX_LINE)
+            raw = self._readline()
             if not raw:
                 raise SMTPError(f"{self.host} closed the connection")
             match = _REPLY_LINE.match(raw)
@@ -102,7 +157,7 @@ class SMTPClient:
         """Send one command line; returns its Reply."""
         if "\r" in line or "\n" in line:
             raise ValueError("SMTP command with a line break")
-        self.sock.sendall(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        self._send(line.encode("utf-8", "surrogateescape") + b"\r\n")
         return self.read_reply()
 
     @staticmethod
@@ -136,10 +191,10 @@ class SMTPClient:
             cut = data.rfind(b"\n") + 1        # whole lines now, the rest with the next chunk
             data, pending = data[:cut], data[cut:]
             if data:
-                self.sock.sendall(_to_wire(data))
+                self._send(_to_wire(data))
         if pending:
-            self.sock.sendall(_to_wire(pending + b"\n"))
-        self.sock.sendall(b".\r\n")
+            self._send(_to_wire(pending + b"\n"))
+        self._send(b".\r\n")
         return self.read_reply()
 
     def quit(self):
@@ -149,11 +204,10 @@ class SMTPClient:
             pass
 
     def close(self):
-        for handle in (self.file, self.sock):
-            try:
-                handle.close()
-            except OSError:
-                pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
     def __enter__(self):
         return self

@@ -243,7 +243,8 @@ def test_hung_child_is_killed_and_usr1_reaches_children(mail_config, tmp_path):
     (plugin_dir / "faults.py").write_text(TEST_PLUGIN)
     marks = tmp_path / "marks"
     marks.mkdir()
-    srv = mail_config(f"faults {marks}", files={**LOG, "timeoutsmtpd": "1",
+    # plugin_timeout 60: the hang must reach the watchdog, not be interrupted at 1 s
+    srv = mail_config(f"faults {marks}", files={**LOG, "timeoutsmtpd": "1", "plugin_timeout": "60",
                                                 "plugin_dirs": [str(plugin_dir), PLUGIN_DIR]})
     with Server(PREFORK, srv, "--children", "3", "--idle-children", "2") as server:
         wait_until(lambda: pool(server) == (2, 0), what="2 idle children")

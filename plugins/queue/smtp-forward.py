@@ -16,9 +16,13 @@ recipient the message goes to nobody (RSET): permanently refused when every
 refusal was 5xx, else temporarily - verify recipients at RCPT time (rcpt plugins)
 so this does not happen.
 
-Arguments:  HOST [PORT] [xclient]
+Arguments:  HOST [PORT] [xclient] [timeout S] [deadline S]
   HOST      name or IP address of the next hop ([::1] style for IPv6)
   PORT      default 25
+  timeout   seconds for each step (connecting, each command, each reply), default 60
+  deadline  seconds for the whole forward, from connecting to the reply to the
+            message, default 300: a next hop that answers one byte at a time is
+            given up at this point and the client gets 451 (it retries later)
   xclient   send Postfix's XCLIENT command (client address, port, name, HELO,
             protocol, AUTH user: the attributes the server offers), so the next
             hop applies its policy to the real client. The next hop must allow us
@@ -26,8 +30,7 @@ Arguments:  HOST [PORT] [xclient]
             XCLIENT, messages fail temporarily.
 
 The EHLO name is config/me. BODY=8BITMIME and SMTPUTF8 are passed on when the
-client used them and the next hop offers them. Each step has a 60 second
-time-out. Hooks: queue.
+client used them and the next hop offers them. Hooks: queue.
 
 Examples:
   queue/smtp-forward 10.2.2.2
@@ -37,11 +40,12 @@ Examples:
 import re
 
 from qpsmtpd_py.api import (
-    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Flag, Host, Int, Plugin,
-    Positional, SMTPClient, SMTPError, xtext,
+    DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Flag, Host, Int, Keyword,
+    Number, Plugin, Positional, SMTPClient, SMTPError, xtext,
 )
 
 TIMEOUT = 60
+DEADLINE = 300
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\s*")
 
 
@@ -50,17 +54,24 @@ class SMTPForward(Plugin):
         Positional("HOST", Host(), None, "the next hop", required=True),
         Positional("PORT", Int(min=1, max=65535), 25, "its port"),
         Flag("xclient", "send Postfix's XCLIENT command with the real client's attributes"),
+        Keyword("timeout", Number(min=0.1, max=3600, unit="seconds"), float(TIMEOUT),
+                "for each step: connecting, each command, each reply"),
+        Keyword("deadline", Number(min=0.1, max=86400, unit="seconds"), float(DEADLINE),
+                "for the whole forward (then 451)"),
     )
 
     def register(self, *args):
         self.host = self.args["HOST"]
         self.port = self.args["PORT"]
         self.xclient = self.args["xclient"]
+        self.timeout = self.args["timeout"]
+        self.deadline = self.args["deadline"]
 
     def hook_queue(self, transaction):
         self.log(LOGINFO, f"forwarding to {self.host}:{self.port}")
         try:
-            with SMTPClient.connect(self.host, self.port, timeout=TIMEOUT) as smtp:
+            with SMTPClient.connect(self.host, self.port, timeout=self.timeout,
+                                    deadline=self.deadline) as smtp:
                 final = self.forward(smtp, transaction)
                 smtp.quit()
         except SMTPError as exc:

@@ -17,6 +17,8 @@ import ctypes
 import os
 import signal
 
+from ..alarm import ALARMS
+
 PR_SET_PDEATHSIG = 1
 DEATH_SIGNAL = signal.SIGTERM
 
@@ -42,7 +44,8 @@ def orphaned(master_pid):
 
 class SessionBound:
     """Once the master is gone, the session in progress gets `seconds` more; then
-    `expire()` runs (from SIGALRM) and must end the process."""
+    `expire()` runs (from the shared SIGALRM timer, alarm.py) and must end the
+    process."""
 
     def __init__(self, seconds, expire):
         self.seconds = max(0.001, float(seconds))
@@ -50,16 +53,14 @@ class SessionBound:
         self.armed = False
 
     def arm(self):
-        if self.armed:
-            return
-        self.armed = True
-        signal.signal(signal.SIGALRM, lambda signum, frame: self.expire())
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        if not self.armed:
+            self.armed = True
+            ALARMS.add(self.seconds, self.expire)
 
 
 def cut_session(sock, me, log):
     """Tell the client we are going (421, best effort, never blocking) and log it."""
-    log(f"master gone: ending the session after the grace period")
+    log("master gone: ending the session after the grace period")
     if sock is None:
         return
     try:
