@@ -177,8 +177,7 @@ class Dnsbl(Plugin):
     def hook_rcpt(self, transaction, rcpt, params=None):
         if rcpt.user and rcpt.user.lower() in SPECIAL_ACCOUNTS:
             if self.reject == "naughty" and self.is_naughty():
-                self.connection.notes.pop("naughty", None)
-                self.connection.notes.pop("rejected", None)
+                self.is_naughty(0)          # as qpsmtpd: clears naughty and rejected
             self.log(LOGINFO, f"skip, {rcpt.user} stays reachable")
             return DECLINED
         if self.reject in ("connect", "naughty") or self.is_immune():
