@@ -87,6 +87,10 @@ def _():
     assert q('_dmarc.auth.test', 'TXT')[0].startswith('"v=DMARC1')
     assert q('nopolicy.test', 'TXT') == ['"v=spf1 ip4:192.0.2.10 -all"']
     assert q('e1.example.com.s6.rfc7208.test', 'TXT') == ['"v=spf1 a/0 -all"']
+    # the DNS list zones (t/test_dnsbl.py, test_fcrdns.py, test_resolvable_fromhost.py, test_uribl.py)
+    assert q('nullmx.dnscheck.test', 'MX') == ['0 .']
+    assert q(dns.reversename.from_address('127.0.0.6'), 'PTR') == ['fail6.dnscheck.test.']
+    assert q('spam-site.test.uribl.test', 'A') == ['127.0.0.2']
 
 
 @check('dns: pyspf through the test server', 'pip package pyspf')
