@@ -44,6 +44,7 @@ MODULES = {'dns.nameserver': 'dnspython>=2.4', 'spf': 'pyspf', 'dkim': 'dkimpy',
            'maxminddb': 'maxminddb', 'geoip2': 'geoip2', 'miltertest': 'miltertest',
            'mmdb_writer': 'mmdb-writer', 'aiosmtplib': 'aiosmtplib', 'hypothesis': 'hypothesis',
            'redis': 'redis', 'authres': 'authres', 'publicsuffixlist': 'publicsuffixlist',
+           'PIL.Image': 'Pillow',
            'pytest': 'pytest'}
 missing = []
 for module, pip_name in MODULES.items():
