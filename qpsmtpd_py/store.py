@@ -18,6 +18,14 @@ An environment must never be used across fork(): the child closes what it
 inherited (at-fork hook) and reopens lazily, so a Store or Table object may be
 created anywhere, even in the master, and used in any process.
 
+A store deleted or replaced under a running server (rm -r store_dir, a restore
+moved into place) is noticed at the next use: the identity (device, inode) of
+data.mdb is recorded when the store is first opened (by check_store in the master
+at start-up, so every worker inherits it) and checked at each use. Then every
+operation raises StoreError (plugins fail closed: 4xx, logged) until a restart or
+reload adopts the new store. Before, workers created a new empty store while
+others kept the deleted one open, and a used-up spam_gourmet address took mail.
+
 Values carry an 8-byte header: the expiry time in milliseconds since the epoch
 (big-endian, 0 = never). Expired entries are invisible; `expire()` deletes them.
 """
@@ -136,6 +144,7 @@ class Store:
         self._reclaiming = False
         self._writes = 0
         self._next_reclaim = 0.0
+        self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -144,9 +153,42 @@ class Store:
             self._forget_inherited()
         if self._env is None:
             self._open()
-        elif self.clock.monotonic() >= self._next_check:
-            self._reader_check()
+        else:
+            self._check_identity()
+            if self.clock.monotonic() >= self._next_check:
+                self._reader_check()
         return self._env
+
+    def adopt(self):
+        """Open the store now (creating it if need be) and take its data.mdb as the
+        one to use: called at start-up and reload (check_store)."""
+        self._identity = None
+        if self._generation != _fork_generation:
+            self._forget_inherited()
+        if self._env is not None:
+            self.close()
+        self._open()
+
+    def _data_identity(self):
+        try:
+            st = os.stat(os.path.join(self.path, "data.mdb"))
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_identity(self):
+        """Fail closed when data.mdb is not the file this server started with."""
+        if self._identity is None:
+            return
+        now = self._data_identity()
+        if now == self._identity:
+            return
+        self.close()
+        what = "removed" if now is None else "replaced by another file"
+        raise StoreError(f"store_dir {self.path}: data.mdb was {what} while the server ran; "
+                         "refusing to use the store (a new empty one would forget what was "
+                         "stored). Fix: restore it, or restart (or HUP) the server to start "
+                         "with the store now in place")
 
     def _forget_inherited(self):
         """LMDB handles must not cross fork: close what the parent opened (in the
@@ -159,6 +201,8 @@ class Store:
 
     def _open(self):
         self._check_dir()
+        if self._identity is not None:
+            self._check_identity()       # never recreate a store that was removed
         try:
             self._env = lmdb.open(
                 self.path, map_size=self.map_size, max_dbs=256, max_readers=1024,
@@ -169,6 +213,10 @@ class Store:
         self._generation = _fork_generation
         self._dbs = {}
         self._give_files_to_dir_owner()
+        if self._identity is None:
+            self._identity = self._data_identity()
+        else:
+            self._check_identity()       # replaced between the check and the open
         self._reader_check()
 
     def _check_dir(self):
@@ -615,5 +663,10 @@ def open_store(app):
 def check_store(app):
     """For a plugin's register(): stop start-up with a clear message when the
     store is unusable (LMDB: the directory; Redis: the settings and the Python
-    package; a Redis server that is down only disables the plugins' use of it)."""
-    open_store(app)._check_dir()
+    package; a Redis server that is down only disables the plugins' use of it).
+    LMDB: the store is opened (made) now and its data.mdb adopted, so a store
+    removed or replaced later is refused rather than silently recreated."""
+    store = open_store(app)
+    store._check_dir()
+    if isinstance(store, Store):
+        store.adopt()
