@@ -12,7 +12,7 @@ from .constants import (  # noqa: F401  return codes, log levels and their helpe
     log_level, return_code, return_name,
 )
 from .address import Address, valid_address_literal  # noqa: F401
-from .config import ConfigError, ConfigLine  # noqa: F401
+from .config import ConfigError, ConfigLine, beside  # noqa: F401  beside: config-relative paths
 from .plugin import Plugin, isa_plugin, parse_pairs  # noqa: F401
 from .dns import DNSFailure, DNSTimeout, reverse_ip  # noqa: F401  self.resolver's failures, list-zone names
 from . import dnslist  # noqa: F401  DNS list helpers: list answers, TXT reply text, lookups collected once

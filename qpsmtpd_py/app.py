@@ -1,6 +1,7 @@
 """The loaded server: config, plugins and hook table, built once (in the master
 before any fork) and shared by every session of the process."""
 
+import io
 import os
 import sys
 import tempfile
@@ -8,10 +9,32 @@ import tempfile
 from . import __version__
 from . import constants as C
 from .clock import SYSTEM_CLOCK
-from .config import Config, ConfigError
+from .config import Config, ConfigError, beside
 from .hooks import HookRunner
 from .plugin import PluginLoader, default_plugin_dirs, load_plugins
 from .transaction import remove_stale
+
+# No config/loglevel: LOGNOTICE, so the listening line, every refusal and the
+# per-transaction and per-connection summaries (summary.py) are shown; plugins'
+# LOGINFO detail is not. (qpsmtpd's default, LOGWARN, showed nothing of a normal day.)
+DEFAULT_LOGLEVEL = C.LOGNOTICE
+
+
+def journal_stream(stream):
+    """True when `stream` is systemd-journald's stdout/stderr connection: the
+    JOURNAL_STREAM device:inode pair names it (systemd.exec(5))."""
+    try:
+        dev, ino = (int(x) for x in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError, io.UnsupportedOperation):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+def journal_lines(level, text):
+    """Every line with journald's '<N>' priority prefix (sd-daemon(3)); our levels
+    are syslog's numbers. Continuation lines (tracebacks) keep the line's priority."""
+    return "".join(f"<{level}>{line}\n" for line in text.rstrip("\n").split("\n"))
 
 
 class Qpsmtpd:
@@ -29,7 +52,8 @@ class Qpsmtpd:
         self.tls = None                  # qpsmtpd_py.tls.TLSService, set by the tls plugin
         self._plugin_lines = plugin_lines
         self._in_logging = False
-        self.loglevel = C.LOGWARN
+        self.loglevel = DEFAULT_LOGLEVEL
+        self.journal = None              # stderr is the journal (JOURNAL_STREAM); found on first line
         self.rdns = True                 # look up the client's PTR name (-H turns it off)
         self.on_command = None           # server mode's callback(session) before each command
         self.clock = SYSTEM_CLOCK        # time()/monotonic()/sleep(); tests put a fake one here
@@ -56,7 +80,7 @@ class Qpsmtpd:
     def _read_loglevel(self):
         value = self.config.get("loglevel", use_hooks=False)
         if value is None:
-            return C.LOGWARN
+            return DEFAULT_LOGLEVEL
         level = C.log_level(value)
         if level is None:
             raise ConfigError(f"{value.origin}: loglevel '{value}' is not a log level (0-7 or LOGINFO ...)")
@@ -68,12 +92,17 @@ class Qpsmtpd:
         self.timeout = self.config.get_int("timeoutsmtpd", 0) or self.config.get_int("timeout", 1200)
         self.databytes = self.config.get_int("databytes", 0)
         self.size_threshold = self.config.get_int("size_threshold", 10000)
-        self.spool_dir = self.config.get("spool_dir") or os.path.join(tempfile.gettempdir(), "qpsmtpd-spool")
-        try:
-            os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"spool_dir {self.spool_dir}: {exc}")
-        stale = remove_stale(self.spool_dir)
+        spool_dir = self.config.get("spool_dir")
+        self.spool_dir = (beside(spool_dir, spool_dir.path) if spool_dir
+                          else os.path.join(tempfile.gettempdir(), "qpsmtpd-spool"))
+        if getattr(self, "check_only", False):     # qpsmtpd-check-config: no side effects
+            stale = 0
+        else:
+            try:
+                os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"spool_dir {self.spool_dir}: {exc}")
+            stale = remove_stale(self.spool_dir)
         if stale:
             self.log(C.LOGINFO, f"spool_dir {self.spool_dir}: removed {stale} stale "
                      "file(s) over 36 hours old")
@@ -123,18 +152,21 @@ class Qpsmtpd:
                 self._in_logging = False
             return
         if level <= self.loglevel:
-            self.stderr.write(self.format_log(level, msg, hook, plugin))
+            if self.journal is None:
+                self.journal = journal_stream(self.stderr)
+            text = self.format_log(level, msg, hook, plugin)
+            self.stderr.write(journal_lines(level, text) if self.journal else text)
             self.stderr.flush()
 
     def format_log(self, level, msg, hook=None, plugin=None):
         prefix = f"{os.getpid()}"
+        session = self.session
+        if session is not None and session.connection.id:   # every line of a session
+            prefix += f" [{session.connection.id}]"
         if hook:
             prefix += f" ({hook})"
         if plugin:
             prefix += f" {plugin}:"
-        session = self.session
-        if session is not None and session.connection.id:
-            prefix += f" [{session.connection.id}]"
         return f"{prefix} {msg}\n"
 
     def now(self):

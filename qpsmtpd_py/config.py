@@ -34,6 +34,15 @@ class ConfigLine(str):
         return f"{self.path}:{self.lineno}" if self.path else "(built-in default)"
 
 
+def beside(path, config_file):
+    """A relative path read from a config file, taken relative to that file's
+    directory, so a config directory works whatever the server's working directory
+    (systemd starts it in /). Absolute paths, and values of no file, are unchanged."""
+    if not path or os.path.isabs(path) or not config_file:
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), path))
+
+
 def _default_me():
     return socket.gethostname() or "localhost"
 
@@ -44,7 +53,7 @@ DEFAULTS = {
     "smtpgreeting": None,
     "spool_dir": None,
     "size_threshold": "10000",
-    "loglevel": "4",
+    "loglevel": "5",                # LOGNOTICE: refusals and summaries (app.DEFAULT_LOGLEVEL)
 }
 
 RECHECK_SECONDS = 1.0

@@ -20,6 +20,7 @@ from .errors import ClientGone, ClientTimeout, Disconnect
 from .hooks import reply_for
 from .plugin import Plugin
 from .replies import format_reply, reply_lines, with_enhanced
+from .summary import Summary, new_session_id
 from .transaction import Transaction
 
 COMMAND_LINE_LIMIT = 512
@@ -48,6 +49,10 @@ class SMTPSession:
             "quit": self.cmd_quit,
         }
         self.verb = ""
+        if connection.id is None:
+            connection.id = new_session_id()
+        self.decided_by = None               # plugin of the last hook chain that answered
+        self.summary = Summary(self)         # the LOGNOTICE lines: refusals, summaries
 
     # -- conveniences for plugins ---------------------------------------------------
     @property
@@ -63,8 +68,11 @@ class SMTPSession:
     def run_hooks(self, hook, *args):
         hooks = self.app.hooks
         if not hooks.registry[hook]:            # most hooks have no plugin: skip the call
+            self.decided_by = None
             return C.DECLINED, [], None
-        return hooks.run(hook, self.transaction, *args)
+        result = hooks.run(hook, self.transaction, *args)
+        self.decided_by = result[2].plugin_name if result[2] is not None else None
+        return result
 
     # -- replies ------------------------------------------------------------------------
     def respond(self, code, *messages, enhanced=None):
@@ -72,6 +80,7 @@ class SMTPSession:
         lines = reply_lines(messages)
         if self.esmtp and code >= 200 and code // 100 != 3 and self.verb != "ehlo":
             lines = with_enhanced(self.verb, code, lines, enhanced)
+        self.summary.reply(code, lines)
         self.channel.write(format_reply(code, lines))
         return True
 
@@ -130,6 +139,7 @@ class SMTPSession:
 
     # -- transactions ----------------------------------------------------------------------
     def reset_transaction(self, new=True):
+        self.summary.end_transaction(self.transaction)
         if self.transaction is not None:
             self.run_hooks("reset_transaction")
             self.transaction.close()
@@ -167,6 +177,8 @@ class SMTPSession:
         finally:
             self.log(C.LOGINFO, f"session with [{self.connection.remote_ip}] ended after "
                      f"{time.time() - self.started:.2f}s")
+            self.summary.end_transaction(self.transaction)
+            self.summary.end_session()
             self.run_hooks("post-connection")
             if self.transaction is not None:
                 self.transaction.close()

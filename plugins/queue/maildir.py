@@ -1,7 +1,8 @@
 """queue/maildir - deliver each message into a Maildir, safely on disk before the 250.
 
 Arguments:  DIR [SUBDIR_PATTERN] [MODE]
-  DIR             the Maildir (cur/ new/ tmp/ are created)
+  DIR             the Maildir (cur/ new/ tmp/ are created); a relative DIR is taken
+                  relative to the config directory (qpsmtpd: the working directory)
   SUBDIR_PATTERN  deliver one copy per recipient under DIR/<pattern>, where %l is
                   the local part, %d the domain and %u the whole address (characters
                   other than -A-Za-z0-9+_.,@= become _)
@@ -29,7 +30,9 @@ import re
 import socket
 import time
 
-from qpsmtpd_py.api import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK, Path, Plugin, Positional, Text
+from qpsmtpd_py.api import (
+    DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK, Path, Plugin, Positional, Text, beside,
+)
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
 STALE_AGE = 36 * 3600       # qmail: a tmp/ file untouched for 36 hours is garbage
@@ -48,7 +51,8 @@ class Maildir(Plugin):
     )
 
     def register(self, *args):
-        self.maildir = self.args["DIR"]
+        # a relative DIR is taken beside config/plugins, not in the working directory
+        self.maildir = beside(self.args["DIR"], self.app.config.path("plugins"))
         self.subdirs = self.args["SUBDIR_PATTERN"]
         self.dir_mode = int(self.args["MODE"], 8)
         self.file_mode = self.dir_mode & 0o666

@@ -5,6 +5,7 @@ from .. import constants as C
 from ..channel import ClientGone, SocketChannel
 from ..plugin import Plugin
 from ..replies import format_reply, reply_lines
+from ..summary import new_session_id
 from .common import new_connection, run_session
 
 
@@ -26,13 +27,15 @@ def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals, loc
     (behind a PROXY protocol proxy). Returns False when the client was refused."""
     local = local or sock.getsockname()
     connection = new_connection(peer[:2], local[:2], smtps=smtps)
+    connection.id = new_session_id()
     channel = SocketChannel(sock, app.timeout)
     channel.progress = app.keepalive         # liveness: bytes flowing are progress
     code, messages = run_pre_connection(app, connection, max_conn_ip, child_addrs)
     if code in C.DENY_CODES:
         reply = 451 if C.is_soft(code) else 550
         refuse(channel, reply, messages or [refusals[reply]])
-        app.log(C.LOGINFO, f"pre-connection: refused {connection.remote_ip} with {reply}")
+        app.log(C.LOGNOTICE, f"[{connection.id}] pre-connection: refused "
+                f"{connection.remote_ip} with {reply} {' '.join(messages or [refusals[reply]])}")
         return False
     run_session(app, channel, connection)
     return True
