@@ -199,10 +199,10 @@ def test_a_dns_server_that_never_answers_costs_dns_timeout_once(session_server, 
         start = time.monotonic()
         d = talk(session_server, zones=("dnsbl.test", "b.dnsbl.test", "c.dnsbl.test"),
                  rcpts=[f"u{i}@example.test" for i in range(200)],
-                 files={"dns_servers": f"127.0.0.1:{proxy.port}", "dns_timeout": "1"})
+                 files={"dns_servers": f"127.0.0.1:{proxy.port}", "dns_timeout": "1.5"})
         elapsed = time.monotonic() - start
     assert d.codes.count(250) == 202                   # a DNS outage never refuses mail
-    assert elapsed < 1.8, elapsed
+    assert elapsed < 2.6, elapsed     # one dns_timeout (1.5 s), not two
     assert proxy.count() >= 3
     assert "not counted as listed" in d.log
 
@@ -215,4 +215,4 @@ def test_delayed_answers_overlap(session_server, nsd):
         elapsed = time.monotonic() - start
     assert d.pairs[3] == (550, LISTED_TXT)
     assert proxy.count() == 6
-    assert 0.5 <= elapsed < 0.95, elapsed
+    assert 0.5 <= elapsed < 1.5, elapsed         # one round trip; one after the other: 3 s

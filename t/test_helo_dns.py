@@ -66,10 +66,10 @@ def test_dns_that_never_answers_is_bounded(session_server):
     with DNSProxy(("127.0.0.1", int(service_env("QPT_DNS_PORT"))), answer=False) as proxy:
         start = time.monotonic()
         d = helo(session_server, "host2.example.test", "127.0.0.2", line="helo policy strict",
-                 files={"dns_servers": f"127.0.0.1:{proxy.port}", "dns_timeout": "1"})
+                 files={"dns_servers": f"127.0.0.1:{proxy.port}", "dns_timeout": "1.5"})
         elapsed = time.monotonic() - start
     assert d.codes[1] == 250
-    assert elapsed < 1.8, elapsed
+    assert elapsed < 2.6, elapsed     # one dns_timeout (1.5 s), not two
 
 
 def test_ptr_is_shared_and_a_aaaa_asked_together(session_server):
@@ -84,4 +84,4 @@ def test_ptr_is_shared_and_a_aaaa_asked_together(session_server):
         assert d.codes[1] == 250
         assert sorted(proxy.queries) == [("2.0.0.127.in-addr.arpa", "PTR"),
                                          ("host2.example.test", "A"), ("host2.example.test", "AAAA")]
-    assert 0.8 <= elapsed < 1.15, elapsed         # two round trips, not three or four
+    assert 0.8 <= elapsed < 1.35, elapsed         # two round trips; one by one: four (1.6 s)
