@@ -42,12 +42,12 @@ Example:
 
 import sqlite3
 
-import pymysql
-
 from qpsmtpd_py.api import (
     DECLINED, DENY, DENY_CODES, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, Keyword, Path, Plugin, Text,
-    is_soft, scan_arguments,
+    is_soft, require_extra, scan_arguments,
 )
+
+pymysql = None          # dbi:mysql only: the sql extra, imported in register()
 
 BUSY = "Please send this recipient in a separate transaction"
 
@@ -104,6 +104,9 @@ class CfWrapper(Plugin):
     def register(self, *args):
         dsn, self.user, self.password = read_credentials(self.args["dbi_credentials"])
         self.driver, self.options = parse_dsn(dsn)
+        if self.driver == "mysql":
+            global pymysql
+            pymysql = require_extra("pymysql", "PyMySQL", "sql", "python3-pymysql", "cf_wrapper")
         self.table = self.args["table"]
         self.ready = False
 
@@ -134,7 +137,7 @@ class CfWrapper(Plugin):
                 return rows
             finally:
                 conn.close()
-        except (pymysql.Error, sqlite3.Error, OSError) as exc:
+        except (*((pymysql.Error,) if pymysql else ()), sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"{self.driver} database: {exc}") from exc
 
     def set_of(self, sender, rcpt):

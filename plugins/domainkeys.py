@@ -42,6 +42,7 @@ from qpsmtpd_py.api import (
 )
 
 authres = require_extra("authres", "authres", "dkim", "python3-authres", "domainkeys")
+require_extra("cryptography", "cryptography", "dkim", "python3-cryptography", "domainkeys")
 
 
 def sending_address(transaction):

@@ -26,8 +26,10 @@ from email.utils import getaddresses
 
 from qpsmtpd_py.api import (
     DECLINED, LOGERROR, LOGINFO, Choice, Keyword, Path, Plugin, SigningKeyError, domainkeys,
-    message_bytes, signing_key,
+    message_bytes, require_extra, signing_key,
 )
+
+require_extra("cryptography", "cryptography", "dkim", "python3-cryptography", "domainkeys_sign")
 
 
 class DomainkeysSign(Plugin):

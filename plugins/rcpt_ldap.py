@@ -54,9 +54,11 @@ import math
 import os
 import re
 
-import ldap3
-from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
+from qpsmtpd_py.api import require_extra
+
+ldap3 = require_extra("ldap3", "ldap3", "ldap", "python3-ldap3", "rcpt_ldap")
+from ldap3.core.exceptions import LDAPException  # noqa: E402  (after the check above)
+from ldap3.utils.conv import escape_filter_chars  # noqa: E402
 
 from qpsmtpd_py.api import (
     DECLINED, DENYSOFT, LOGERROR, LOGINFO, NO_MAILBOX, OK, REJECT, REJECT_TYPE, Bool, Int,

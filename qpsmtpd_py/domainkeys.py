@@ -12,9 +12,12 @@ the body are ignored. The algorithm is rsa-sha1 over that text.
 import base64
 import re
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+try:            # the dkim extra; the domainkeys plugins name it when it is missing
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+except ImportError:     # qpsmtpd_py.api imports this module for every plugin
+    InvalidSignature = hashes = serialization = padding = rsa = None
 
 _WSP = re.compile(rb"[ \t\r\n]")
 # trace fields a signer leaves out of h= (they change or are replaced on the way)

@@ -17,10 +17,15 @@ import os
 import socket
 import sys
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:            # the tls-cert extra; main() says so when it is missing
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError as exc:
+    MISSING = exc
+else:
+    MISSING = None
 
 FILES = ("qpsmtpd-ca.key", "qpsmtpd-ca.crt", "qpsmtpd-server.key", "qpsmtpd-server.crt")
 
@@ -125,6 +130,11 @@ def write_certificates(directory, host, extra_names=(), key_type="rsa", days=825
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if MISSING is not None:
+        sys.stderr.write("qpsmtpd-tls-cert needs the Python package cryptography: pip install "
+                         f"'qpsmtpd_py[tls-cert]' (Debian: apt-get install python3-cryptography) "
+                         f"({MISSING})\n")
+        return 1
     host = args.host or socket.getfqdn()
     try:
         paths = write_certificates(args.dir, host, args.san, args.key_type, args.days, args.force)

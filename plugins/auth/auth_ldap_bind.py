@@ -22,11 +22,12 @@ Example config/plugins line:
   auth/auth_ldap_bind ldap_host ldap.example.com ldap_base dc=example,dc=com
 """
 
-from ldap3 import NONE, SUBTREE, Connection, Server
-from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
+from qpsmtpd_py.api import AuthPlugin, AuthUnavailable, Int, Keyword, Number, Text, require_extra
 
-from qpsmtpd_py.api import AuthPlugin, AuthUnavailable, Int, Keyword, Number, Text
+require_extra("ldap3", "ldap3", "ldap", "python3-ldap3", "auth/auth_ldap_bind")
+from ldap3 import NONE, SUBTREE, Connection, Server  # noqa: E402  (after the check above)
+from ldap3.core.exceptions import LDAPException  # noqa: E402
+from ldap3.utils.conv import escape_filter_chars  # noqa: E402
 
 DEFAULTS = {"ldap_host": "127.0.0.1", "ldap_port": "389", "ldap_timeout": "5",
             "ldap_auth_filter_attr": "uid", "ldap_base": None}

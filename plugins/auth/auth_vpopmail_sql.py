@@ -17,9 +17,9 @@ Hooks: auth-plain, auth-login, auth-cram-md5.
 Example config/plugins line:  auth/auth_vpopmail_sql
 """
 
-import pymysql
+from qpsmtpd_py.api import AuthPlugin, AuthUnavailable, require_extra
 
-from qpsmtpd_py.api import AuthPlugin, AuthUnavailable
+pymysql = require_extra("pymysql", "PyMySQL", "sql", "python3-pymysql", "auth/auth_vpopmail_sql")
 
 DEFAULT_DSN = "dbi:mysql:dbname=vpopmail;host=127.0.0.1"
 QUERY = "SELECT pw_passwd, pw_clear_passwd FROM vpopmail WHERE pw_name=%s AND pw_domain=%s"

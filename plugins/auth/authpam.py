@@ -18,9 +18,9 @@ auth plugin may try.
 Example config/plugins line:  auth/authpam qpsmtpd
 """
 
-import pam
+from qpsmtpd_py.api import DECLINED, LOGDEBUG, AuthPlugin, Positional, Text, require_extra
 
-from qpsmtpd_py.api import DECLINED, LOGDEBUG, AuthPlugin, Positional, Text
+pam = require_extra("pam", "python-pam", "pam", "python3-pam", "auth/authpam")
 
 
 class AuthPAM(AuthPlugin):
