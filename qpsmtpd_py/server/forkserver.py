@@ -36,10 +36,15 @@ def parse_args(argv):
         prog=PROG,
         description="Forking qpsmtpd daemon: one child process per SMTP connection.",
         epilog="Signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs. "
-               "See docs/servers.md.")
+               "-c is --limit-connections here, as in qpsmtpd's forkserver (in `qpsmtpd` "
+               "-c is --config): scripts and units had better use the long forms. "
+               "The manual (options, signals, systemd units) is docs/servers.md in the "
+               "qpsmtpd_py source, installed by scripts/install as "
+               "/usr/share/doc/qpsmtpd-py/servers.md; `qpsmtpd-doc NAME` shows a plugin's.")
     add_common_options(parser, default_port=2525, max_from_ip=5)
     parser.add_argument("-c", "--limit-connections", type=int, default=15, metavar="N",
-                        help="concurrent connections (children) at most (default 15)")
+                        help="concurrent connections (children) at most (default 15; "
+                             "-c as in qpsmtpd's forkserver, not --config)")
     args = finish_common_options(parser.parse_args(argv))
     if args.limit_connections < 1:
         parser.error("--limit-connections must be at least 1")

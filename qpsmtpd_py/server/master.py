@@ -58,7 +58,7 @@ def add_common_options(parser, default_port, max_from_ip):
                         default=[], metavar="PORT",
                         help="listeners on PORT take a PROXY protocol header (v1 or v2, as "
                              "HAProxy sends) before the greeting: the client's real address, "
-                             "repeatable (docs/servers.md)")
+                             "repeatable")
     parser.add_argument("--proxy-from", dest="proxy_from", action="append", default=None,
                         metavar="IP[/BITS][,...]",
                         help="proxies allowed to send PROXY headers, repeatable "

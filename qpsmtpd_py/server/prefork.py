@@ -42,7 +42,9 @@ def parse_args(argv):
         description="Pre-forking qpsmtpd daemon: a pool of child processes, each "
                     "serving one SMTP session at a time.",
         epilog="Signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs. "
-               "See docs/servers.md.")
+               "The manual (options, signals, systemd units) is docs/servers.md in the "
+               "qpsmtpd_py source, installed by scripts/install as "
+               "/usr/share/doc/qpsmtpd-py/servers.md; `qpsmtpd-doc NAME` shows a plugin's.")
     add_common_options(parser, default_port=25, max_from_ip=10)
     parser.add_argument("--children", type=int, default=15, metavar="N",
                         help="maximum number of children (default 15)")

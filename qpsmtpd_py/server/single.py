@@ -24,7 +24,8 @@ def parse_args(argv):
                "TCPLOCALIP TCPLOCALPORT describe the client (ucspi-tcp); RELAYCLIENT "
                "lets it relay (relay plugin); QPSMTPD_CONFIG names the config directory.")
     parser.add_argument("-c", "--config", metavar="DIR",
-                        help="config directory (sets QPSMTPD_CONFIG)")
+                        help="config directory (sets QPSMTPD_CONFIG; -c as in qpsmtpd, while "
+                             "qpsmtpd-forkserver's -c is --limit-connections)")
     parser.add_argument("-H", "--no-rdns", action="store_true",
                         help="do not look up the client's host name (PTR) when "
                              "TCPREMOTEHOST is not set")
