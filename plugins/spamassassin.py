@@ -183,9 +183,13 @@ class SpamAssassin(Plugin):
         if b"EX_OK" not in status:
             raise ScannerError(f"{self.spamd}: invalid response: "
                                f"{status.decode('utf-8', 'replace').strip()}")
-        answer = conn.read_all().decode("utf-8", "replace").replace("\r\n", "\n")
-        _, _, headers = answer.partition("\n\n")          # after spamd's own response header
-        return spam_fields(headers)
+        answer = conn.read_all()
+        head, _, body = answer.partition(b"\r\n\r\n")      # spamd's own response header, then ours
+        length = re.search(rb"(?im)^Content-length:\s*(\d+)", head)
+        if length and len(body) < int(length.group(1)):
+            raise ScannerError(f"{self.spamd}: answer cut short ({len(body)} of "
+                               f"{int(length.group(1))} bytes)")
+        return spam_fields(body.decode("utf-8", "replace").replace("\r\n", "\n"))
 
     def progress(self, chunk):
         self.keepalive()

@@ -170,3 +170,26 @@ def test_slow_spamd_answer_within_the_timeout(spam_server):
 def test_bad_arguments_stop_startup(spam_server, args, error):
     with pytest.raises(ConfigError, match=error):
         spam_server(args)
+
+
+def test_answer_cut_short_is_a_failure(spam_server, spamd):
+    """spamd dying while it answers: a shorter body than its Content-length is no result."""
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            while conn.recv(65536):              # the whole request, to the half-close
+                pass
+            conn.sendall(b"SPAMD/1.1 0 EX_OK\r\nContent-length: 500\r\n\r\n"
+                         b"X-Spam-Status: No, score=0.1 required=5.0\r\n")
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    d = spam_server(f"spamd_socket 127.0.0.1:{listener.getsockname()[1]} timeout 5").talk(
+        *transaction(message("hi\n")))
+    listener.close()
+    assert data_reply(d)[0] == 452 and "answer cut short" in d.log
