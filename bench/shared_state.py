@@ -61,8 +61,8 @@ def write_config(directory, spool, store_dir, stateful, files):
 def whiten(config_dir):
     """smtp-source's client (127.0.0.1) is a known, white greylisting client."""
     from qpsmtpd_py.config import Config
-    from qpsmtpd_py.greylist import TABLE, client_key, format_record
-    from qpsmtpd_py.store import make_store
+    from qpsmtpd_py.helpers.greylist import TABLE, client_key, format_record
+    from qpsmtpd_py.helpers.store import make_store
     store = make_store(Config([config_dir]))
     store.table(TABLE).set(client_key("127.0.0.1"), format_record(time.time(), 1, 1, 1),
                            ttl=86400)
@@ -172,8 +172,8 @@ def main():
 def check_state(base, names):
     """The stateful servers really did the work: the white triplet's delivery count."""
     from qpsmtpd_py.config import Config
-    from qpsmtpd_py.greylist import TABLE, client_key, parse_record
-    from qpsmtpd_py.store import make_store
+    from qpsmtpd_py.helpers.greylist import TABLE, client_key, parse_record
+    from qpsmtpd_py.helpers.store import make_store
     for name in names:
         if VARIANTS[name][0]:
             store = make_store(Config([os.path.join(base, f"config-{name}")]))

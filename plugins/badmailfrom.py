@@ -20,7 +20,7 @@ Config file badmailfrom, one entry a line:  PATTERN [reason ...]
 A pattern written as an address also matches that address: spam+list@example.com
 refuses spam+list@ (and, as in qpsmtpd, spamlist@, spammlist@ ...). Lines without
 an @ that are not patterns, and bad regular expressions, are logged with file and
-line and skipped. (Shared syntax: qpsmtpd_py/addrlist.py.)
+line and skipped. (Shared syntax: qpsmtpd_py/helpers/addrlist.py.)
 
 The null sender <> and senders without user or host are never checked; relay
 clients and whitelisted hosts/senders (is_immune) are skipped. A listed sender

@@ -11,7 +11,7 @@ Config file badmailfromto, one pair a line:  FROM<TAB>TO
   FROM   the sender: user@host, @host (every sender there) or a pattern
   TO     the recipient: user@host, @host or a pattern
 The separator is a TAB as in qpsmtpd (any white space is accepted). Patterns and
-case rules are those of badmailfrom (qpsmtpd_py/addrlist.py). Lines with one field,
+case rules are those of badmailfrom (qpsmtpd_py/helpers/addrlist.py). Lines with one field,
 bad patterns or addresses without @ are logged with file and line and skipped.
 
 The null sender and senders without user or host are never checked.

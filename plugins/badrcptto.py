@@ -22,7 +22,7 @@ Config file badrcptto, one entry a line:  PATTERN [reason ...]
 A pattern written as an address also matches that address (closed+tag@example.com;
 qpsmtpd matched only closedtag@, closeddtag@ ...). Lines without @ that are not
 patterns, and bad regular expressions, are logged with file and line and skipped
-(syntax shared with badmailfrom: qpsmtpd_py/addrlist.py).
+(syntax shared with badmailfrom: qpsmtpd_py/helpers/addrlist.py).
 
 A closed mailbox is refused for everybody, relay clients and whitelisted hosts
 included (qpsmtpd #223). Recipients without a host (<postmaster>) are not

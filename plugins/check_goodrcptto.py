@@ -13,7 +13,7 @@ Config file goodrcptto, one entry a line (anything after the first word is ignor
   /^sales-\\d+@example\\.com$/   a regular expression (/re/ or a pattern with one of
                           / ^ $ * + ! % ? \\), searched in the lower-cased user@host
 Case does not matter. Bad regular expressions are logged with file and line and
-skipped (syntax shared with badrcptto: qpsmtpd_py/addrlist.py). With no (or an
+skipped (syntax shared with badrcptto: qpsmtpd_py/helpers/addrlist.py). With no (or an
 empty) goodrcptto file the plugin accepts everything.
 
 A listed recipient is DECLINED, not accepted: rcpt_ok still decides about

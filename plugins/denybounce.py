@@ -14,7 +14,7 @@ Config file denybounce, one entry a line:  PATTERN [reply text ...]
                                or /re/), searched in the lower-cased user@host
 A line with text after the pattern answers `550 <text>`. Case does not matter; bad
 regular expressions are logged with file and line and skipped (syntax shared
-with badrcptto: qpsmtpd_py/addrlist.py).
+with badrcptto: qpsmtpd_py/helpers/addrlist.py).
 
 Mail with a real sender is never affected. Hooks: rcpt. Load it before rcpt_ok.
 Example config/plugins line:  denybounce

@@ -10,7 +10,7 @@ Config file rcpt_regexp, one rule a line:  PATTERN RETCODE [comment ...]
   comment   the reply text for DENY... (qpsmtpd's default text when empty)
 The first matching line wins; no match is DECLINED. Lines with a bad regular
 expression, no RETCODE or an unknown one are logged with file and line and skipped.
-Syntax shared with the badrcptto family: qpsmtpd_py/addrlist.py.
+Syntax shared with the badrcptto family: qpsmtpd_py/helpers/addrlist.py.
 
 OK accepts the recipient at once (later rcpt plugins, rcpt_ok included, do not
 run), so use OK only for addresses of your own domains; DECLINED passes the

@@ -11,7 +11,7 @@ Config file spamtrap, one trap a line:  PATTERN [DESTINATION]
   @honeypot.example.com             spam-archive@example.com
   ^old-[0-9]+@example\\.com$
 PATTERN is an address, @domain, bare local part or regular expression (syntax of
-the badrcptto family, qpsmtpd_py/addrlist.py; bad lines are logged with file and
+the badrcptto family, qpsmtpd_py/helpers/addrlist.py; bad lines are logged with file and
 line and skipped). DESTINATION is the address the copy goes to; without it the
 `deliver_to` argument is used, and without that the message stays with the trap
 address itself (it is still marked).

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 
-from .cdb import CDB
+from .helpers.cdb import CDB
 
 
 class ConfigError(Exception):

@@ -16,7 +16,7 @@ import sys
 from . import constants as C
 from .arguments import ArgumentError, parse_arguments
 from .config import ConfigError
-from .filecache import FileCache, ParsedLines
+from .helpers.filecache import FileCache, ParsedLines
 from .hooks import HOOK_SET, METHOD_TO_HOOK
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -81,14 +81,14 @@ class Plugin:
     @property
     def store(self):
         """The server's LMDB store (docs/store.md): `self.store.table("greylist")`."""
-        from .store import open_store
+        from .helpers.store import open_store
         return open_store(self.app)
 
     @property
     def resolver(self):
         """DNS with this session's answer cache (dns.SessionResolver):
         `pending = self.resolver.submit(name, "A")`, later `pending.result()`."""
-        from .dns import session_resolver
+        from .helpers.dns import session_resolver
         return session_resolver(self.app, self.connection)
 
     # -- SMTP extensions: the engine calls for EHLO keywords and TLS ------------------------

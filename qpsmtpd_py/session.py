@@ -15,7 +15,7 @@ from . import auth, envelope, trace
 from . import constants as C
 from .channel import LineTooLong
 from .data_reader import DataReader
-from .dns import reverse_name
+from .helpers.dns import reverse_name
 from .errors import ClientGone, ClientTimeout, Disconnect
 from .hooks import reply_for
 from .plugin import Plugin

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from scanhelp import data_reply, message, transaction
-from qpsmtpd_py.store import open_store
+from qpsmtpd_py.helpers.store import open_store
 
 pytestmark = pytest.mark.no_services
 from PIL import Image as PIL  # noqa: E402  (the captcha extra)

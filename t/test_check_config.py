@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from qpsmtpd_py.check_config import check, main
+from qpsmtpd_py.cli.check_config import check, main
 
 pytestmark = pytest.mark.no_services
 
@@ -36,7 +36,7 @@ def test_debians_stock_directory_needs_exactly_two_changes(tmp_path, capsys):
 
 def test_the_sample_config_is_clean(tmp_path):
     shutil.copytree(os.path.join(ROOT, "etc"), tmp_path / "etc")
-    result = subprocess.run([sys.executable, "-m", "qpsmtpd_py.check_config", str(tmp_path / "etc")],
+    result = subprocess.run([sys.executable, "-m", "qpsmtpd_py.cli.check_config", str(tmp_path / "etc")],
                             capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == f"{tmp_path}/etc: 0 error(s), 0 warning(s)\n"

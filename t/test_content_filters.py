@@ -1,11 +1,11 @@
-"""badsubject, charset and check_content_type (the MIME walk of qpsmtpd_py/mime.py)
+"""badsubject, charset and check_content_type (the MIME walk of qpsmtpd_py/helpers/mime.py)
 in in-process sessions; no daemons."""
 
 import pytest
 
 from scanhelp import HEADER, attachment_message, data_reply, message, transaction
 from qpsmtpd_py.header import Header
-from qpsmtpd_py.mime import content_type, is_multipart
+from qpsmtpd_py.helpers.mime import content_type, is_multipart
 from qpsmtpd_py.transaction import Transaction
 
 pytestmark = pytest.mark.no_services
@@ -89,7 +89,7 @@ def test_check_content_types_alias_and_the_chain(session_server):
 
 
 def test_mime_walk_on_a_spooled_body(tmp_path):
-    from qpsmtpd_py.mime import walk
+    from qpsmtpd_py.helpers.mime import walk
     txn = Transaction(str(tmp_path), size_threshold=100)
     txn.header = Header.parse("Content-Type: multipart/mixed; boundary=\"Q\"\n")
     txn.body_append(("x" * 200 + "\n") * 50 + "--Q\nContent-Type: image/png\n\nPNG\n"

@@ -1,4 +1,4 @@
-"""The resolver plugins get as `self.resolver` (qpsmtpd_py/dns.py), against the real
+"""The resolver plugins get as `self.resolver` (qpsmtpd_py/helpers/dns.py), against the real
 nsd on loopback (zones in t/services/start-services.sh) and a loopback UDP port
 that never answers."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from harness import REAL_PLUGINS, TEST_PLUGINS, service_env
 from qpsmtpd_py.config import Config
-from qpsmtpd_py.dns import DNSFailure, Resolver, SessionResolver, resolver_for, reverse_ip
+from qpsmtpd_py.helpers.dns import DNSFailure, Resolver, SessionResolver, resolver_for, reverse_ip
 
 
 
@@ -108,7 +108,7 @@ def test_per_call_timeouts(silent):
 
 @pytest.mark.no_services
 def test_a_lookup_that_waited_for_a_thread_keeps_its_deadline(silent, monkeypatch):
-    import qpsmtpd_py.dns as dns
+    import qpsmtpd_py.helpers.dns as dns
     monkeypatch.setattr(dns, "MAX_THREADS", 1)
     r = Resolver([silent], timeout=0.5)
     start = time.monotonic()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness import PLUGIN_DIRS
-from qpsmtpd_py.smtpclient import SMTPClient, SMTPError
+from qpsmtpd_py.helpers.smtpclient import SMTPClient, SMTPError
 
 
 class DrippingHop:

@@ -1,5 +1,5 @@
 """Documented engine calls of plugin API v1: add_capability() for EHLO keywords and
-the AuthPlugin base (qpsmtpd_py/auth_plugin.py) that auth backends build on."""
+the AuthPlugin base (qpsmtpd_py/helpers/auth_plugin.py) that auth backends build on."""
 
 import base64
 import hashlib
@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from qpsmtpd_py.passwords import _crypt
+from qpsmtpd_py.helpers.passwords import _crypt
 
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from qpsmtpd_py.greylist import client_key, triplet_key
+from qpsmtpd_py.helpers.greylist import client_key, triplet_key
 
 pytestmark = pytest.mark.no_services
 
@@ -211,7 +211,7 @@ def test_qpsmtpd_store_greylist_commands(session_server, tmp_path, clock):
     clock.now = time.time()                      # the tool reads expiry by the real clock
     srv = server(session_server, tmp_path, "greylisting sender 1")
     assert mail(srv).codes[2] == 450
-    tool = [sys.executable, "-m", "qpsmtpd_py.store_tool", "--dir", str(tmp_path / "store"), "greylist"]
+    tool = [sys.executable, "-m", "qpsmtpd_py.cli.store_tool", "--dir", str(tmp_path / "store"), "greylist"]
     out = subprocess.run(tool + ["list"], capture_output=True, text=True)
     assert out.returncode == 0 and "192.0.2.10:a@sender.test" in out.stdout and "\tgrey\t" in out.stdout
     out = subprocess.run(tool + ["whitelist", "192.0.2.11", "--sender", "b@x.test"],

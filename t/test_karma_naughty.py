@@ -50,7 +50,7 @@ def mail(srv, ip="192.0.2.10", sender="a@sender.test", rcpts=("u@example.test",)
 
 
 def record(srv, ip="192.0.2.10"):
-    from qpsmtpd_py.karma import ip_key, parse
+    from qpsmtpd_py.helpers.karma import ip_key, parse
     plugin = next(p for p in srv.app.plugins if p.plugin_name == "karma")
     return parse(plugin.store.table("karma").get(ip_key(ip)))
 
@@ -138,7 +138,7 @@ def test_karma_tool(session_server, tmp_path, clock):
     clock.now = time.time()
     srv = server(session_server, tmp_path, "karma", "t_note karma 3")
     mail(srv)
-    tool = [sys.executable, "-m", "qpsmtpd_py.karma_tool", "--dir", str(tmp_path / "store")]
+    tool = [sys.executable, "-m", "qpsmtpd_py.cli.karma_tool", "--dir", str(tmp_path / "store")]
     run = lambda *a: subprocess.run(tool + list(a), capture_output=True, text=True)  # noqa: E731
     out = run("list")
     assert out.returncode == 0 and "192.0.2.10" in out.stdout and "1 nice" in out.stdout
@@ -214,7 +214,7 @@ def test_tokenbucket_blacklists_a_client_that_earns_refusals_too_fast(session_se
 def test_berkeley_operation_top_n_from_a_log_pipeline(session_server, tmp_path, clock):
     clock.now = time.time()
     srv = server(session_server, tmp_path, "berkeley_ipblacklist action denysoft")
-    tool = [sys.executable, "-m", "qpsmtpd_py.berkeley_operation", "--dir", str(tmp_path / "store")]
+    tool = [sys.executable, "-m", "qpsmtpd_py.cli.berkeley_operation", "--dir", str(tmp_path / "store")]
     pipeline = "   7 192.0.2.1\n   2 192.0.2.2\n  12 192.0.2.3\n   9 192.0.2.4\nnoise\n"
     out = subprocess.run(tool + ["add", "-", "--top", "2", "--min-count", "3", "--ttl", "3600"],
                          input=pipeline, capture_output=True, text=True)

@@ -14,7 +14,7 @@ from stubs.testmilter import (
     INSERT_HEADER, PROGRESS, QUARANTINE, REJECT, REPLACE_BODY, REPLY, SKIP, TEMPFAIL, TestMilter,
 )
 from qpsmtpd_py.config import ConfigError
-from qpsmtpd_py.milter import V6_PROTOCOL
+from qpsmtpd_py.helpers.milter import V6_PROTOCOL
 
 OWN = ("From: Alice <alice@example.test>\nTo: bob@example.test\nSubject: signed\n"
        "Date: Thu, 03 Dec 2026 10:00:00 +0000\nMessage-Id: <dkim.1@example.test>\n")

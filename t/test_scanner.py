@@ -1,4 +1,4 @@
-"""The scanner client for content plugins (qpsmtpd_py/scanner.py) against the real
+"""The scanner client for content plugins (qpsmtpd_py/helpers/scanner.py) against the real
 clamd and spamd, stalled loopback servers, and the body API that keeps
 transaction.data_size right (qpsmtpd_py/transaction.py)."""
 
@@ -13,7 +13,7 @@ import pytest
 from harness import REAL_PLUGINS, TEST_PLUGINS, service_env
 from qpsmtpd_py.constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
 from qpsmtpd_py.header import Header
-from qpsmtpd_py.scanner import Scanner, ScannerError, parse_address
+from qpsmtpd_py.helpers.scanner import Scanner, ScannerError, parse_address
 from qpsmtpd_py.transaction import Transaction
 
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

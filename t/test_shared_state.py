@@ -18,10 +18,10 @@ import uuid
 import pytest
 
 from harness import Client, ConfigDir, free_port
-from qpsmtpd_py.greylist import client_key, triplet_key
-from qpsmtpd_py.karma import ip_key, parse as parse_karma
-from qpsmtpd_py.store import Store
-from qpsmtpd_py.store_redis import RedisStore, StoreUnavailable
+from qpsmtpd_py.helpers.greylist import client_key, triplet_key
+from qpsmtpd_py.helpers.karma import ip_key, parse as parse_karma
+from qpsmtpd_py.helpers.store import Store
+from qpsmtpd_py.helpers.store_redis import RedisStore, StoreUnavailable
 from serverproc import Server, alive, wait_until
 
 PREFORK = "qpsmtpd-prefork"
@@ -303,7 +303,7 @@ def test_redis_updates_are_atomic_across_processes(tmp_path):
     prefix = f"qpt-{uuid.uuid4().hex[:8]}:"
     code = f"""
 import sys
-from qpsmtpd_py.store_redis import RedisStore
+from qpsmtpd_py.helpers.store_redis import RedisStore
 t = RedisStore({redis_address()!r}, prefix={prefix!r}).table("race")
 for _ in range(100):
     t.incr("counter")

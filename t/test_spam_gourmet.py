@@ -5,7 +5,7 @@ import datetime
 
 import pytest
 
-from qpsmtpd_py.store import Store
+from qpsmtpd_py.helpers.store import Store
 
 from harness import PLUGIN_DIRS, mail_server_config
 

@@ -233,7 +233,7 @@ def test_rfc7208_suite_subset_through_our_resolver(mail_config):
     """Each case evaluated by pyspf with every lookup answered by our resolver from nsd."""
     from qpsmtpd_py.app import Qpsmtpd
     from qpsmtpd_py.config import Config
-    from qpsmtpd_py.dns import resolver_for, SessionResolver
+    from qpsmtpd_py.helpers.dns import resolver_for, SessionResolver
 
     config = mail_config("sender_permitted_from")
     app = Qpsmtpd(Config([config.dir]))

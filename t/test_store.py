@@ -1,4 +1,4 @@
-"""qpsmtpd_py.store: the LMDB shared state, with real processes, fork and kill -9."""
+"""qpsmtpd_py.helpers.store: the LMDB shared state, with real processes, fork and kill -9."""
 
 import os
 import pwd
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from qpsmtpd_py.config import Config
-from qpsmtpd_py.store import Store, StoreError, check_store, open_store
+from qpsmtpd_py.helpers.store import Store, StoreError, check_store, open_store
 
 from fakeclock import FakeClock
 
@@ -67,7 +67,7 @@ def test_tables_are_separate_and_items_by_prefix(store):
 
 
 def test_items_reads_in_batches(store, clock, monkeypatch):
-    import qpsmtpd_py.store as mod
+    import qpsmtpd_py.helpers.store as mod
     monkeypatch.setattr(mod, "BATCH", 7)
     t = store.table("t")
     for i in range(50):
@@ -257,7 +257,7 @@ def test_other_process_adopts_a_grown_map(tmp_path):
     path = str(tmp_path / "s")
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys
-        from qpsmtpd_py.store import Store
+        from qpsmtpd_py.helpers.store import Store
         s = Store({path!r}, map_size=128 << 10, sync=False)
         t = s.table("t")
         t.set("child0", "x")
@@ -294,7 +294,7 @@ def test_forked_children_lose_no_increment(tmp_path):
     path = str(tmp_path / "s")
     out = run_py(f"""
         import os
-        from qpsmtpd_py.store import Store
+        from qpsmtpd_py.helpers.store import Store
         s = Store({path!r})
         t = s.table("counter")
         t.set("n", "0")
@@ -326,7 +326,7 @@ def test_independent_processes_lose_no_update(tmp_path):
     path = str(tmp_path / "s")
     code = f"""
         import sys
-        from qpsmtpd_py.store import Store
+        from qpsmtpd_py.helpers.store import Store
         t = Store({path!r}).table("counter")
         for i in range(250):
             t.incr("n")
@@ -342,7 +342,7 @@ def test_independent_processes_lose_no_update(tmp_path):
 
 WRITER = """
 import sys
-from qpsmtpd_py.store import Store
+from qpsmtpd_py.helpers.store import Store
 t = Store(sys.argv[1]).table("t")
 value = b"v" * 400
 while True:
@@ -358,7 +358,7 @@ while True:
 
 CHECK = """
 import sys
-from qpsmtpd_py.store import Store
+from qpsmtpd_py.helpers.store import Store
 s = Store(sys.argv[1])
 t = s.table("t")
 gen = int(t.get("gen"))
@@ -382,7 +382,7 @@ def test_kill_9_writers_mid_transaction(tmp_path):
         while time.time() < deadline:        # wait until it is writing
             time.sleep(0.05)
             probe = run_py(f"""
-                from qpsmtpd_py.store import Store
+                from qpsmtpd_py.helpers.store import Store
                 print(int(Store({path!r}).table("t").get("gen") or 0))
             """, timeout=20)
             if probe.returncode == 0 and int(probe.stdout) > last_gen:
@@ -404,7 +404,7 @@ def test_dead_reader_does_not_pin_pages(tmp_path):
     path = str(tmp_path / "s")
     reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from qpsmtpd_py.store import Store
+        from qpsmtpd_py.helpers.store import Store
         s = Store({path!r})
         s.table("t").set("k", "v")
         txn = s.env().begin()

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from qpsmtpd_py.store import Store, StoreError
+from qpsmtpd_py.helpers.store import Store, StoreError
 
 from harness import PLUGIN_DIRS
 from serverproc import Server, wait_until

@@ -4,8 +4,8 @@ store_backend choice and Redis addresses."""
 import pytest
 
 from qpsmtpd_py.config import ConfigError
-from qpsmtpd_py.store import Store, _sync, make_store
-from qpsmtpd_py.store_redis import RedisStore, parse_address
+from qpsmtpd_py.helpers.store import Store, _sync, make_store
+from qpsmtpd_py.helpers.store_redis import RedisStore, parse_address
 
 pytestmark = pytest.mark.no_services
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from qpsmtpd_py.store import Store
+from qpsmtpd_py.helpers.store import Store
 
 from fakeclock import FakeClock
 

@@ -19,7 +19,7 @@ import ipaddress
 import socket
 import struct
 
-from ..netmatch import IPList
+from ..helpers.netmatch import IPList
 
 PROXY_TIMEOUT = 10.0
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

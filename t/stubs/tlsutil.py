@@ -5,7 +5,7 @@ import os
 import shutil
 import ssl
 
-from qpsmtpd_py.tlscert import write_certificates
+from qpsmtpd_py.cli.tlscert import write_certificates
 
 HOST = "mx.example.test"
 

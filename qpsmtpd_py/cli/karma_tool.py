@@ -5,9 +5,9 @@ import argparse
 import sys
 import time
 
-from . import karma as K
-from .config import ConfigError
-from .store import StoreError
+from ..helpers import karma as K
+from ..config import ConfigError
+from ..helpers.store import StoreError
 from .store_tool import open_from_args
 
 HEADER = "      IP Address                 Penalty        Naughty  Nice  Connects"

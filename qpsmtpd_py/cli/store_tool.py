@@ -7,9 +7,9 @@ import os
 import sys
 import time
 
-from . import greylist
-from .config import Config, ConfigError
-from .store import DEFAULT_DIR, Store, StoreError, make_store
+from ..helpers import greylist
+from ..config import Config, ConfigError
+from ..helpers.store import DEFAULT_DIR, Store, StoreError, make_store
 
 EPILOG = """\
 The store directory is --dir, else the store_dir config file of --config DIR
@@ -93,7 +93,7 @@ def open_from_args(args):
     if args.dir:
         return Store(args.dir)
     if args.redis:
-        from .store_redis import RedisStore
+        from ..helpers.store_redis import RedisStore
         return RedisStore(args.redis)
     dirs = None
     if args.config:

@@ -18,12 +18,12 @@ import argparse
 import os
 import sys
 
-from . import __version__
-from . import constants as C
-from .app import Qpsmtpd
-from .arguments import ArgumentError
-from .config import Config, ConfigError
-from .plugin import PluginLoader, default_plugin_dirs, is_perl_plugin
+from .. import __version__
+from .. import constants as C
+from ..app import Qpsmtpd
+from ..arguments import ArgumentError
+from ..config import Config, ConfigError
+from ..plugin import PluginLoader, default_plugin_dirs, is_perl_plugin
 
 EX_USAGE, EX_CONFIG = 64, 78
 

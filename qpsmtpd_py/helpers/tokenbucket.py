@@ -56,7 +56,7 @@ def empty(value, now, buckets):
 import os as _os
 import re as _re
 
-from .arguments import Choice, Keyword, Number, Text
+from ..arguments import Choice, Keyword, Number, Text
 
 DEFAULT_FILE = "ipblacklist"
 DEFAULT_RATE, DEFAULT_SIZE = 0.1, 10.0          # one token per 10 s, bursts of 10

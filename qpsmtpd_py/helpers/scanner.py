@@ -28,7 +28,7 @@ Addresses: `/path/to/socket` or `unix:/path` (unix socket), `host:port`,
 import socket
 import time
 
-from .constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
+from ..constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
 
 FAILURE_POLICIES = ("tempfail", "accept")
 READ_LIMIT = 1 << 20             # the most a read_until / read_all keeps in memory

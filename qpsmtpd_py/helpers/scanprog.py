@@ -30,8 +30,8 @@ import subprocess
 import tempfile
 import time
 
-from .arguments import Choice, Keyword, Number
-from .constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
+from ..arguments import Choice, Keyword, Number
+from ..constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
 from .scanner import FAILURE_POLICIES
 
 OUTPUT_LIMIT = 1 << 20

@@ -4,7 +4,7 @@ server (IMAP, SMTP): the arguments `HOST [PORT] [tls MODE] [ca FILE|none]
 
 import ssl
 
-from .arguments import Choice, Int, Keyword, Number, Path, Positional, Text
+from ..arguments import Choice, Int, Keyword, Number, Path, Positional, Text
 from .auth_plugin import AuthPlugin
 
 

@@ -32,7 +32,7 @@ skipped; it never stops a session.
 
 import re
 
-from .constants import LOGWARN
+from ..constants import LOGWARN
 
 #: qpsmtpd's test for "this badmailfrom/badrcptto line is a regular expression"
 REGEX_CHARS = re.compile(r"[/^$*+!%?\\]")

@@ -18,7 +18,7 @@ cannot be parsed is logged with its file and line and skipped.
 
 import os
 
-from .constants import LOGWARN
+from ..constants import LOGWARN
 
 
 # -- /etc/aliases -------------------------------------------------------------------------

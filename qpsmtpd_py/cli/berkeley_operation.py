@@ -10,9 +10,9 @@ import ipaddress
 import sys
 import time
 
-from . import tokenbucket as TB
-from .config import ConfigError
-from .store import StoreError
+from ..helpers import tokenbucket as TB
+from ..config import ConfigError
+from ..helpers.store import StoreError
 from .store_tool import open_from_args, show
 
 

@@ -12,7 +12,7 @@ hold it all).
 
 import re
 
-from .header import Header
+from ..header import Header
 
 HEADER_LIMIT = 256 * 1024            # the most one part's header block may hold in memory
 LINE_LIMIT = 64 * 1024               # longer lines are read in pieces

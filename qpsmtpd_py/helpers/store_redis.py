@@ -24,7 +24,7 @@ values the plugin's bytes as they are; expiry is Redis's own.
 import os
 import re
 
-from .clock import SYSTEM_CLOCK
+from ..clock import SYSTEM_CLOCK
 from .store import StoreError, _bytes, _with_ttl
 
 DEFAULT_PREFIX = "qpsmtpd:"

@@ -4,7 +4,7 @@ Greylisting, karma, connection_shaper, token buckets ... all live in named
 tables of one environment, so every worker process sees the same data and a
 counter incremented by 50 children loses no update (LMDB serialises writers).
 
-    from qpsmtpd_py.store import open_store
+    from qpsmtpd_py.helpers.store import open_store
     table = open_store(self.app).table("greylist")
     table.set(key, b"1", ttl=3600)
     hits = table.incr(ip, ttl=60)
@@ -36,8 +36,8 @@ import struct
 
 import lmdb
 
-from .clock import SYSTEM_CLOCK
-from .config import ConfigError
+from ..clock import SYSTEM_CLOCK
+from ..config import ConfigError
 
 DEFAULT_DIR = "/var/lib/qpsmtpd/store"
 DEFAULT_MAP_SIZE = 64 << 20          # grows by doubling when full
@@ -633,7 +633,7 @@ def redis_store(app, address):
 
 
 def _store_logger(app):
-    from .constants import LOGNOTICE
+    from ..constants import LOGNOTICE
     return lambda text: app.log(LOGNOTICE, f"store: {text}")
 
 

@@ -21,9 +21,9 @@ this port).
 
 import hmac
 
-from .constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
+from ..constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
 from .passwords import cram_md5_digest, crypt_matches
-from .plugin import Plugin
+from ..plugin import Plugin
 
 
 class AuthUnavailable(Exception):

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import warnings
 
-from .constants import DECLINED, DENY, LOGERROR, LOGINFO, OK
+from ..constants import DECLINED, DENY, LOGERROR, LOGINFO, OK
 
 try:                                   # Python 3.13 removed crypt; crypt-r is the copy
     import crypt_r as _crypt

@@ -9,8 +9,8 @@ import ast
 import os
 import sys
 
-from .arguments import describe, usage
-from .plugin import PluginLoader, PluginLoadError, default_plugin_dirs
+from ..arguments import describe, usage
+from ..plugin import PluginLoader, PluginLoadError, default_plugin_dirs
 
 
 def plugin_doc(path):
