@@ -34,12 +34,20 @@ import run as R  # noqa: E402  bench/run.py: Server, measure, cpu_ms, loadavg
 
 STATE_PLUGINS = ["karma", "berkeley_ipblacklist method tokenbucket",
                  "berkeley_tokenbucketadd method tokenbucket", "greylisting"]
-VARIANTS = {           # name -> (stateful plugins?, store files)
-    "off": (False, {}),
-    "lmdb": (True, {"store_sync": "1"}),
-    "lmdb-1s": (True, {"store_sync": "1s"}),
-    "lmdb-nosync": (True, {"store_sync": "0"}),
-    "redis": (True, {"store_backend": "redis"}),
+VARIANTS = {           # name -> (stateful plugins, store files)
+    "off": ((), {}),
+    "lmdb": (STATE_PLUGINS, {"store_sync": "1"}),
+    "lmdb-1s": (STATE_PLUGINS, {"store_sync": "1s"}),
+    "lmdb-nosync": (STATE_PLUGINS, {"store_sync": "0"}),
+    "redis": (STATE_PLUGINS, {"store_backend": "redis"}),
+    # greylisting white_refresh 60: a white triplet is rewritten at most once a minute
+    "lmdb-refresh": (STATE_PLUGINS[:3] + ["greylisting white_refresh 60"], {"store_sync": "1"}),
+    "lmdb-1s-refresh": (STATE_PLUGINS[:3] + ["greylisting white_refresh 60"], {"store_sync": "1s"}),
+    "redis-refresh": (STATE_PLUGINS[:3] + ["greylisting white_refresh 60"],
+                      {"store_backend": "redis"}),
+    # diagnostics: only the per-connection reads (karma, bucket), or only greylisting
+    "reads-only": (STATE_PLUGINS[:3], {"store_sync": "0"}),
+    "greylisting-only": (STATE_PLUGINS[3:], {"store_sync": "0"}),
 }
 SCENARIOS = [("small s=50  1/sess", 50, 1, 0, 3000), ("small s=50 10/sess", 50, 10, 0, 5000)]
 REDIS_PORT = 6391
@@ -48,8 +56,7 @@ REDIS_PORT = 6391
 def write_config(directory, spool, store_dir, stateful, files):
     os.makedirs(directory, exist_ok=True)
     plugins = list(R.PLUGINS)
-    if stateful:                      # before rcpt_ok, as a real config lists them
-        plugins[3:3] = STATE_PLUGINS
+    plugins[3:3] = stateful           # before rcpt_ok, as a real config lists them
     content = {"me": "bench.example.test", "rcpthosts": "example.test", "loglevel": "4",
                "spool_dir": spool, "plugins": "\n".join(plugins), "store_dir": store_dir,
                "store_redis": f"127.0.0.1:{REDIS_PORT}", **files}
@@ -175,10 +182,11 @@ def check_state(base, names):
     from qpsmtpd_py.helpers.greylist import TABLE, client_key, parse_record
     from qpsmtpd_py.helpers.store import make_store
     for name in names:
-        if VARIANTS[name][0]:
+        if any(p.startswith("greylisting") for p in VARIANTS[name][0]):
             store = make_store(Config([os.path.join(base, f"config-{name}")]))
             record = store.table(TABLE).get(client_key("127.0.0.1"))
-            print(f"{name}: greylisting counted {parse_record(record)[3] - 1} deliveries of 127.0.0.1")
+            print(f"{name}: greylisting counted {parse_record(record)[3] - 1} deliveries of "
+                  "127.0.0.1 (with white_refresh: the rewrites)")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class BerkeleyIPBlacklist(Plugin):
         ip = self.connection.remote_ip
         try:
             value = self.store.table(self.table_name).get(ip)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc} (no blacklist)")
             return DECLINED
         if not listed(value, self.app.clock.time(), self.args["method"], self.buckets):

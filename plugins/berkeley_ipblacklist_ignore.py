@@ -39,6 +39,6 @@ class BerkeleyIPBlacklistIgnore(Plugin):
             if self.store.table(self.table_name).get(ip) is not None:
                 conn.notes[TB.IGNORE_NOTE] = 1
                 self.log(LOGINFO, f"pass, {ip} in table {self.table_name}")
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
         return DECLINED

@@ -46,7 +46,7 @@ class BerkeleyTokenbucketAdd(Plugin):
         try:
             value = self.store.table(self.table_name).update(
                 conn.remote_ip, lambda old: keep_listing(old, now, self.buckets))
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
             return DECLINED
         tokens = TB.level(value, now, self.buckets) if not value.startswith(b"L:") else []

@@ -118,7 +118,7 @@ class ConnectionShaper(Plugin):
         now = self.app.clock.time()
         try:
             value = self.store.table(TABLE).update(ip, lambda old: count_one(old, now, exptime))
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc} (no rate limit)")
             return DECLINED
         count = int(value.split(b":")[1])

@@ -117,7 +117,7 @@ class Karma(Plugin):
         """The stored record or None; None and a logged error when the store fails."""
         try:
             value = self.store.table(K.TABLE).get(key)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
             return None
         return None if value is None else K.parse(value)
@@ -171,7 +171,7 @@ class Karma(Plugin):
             return DECLINED
         try:
             self.store.table(K.TABLE).update(key, count_connect)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
         left = self.args["penalty_days"] - days_old
         return self.get_reject(f"You were naughty. You cannot connect for {left:.2f} more days.",
@@ -234,7 +234,7 @@ class Karma(Plugin):
             self.store.table(K.TABLE).update(
                 key, lambda old: judge(old, karma, now, args["strikes"], args["negative"],
                                        args["penalty_days"], args["history_days"], outcome))
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
             return DECLINED
         self.log(LOGINFO, outcome[-1])
