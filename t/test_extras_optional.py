@@ -60,7 +60,7 @@ def test_the_server_and_its_tools_run_without_any_of_them(mail_config):
         from qpsmtpd_py.config import Config
         app = Qpsmtpd(Config([{cfg.dir!r}])).load()
         print(len(app.plugins))
-        from qpsmtpd_py import tlscert
+        from qpsmtpd_py.cli import tlscert
         sys.exit(tlscert.main(["--dir", "/nonexistent"]))
         """)
     assert result.stdout.strip() == "4", result.stderr
