@@ -21,13 +21,19 @@ SessionResolver that keeps the session's answers (docs/plugin-api.md).
 
 import concurrent.futures
 import concurrent.futures.thread  # noqa: F401  imported now: after --user it may be unreadable
+import hashlib
 import ipaddress
+import mmap
 import os
+import struct
 import threading
 import time
 
 import dns.exception
+import dns.name
 import dns.nameserver
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
@@ -86,6 +92,7 @@ class Resolver:
         self._resolver.timeout = timeout
         self._resolver.cache = dns.resolver.LRUCache(2000)
         self.timeout = timeout
+        self.servers = tuple(servers or ())   # as configured ((ip, port), ...); () = resolv.conf
         self._pool = None            # (pid, ThreadPoolExecutor), made on first submit()
         self._lock = threading.Lock()
         self._pending = 0
@@ -108,24 +115,27 @@ class Resolver:
             raise DNSTimeout(f"{name}/{rdtype}: time-out ({exc})")
         except dns.exception.DNSException as exc:
             raise DNSFailure(f"{name}/{rdtype}: {exc}")
-        if answer.rrset is None:
-            return Answers()
-        out = Answers()
-        for rdata in answer.rrset:
-            if rdtype.upper() == "TXT":
-                out.append(b"".join(rdata.strings).decode("utf-8", "replace"))
-            elif rdtype.upper() in ("PTR", "CNAME", "NS"):
-                out.append(rdata.target.to_text(omit_final_dot=True))
-            elif rdtype.upper() == "MX":
-                out.append(f"{rdata.preference} {rdata.exchange.to_text(omit_final_dot=True)}")
-            else:
-                out.append(rdata.to_text())
-        return out
+        return _texts(answer.rrset, rdtype)
+
+    def cached(self, name, rdtype="A"):
+        """The answers when the process's cache holds them (a name with records of
+        that type), else None: such a lookup needs no thread."""
+        try:
+            key = (dns.name.from_text(name), dns.rdatatype.from_text(rdtype), dns.rdataclass.IN)
+        except dns.exception.DNSException:
+            return None
+        answer = self._resolver.cache.get(key)
+        if answer is None or answer.rrset is None:
+            return None
+        return _texts(answer.rrset, rdtype)
 
     def submit(self, name, rdtype="A", timeout=None):
         """Start a lookup and return at once; `Pending.result()` collects it. The
         lookup ends `timeout` seconds (default dns_timeout) after this call, even
-        when it had to wait for a free thread."""
+        when it had to wait for a free thread. A cached answer comes back done."""
+        found = self.cached(name, rdtype)
+        if found is not None:
+            return Pending.answered(name, rdtype, found)
         lifetime = self.timeout if timeout is None else float(timeout)
         deadline = time.monotonic() + lifetime
         executor = self._executor()
@@ -176,6 +186,24 @@ class Resolver:
         return found
 
 
+def _texts(rrset, rdtype):
+    """An rrset as an Answers list of text."""
+    out = Answers()
+    if rrset is None:
+        return out
+    kind = rdtype.upper()
+    for rdata in rrset:
+        if kind == "TXT":
+            out.append(b"".join(rdata.strings).decode("utf-8", "replace"))
+        elif kind in ("PTR", "CNAME", "NS"):
+            out.append(rdata.target.to_text(omit_final_dot=True))
+        elif kind == "MX":
+            out.append(f"{rdata.preference} {rdata.exchange.to_text(omit_final_dot=True)}")
+        else:
+            out.append(rdata.to_text())
+    return out
+
+
 class Pending:
     """A lookup in flight (Resolver.submit). result() waits for it, never past the
     lookup's own deadline, and returns the answers or raises DNSFailure."""
@@ -189,6 +217,12 @@ class Pending:
     def failed(cls, name, rdtype, reason, error=DNSFailure):
         future = concurrent.futures.Future()
         future.set_exception(error(f"{name}/{rdtype}: {reason}"))
+        return cls(future, name, rdtype, 0.0)
+
+    @classmethod
+    def answered(cls, name, rdtype, answers):
+        future = concurrent.futures.Future()
+        future.set_result(answers)
         return cls(future, name, rdtype, 0.0)
 
     def done(self):
@@ -286,6 +320,11 @@ class SessionResolver:
             name = dns.reversename.from_address(str(ip).strip("[]")).to_text()
         except dns.exception.DNSException as exc:
             raise ValueError(f"not an IP address: {ip!r}") from exc
+        outcome = ptr_failures.get(self.base.servers, str(ip))
+        if outcome == NegativeCache.NO_NAME:
+            return Pending.answered(name, "PTR", Answers.of([], nxdomain=True))
+        if outcome == NegativeCache.FAILED:
+            return Pending.failed(name, "PTR", "no answer a moment ago (negative cache)")
         return self.submit(name, "PTR", timeout)
 
     def then(self, pending, func):
@@ -348,18 +387,82 @@ def session_resolver(app, connection=None):
     return view
 
 
+PTR_NEGATIVE_TTL = 30.0     # seconds a client address without a PTR name is not asked again
+
+
+class NegativeCache:
+    """Client addresses whose PTR lookup just failed or found no name, shared by every
+    process forked from the one that imported this module (a MAP_SHARED page made at
+    import, before any fork): a burst of connections from an address without reverse
+    DNS, or with no DNS server reachable, costs one lookup per PTR_NEGATIVE_TTL, not
+    one per connection. Slots are found by a hash of (DNS servers, address); each is
+    written with one slice assignment, and a torn or overwritten slot only costs a
+    lookup. The clock is CLOCK_MONOTONIC, the same in every process."""
+
+    SLOTS = 512
+    SLOT = struct.Struct("16sdB7x")          # key digest, expiry, outcome
+
+    FAILED, NO_NAME = 1, 2                   # DNSFailure / NXDOMAIN or no PTR record
+
+    def __init__(self):
+        self._map = mmap.mmap(-1, self.SLOTS * self.SLOT.size)
+
+    def _slot(self, servers, ip):
+        digest = hashlib.blake2b(f"{servers}|{ip}".encode(), digest_size=16).digest()
+        return digest, (int.from_bytes(digest[:4], "little") % self.SLOTS) * self.SLOT.size
+
+    def get(self, servers, ip, now=None):
+        """FAILED, NO_NAME or None (not cached, or expired)."""
+        digest, at = self._slot(servers, ip)
+        key, expiry, outcome = self.SLOT.unpack(self._map[at:at + self.SLOT.size])
+        if key != digest or expiry <= (time.monotonic() if now is None else now):
+            return None
+        return outcome
+
+    def put(self, servers, ip, outcome, ttl=PTR_NEGATIVE_TTL, now=None):
+        digest, at = self._slot(servers, ip)
+        expiry = (time.monotonic() if now is None else now) + ttl
+        self._map[at:at + self.SLOT.size] = self.SLOT.pack(digest, expiry, outcome)
+
+
+ptr_failures = NegativeCache()
+
+
 def reverse_name(app, ip, connection=None):
     """The first PTR name of `ip`, or None (also on failure). With a connection:
-    the lookup starts now and a function returns that name, waiting for it."""
+    the lookup starts now and a function returns that name, waiting for it.
+    An address in the negative cache (ptr_failures) is not looked up again: its
+    session gets None at once (no thread, no exception raised), and a plugin's
+    submit_ptr (fcrdns, helo) gets the cached outcome (DNSFailure or no name)."""
+    view = session_resolver(app, connection)
+    resolver = view.base
+    servers = resolver.servers
+    if ptr_failures.get(servers, ip) is not None:
+        return _none if connection is not None else None
     try:
-        pending = session_resolver(app, connection).submit_ptr(ip)
-    except (DNSFailure, ValueError):
-        pending = None
+        pending = view.submit_ptr(ip)
+    except ValueError:
+        return _none if connection is not None else None
+
+    def record(future):
+        error = future.exception()
+        if error is not None:
+            ptr_failures.put(servers, ip, NegativeCache.FAILED)
+        elif not future.result():
+            ptr_failures.put(servers, ip, NegativeCache.NO_NAME)
+    pending.add_done_callback(record)
 
     def first_name():
-        try:
-            names = pending.result() if pending is not None else []
-        except DNSFailure:
-            return None
-        return names[0] if names else None
+        if not pending.failed_lookup():
+            try:
+                names = pending.result()
+                return names[0] if names else None
+            except DNSFailure:
+                pass
+        ptr_failures.put(servers, ip, NegativeCache.FAILED)   # before the thread gives up
+        return None
     return first_name if connection is not None else first_name()
+
+
+def _none():
+    return None
