@@ -11,7 +11,7 @@ reading, and enhanced status codes are added after EHLO.
 import re
 import time
 
-from . import auth, envelope, trace
+from . import auth, envelope, metrics, trace
 from . import constants as C
 from .channel import LineTooLong
 from .data_reader import DataReader
@@ -70,7 +70,12 @@ class SMTPSession:
         if not hooks.registry[hook]:            # most hooks have no plugin: skip the call
             self.decided_by = None
             return C.DECLINED, [], None
-        result = hooks.run(hook, self.transaction, *args)
+        if metrics.SINK is None:
+            result = hooks.run(hook, self.transaction, *args)
+        else:
+            started = time.monotonic()
+            result = hooks.run(hook, self.transaction, *args)
+            metrics.observe("qpsmtpd_hook_seconds", time.monotonic() - started, {"hook": hook})
         self.decided_by = result[2].plugin_name if result[2] is not None else None
         return result
 

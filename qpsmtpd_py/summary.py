@@ -19,9 +19,12 @@ import re
 import time
 
 from . import constants as C
+from . import metrics
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _SHOWN = 120          # characters of client input shown per field
+_VERBS = {"helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "help", "quit", "auth",
+          "starttls", ""}
 
 
 def _clean(text, limit=_SHOWN):
@@ -57,6 +60,8 @@ class Summary:
             self.commands_refused += 1
             session.log(C.LOGNOTICE, f"refused {self._command()}: {code} {text}{who}"
                         if verb else f"sent {code} {text}{who}")
+            metrics.count("qpsmtpd_refusals_total", {"command": verb if verb in _VERBS else "other",
+                                                     "code": code, "plugin": by or ""})
             if not verb:
                 self.end = "timeout" if "timeout" in text else f"closed {code}"
         if verb == "quit":
@@ -64,7 +69,7 @@ class Summary:
         if verb == "mail":
             self.txn = dict(sender=_argument(self._original()), to=[], refused_to=[], result=None)
             if code >= 400:
-                self.txn["result"] = f"refused at MAIL {code}{who}: {text}"
+                self.txn.update(result=f"refused at MAIL {code}{who}: {text}", by=by, code=code)
         elif self.txn is None:
             return
         elif verb == "rcpt":
@@ -74,9 +79,9 @@ class Summary:
                 self.txn["refused_to"].append(f"{_argument(self._original())}={code}")
         elif verb == "data" and code != 354:
             word = "queued" if 200 <= code < 300 else "refused"
-            self.txn["result"] = f"{word}{who}: {code} {text}"
+            self.txn.update(result=f"{word}{who}: {code} {text}", by=by, code=code)
         elif verb == "" and code == 421 and self.txn["result"] is None:
-            self.txn["result"] = f"timed out: {code} {text}"
+            self.txn.update(result=f"timed out: {code} {text}", code=code)
 
     def _original(self):
         return str(self.session.connection.notes.get("original_string") or "")
@@ -98,6 +103,9 @@ class Summary:
             return
         self.transactions += 1
         result = txn["result"] or "no message"
+        metrics.count("qpsmtpd_transactions_total", {
+            "result": result.split(" ")[0] if txn["result"] else "no_message",
+            "plugin": txn.get("by") or "", "code": txn.get("code") or ""})
         if result.startswith("queued"):
             self.queued += 1
         elif result.startswith("refused"):
@@ -113,6 +121,8 @@ class Summary:
         self.session.log(C.LOGNOTICE, " ".join(parts))
 
     def end_session(self):
+        metrics.count("qpsmtpd_connections_total", {"end": self.end.split(" ")[0]})
+        metrics.observe("qpsmtpd_session_seconds", time.time() - self.session.started)
         conn = self.session.connection
         host = conn.remote_host
         client = f"{_clean(host)} [{conn.remote_ip}]" if host else f"[{conn.remote_ip}]"

@@ -22,6 +22,7 @@ import time
 from .. import __version__
 from .. import constants as C
 from ..config import ConfigError
+from ..metrics import MetricsError, MetricsService
 from . import daemon
 from .common import import_plugin_modules, load_app
 from .daemon import DaemonError, PidFile
@@ -83,6 +84,8 @@ def add_common_options(parser, default_port, max_from_ip):
     parser.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="on TERM/INT, how long running sessions may take to finish "
                              "before they are killed (default 30)")
+    parser.add_argument("--metrics-listen", metavar="ADDR:PORT",
+                        help="serve Prometheus metrics (GET /metrics) of every child on ADDR:PORT")
     parser.add_argument("--debug", action="store_true", help="log everything (LOGDEBUG)")
     parser.add_argument("--quiet", action="store_true",
                         help="log only errors from the master itself")
@@ -120,6 +123,7 @@ class Master:
         self.proxy = None                 # ProxyProtocol when --proxy-protocol is given
         self.max_conn_ip = args.max_from_ip
         self.master_pid = os.getpid()     # in a child: the master that forked it
+        self.metrics = None               # MetricsService with --metrics-listen
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, level, msg):
@@ -153,11 +157,13 @@ class Master:
                 self.pidfile.claim()
             self.listeners = self.open_listeners()
             self.proxy = self.proxy_listeners()
+            if args.metrics_listen:
+                self.metrics = MetricsService(args.metrics_listen)
             self.before_privilege_drop()
             if user:
                 import_plugin_modules()
                 daemon.drop_privileges(user)
-        except (DaemonError, ListenError) as exc:
+        except (DaemonError, ListenError, MetricsError) as exc:
             self.die(str(exc))
         try:
             self.app = self.prepare(load_app())
@@ -170,6 +176,8 @@ class Master:
             self.pidfile.write()
         self.notifier = Notifier()
         self.install_signals()
+        if self.metrics is not None:
+            self.metrics.start(self.board, self.prog, os.getpid())
         self.log(C.LOGNOTICE, f"{self.prog} {__version__} listening on "
                  + ", ".join(f"{l.name}{' (smtps)' if l.smtps else ''}" for l in self.listeners)
                  + f" as {daemon.describe_user()}")
