@@ -35,6 +35,9 @@ PLUGINS = ["relay", "count_unrecognized_commands", "dont_require_anglebrackets",
 PERL_DISCARD = "# queue/discard for the benchmark\nsub hook_queue { return (OK, \"Queued!\") }\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 USER = "nobody"
+GROW_IDLE = 5            # the growing pool: --children 60 --idle-children 5
+TINY_DNS_PORT = 5399     # bench/tiny_dns.py inside the namespace
+AIOSMTPD_PYTHON = os.environ.get("QPB_AIOSMTPD_PYTHON", "/tmp/qpb-aiosmtpd/bin/python")
 SOURCE = ["smtp-source", "-f", "src@example.test", "-t", "rcpt@example.test", "-M", "client.example.test"]
 
 
@@ -148,10 +151,93 @@ class Server:
                 self.proc.wait()
 
 
-def write_config(directory, spool, plugin_dirs=None):
+class PostfixServer(Server):
+    """A private Postfix (own config and queue, as t/mta.py) whose smtpd listens on
+    127.0.0.1:port, accepts mail for example.test from 127.0.0.0/8 and delivers it
+    to the discard transport; no DNS (smtpd_peername_lookup = no). CPU is the tree
+    under Postfix's master (smtpd, cleanup, qmgr, trivial-rewrite, discard)."""
+
+    def __init__(self, name, port, base, pool):
+        super().__init__(name, None, port, None, base, None)
+        self.dir = os.path.join(base, f"postfix-{port}")
+        self.etc, self.spool = os.path.join(self.dir, "etc"), os.path.join(self.dir, "spool")
+        data = os.path.join(self.dir, "data")
+        for d in (self.etc, self.spool, data):
+            os.makedirs(d)
+        shutil.chown(data, "postfix")
+        shutil.copy("/etc/postfix/master.cf", os.path.join(self.etc, "master.cf"))
+        with open(os.path.join(self.etc, "main.cf"), "w") as fh:
+            fh.write(f"""compatibility_level = 3.6
+queue_directory = {self.spool}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.example.test
+mydomain = example.test
+mydestination =
+relay_domains = example.test
+relay_transport = discard:
+default_transport = discard:
+local_transport = discard:
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+default_process_limit = {pool + 10}
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+anvil_rate_time_unit = 60s
+alias_maps =
+alias_database =
+biff = no
+maillog_file_prefixes = {self.dir}
+maillog_file = {self.dir}/maillog
+""")
+        self._postconf("-M#", "smtp/inet")
+        self._postconf("-M", f"127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - {pool} smtpd")
+        self._postconf("-F", "*/*/chroot = n")
+
+    def _postconf(self, *args):
+        subprocess.run(["postconf", "-c", self.etc, *args], check=True, capture_output=True)
+
+    def start(self):
+        subprocess.run(["postfix", "-c", self.etc, "start"], check=True, capture_output=True,
+                       stdin=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        pid = 0
+        while time.time() < deadline and not (pid and self._greets()):
+            time.sleep(0.2)
+            try:
+                with open(os.path.join(self.spool, "pid", "master.pid")) as fh:
+                    pid = int(fh.read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+        if not pid:
+            raise RuntimeError(f"postfix did not come up; see {self.dir}/maillog")
+        self.proc = _Pid(pid)
+        return self
+
+    def stop(self):
+        if self.proc:
+            subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+            self.proc = None
+
+
+class _Pid:
+    """What Server needs of a Popen for a daemon we did not start ourselves."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def poll(self):
+        return None if os.path.exists(f"/proc/{self.pid}") else 0
+
+
+def write_config(directory, spool, plugin_dirs=None, extra=None):
     os.makedirs(directory, exist_ok=True)
     files = {"me": "bench.example.test", "rcpthosts": "example.test", "loglevel": "4",
-             "spool_dir": spool, "plugins": "\n".join(PLUGINS)}
+             "spool_dir": spool, "plugins": "\n".join(PLUGINS), **(extra or {})}
     if plugin_dirs:
         files["plugin_dirs"] = "\n".join(plugin_dirs)
     for name, text in files.items():
@@ -171,6 +257,11 @@ def make_servers(base, names, pool, port0):
     with open(os.path.join(perl_plugins, "queue", "discard"), "w") as fh:
         fh.write(PERL_DISCARD)
     write_config(os.path.join(base, "py-config"), spool["py"])
+    # reverse DNS on: no resolver reachable (192.0.2.1 has no route in the namespace:
+    # every lookup fails at once), or bench/tiny_dns.py answering on loopback
+    write_config(os.path.join(base, "py-config-rdnsfail"), spool["py"], extra={"dns_servers": "192.0.2.1"})
+    write_config(os.path.join(base, "py-config-rdns"), spool["py"],
+                 extra={"dns_servers": f"127.0.0.1:{TINY_DNS_PORT}"})
     write_config(os.path.join(base, "perl-config"), spool["perl"],
                  ["/usr/share/qpsmtpd/plugins", perl_plugins])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "RELAY"))}
@@ -181,10 +272,26 @@ def make_servers(base, names, pool, port0):
     for i, name in enumerate(names):
         port = port0 + i
         listen = ["--listen-address", "127.0.0.1", "--port", str(port), "--user", USER]
-        if name == "py-prefork":
-            argv = [os.path.join(BIN, "qpsmtpd-prefork"), *listen, *pyconf,
-                    "--children", str(pool), "--idle-children", str(pool), "--max-requests", "100"]
-            servers.append(Server(name, argv, port, env, base, pool))
+        if name in ("py-prefork", "py-prefork-grow", "py-prefork-rdns", "py-prefork-rdnsfail"):
+            conf = pyconf
+            if name.endswith("rdns") or name.endswith("rdnsfail"):   # no -H: the engine looks up PTR
+                conf = ["--config", os.path.join(base, "py-config-" + name.rsplit("-", 1)[1])]
+            idle = GROW_IDLE if name.endswith("-grow") else pool
+            argv = [os.path.join(BIN, "qpsmtpd-prefork"), *listen, *conf,
+                    "--children", str(pool), "--idle-children", str(idle), "--max-requests", "100"]
+            servers.append(Server(name, argv, port, env, base, idle))
+        elif name == "perl-prefork-grow":
+            argv = [*perl, "/usr/bin/qpsmtpd-prefork", *listen,
+                    "--children", str(pool), "--idle-children", str(GROW_IDLE)]
+            servers.append(Server(name, argv, port, perl_env, base, GROW_IDLE))
+        elif name == "smtp-sink":
+            argv = ["smtp-sink", "-u", USER, f"127.0.0.1:{port}", "511"]
+            servers.append(Server(name, argv, port, env, base, None))
+        elif name == "aiosmtpd":
+            argv = [AIOSMTPD_PYTHON, os.path.join(HERE, "aiosmtpd_discard.py"), str(port)]
+            servers.append(Server(name, argv, port, env, base, None))
+        elif name == "postfix":
+            servers.append(PostfixServer(name, port, base, pool))
         elif name == "py-forkserver":
             argv = [os.path.join(BIN, "qpsmtpd-forkserver"), *listen, *pyconf,
                     "--limit-connections", str(pool)]
@@ -378,6 +485,10 @@ def main():
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  "
           f"{cpu_model()}  Python {sys.version.split()[0]}  load {loadavg()}  work dir {base}",
           flush=True)
+    helpers = []
+    if any(n.endswith("-rdns") for n in names):
+        helpers.append(subprocess.Popen([sys.executable, os.path.join(HERE, "tiny_dns.py"),
+                                         str(TINY_DNS_PORT)]))
     try:
         for server in servers:
             server.start()
@@ -413,6 +524,8 @@ def main():
     finally:
         for server in servers:
             server.stop()
+        for proc in helpers:
+            proc.terminate()
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -456,7 +569,7 @@ def ratio(a, b):
 def print_tables(names, results, memory):
     labels = [label for label, *_ in SCENARIOS if (label, names[0]) in results]
     pairs = [(py, perl) for py in names if py.startswith("py-")
-             for perl in names if perl.startswith("perl-") and perl.split("-")[1] == py.split("-")[1]]
+             for perl in names if perl.startswith("perl-") and perl.split("-", 1)[1] == py.split("-", 1)[1]]
     print("\n## Throughput (messages/second) and server CPU per message (ms)\n")
     head = "| scenario | " + " | ".join(f"{n} msg/s | {n} CPU ms" for n in names)
     head += "".join(f" | {py}/{perl} msg/s | {perl}/{py} CPU" for py, perl in pairs) + " |"
@@ -471,6 +584,17 @@ def print_tables(names, results, memory):
             row += [ratio(results[(label, py)][0], results[(label, perl)][0]),
                     ratio(results[(label, perl)][1], results[(label, py)][1])]
         print("| " + " | ".join(row) + " |")
+    ours = [n for n in names if n.startswith("py-")]
+    others = [n for n in names if not n.startswith("py-")]
+    if ours and others:
+        print("\n## Ratios: ours / peer msg/s (peer ÷ ours CPU ms/message)\n")
+        print("| scenario | ours | " + " | ".join(others) + " |")
+        print("|" + "---|" * (2 + len(others)))
+        for label in labels:
+            for o in ours:
+                cells = [f"{ratio(results[(label, o)][0], results[(label, p)][0])} "
+                         f"({ratio(results[(label, p)][1], results[(label, o)][1])})" for p in others]
+                print(f"| {label.strip()} | {o} | " + " | ".join(cells) + " |")
     if memory:
         print("\n## Memory\n")
         print("| server | total PSS, 50 busy children (MB) | PSS per child (MB) | children "
