@@ -102,35 +102,43 @@ class SilentServer:
 
 
 class KillableProxy:
-    """tcpproxy.py in its own process in front of TARGET; kill_when(test) SIGKILLs
-    it as soon as one of its report lines passes test(line) ('client-eof', 'up N')."""
+    """tcpproxy.py in its own process in front of TARGET. die_at (a byte count or
+    'eof'): the proxy SIGKILLs itself once it has forwarded that much of a request
+    to the daemon and before any answer comes back (killed mid-scan, without a race
+    against an outside killer); kill() ends it from outside."""
 
-    def __init__(self, target):
-        self.proc = subprocess.Popen([sys.executable, os.path.join(STUBS, "tcpproxy.py"), target],
+    def __init__(self, target, die_at=None):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(STUBS, "tcpproxy.py"), target,
+                                      *([str(die_at)] if die_at is not None else [])],
                                      stdout=subprocess.PIPE, text=True)
         first = self.proc.stdout.readline().split()
         assert first[:1] == ["listening"], first
         self.port = int(first[1])
         self.address = f"127.0.0.1:{self.port}"
-        self.lines = []
         self.killed_at = None
-
-    def kill_when(self, test):
-        def watch():
-            for line in self.proc.stdout:
-                self.lines.append(line.strip())
-                if test(line.strip()):
-                    self.kill()
-                    return
-        threading.Thread(target=watch, daemon=True).start()
+        self.die_at = die_at
+        self.lock = threading.Lock()
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.killed_at = time.monotonic()
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        with self.lock:                  # the watcher thread and close() may both get here
+            if self.proc.poll() is None:
+                self.killed_at = time.monotonic()
+                try:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait()
+
+    def died(self):
+        """True when the proxy killed itself (die_at), not close()."""
+        return self.proc.poll() == -signal.SIGKILL and self.killed_at is None
 
     def close(self):
+        if self.die_at is not None:      # it may be exiting this very moment: let it finish
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
         self.kill()
         self.proc.stdout.close()
 

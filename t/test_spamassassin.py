@@ -113,21 +113,19 @@ def test_size_limit_and_relay_clients_skip(spam_server, spamd):
 
 # -- failures ------------------------------------------------------------------------------------
 def test_spamd_killed_mid_scan_tempfails(spam_server, spamd):
-    proxy = KillableProxy(spamd["tcp"])
-    try:
-        proxy.kill_when(lambda line: line == "client-eof")      # spamd has the whole message
+    proxy = KillableProxy(spamd["tcp"], die_at="eof")       # spamd has the whole message
+    try:      # spamd has the whole message
         d = spam_server(f"spamd_socket {proxy.address} reject 10").talk(*transaction(message(GTUBE)))
     finally:
         proxy.close()
-    assert proxy.killed_at is not None
+    assert proxy.died()
     assert data_reply(d) == (452, "Unable to scan the message, try again later")
     assert d.messages == [] and "error, spamd at" in d.log
 
 
 def test_spamd_killed_mid_scan_accept_policy_tags(spam_server, spamd):
-    proxy = KillableProxy(spamd["unix"])
+    proxy = KillableProxy(spamd["unix"], die_at="eof")       # spamd has the whole message
     try:
-        proxy.kill_when(lambda line: line == "client-eof")
         d = spam_server(f"spamd_socket {proxy.address} reject 10 failure accept").talk(
             *transaction(message(GTUBE)))
     finally:

@@ -2,14 +2,19 @@
 test can kill it with SIGKILL in the middle of a scan: from the plugin's side that
 is exactly a scanner daemon that died mid-scan, without touching the shared daemon.
 
-    python t/stubs/tcpproxy.py TARGET        TARGET: host:port or /unix/socket
+    python t/stubs/tcpproxy.py TARGET [DIE_AT]     TARGET: host:port or /unix/socket
 
 Prints `listening PORT` once, then for each connection `up N` (client bytes
 forwarded so far) and `client-eof` when the client half-closes, flushing each
-line, so the test knows when the daemon has the whole request.
+line. DIE_AT (a byte count, or `eof`) makes the proxy SIGKILL itself as soon as it
+has forwarded that much of the request (or the client's half-close) to the daemon,
+before any answer can come back: the daemon has the request, the client never gets
+an answer, exactly as when the daemon is killed mid-scan (no race with an outside
+killer).
 """
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -29,6 +34,14 @@ def say(line):
     sys.stdout.flush()
 
 
+DIE_AT = sys.argv[2] if len(sys.argv) > 2 else None
+
+
+def die():
+    say("dying")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def pump(src, dst, report):
     total = 0
     try:
@@ -38,11 +51,15 @@ def pump(src, dst, report):
                 if report:
                     say("client-eof")
                 dst.shutdown(socket.SHUT_WR)
+                if report and DIE_AT == "eof":
+                    die()
                 return
             dst.sendall(data)
             total += len(data)
             if report:
                 say(f"up {total}")
+                if DIE_AT not in (None, "eof") and total >= int(DIE_AT):
+                    die()
     except OSError:
         pass
 
