@@ -119,7 +119,7 @@ def main():
             os.makedirs(d, mode=0o700)
             os.chown(d, nobody.pw_uid, nobody.pw_gid)
         config = os.path.join(base, f"config-{name}")
-        write_config(config, spool, store, stateful, files)
+        write_config(config, spool, store, stateful, {"store_redis_prefix": f"bench-{name}:", **files})
         if stateful:
             whiten(config)
             for f in os.listdir(store):
