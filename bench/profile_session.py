@@ -50,6 +50,9 @@ def main():
     parser.add_argument("--per-session", type=int, default=0,
                         help="messages per session (default: all in one session)")
     parser.add_argument("--no-profile", action="store_true", help="just time it")
+    parser.add_argument("--rdns", metavar="SERVER",
+                        help="reverse DNS on, dns_servers SERVER (e.g. bench/tiny_dns.py's 127.0.0.1:5399, "
+                             "or 192.0.2.1 for lookups that fail)")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="qpsmtpd-prof-")
@@ -57,12 +60,13 @@ def main():
     os.makedirs(conf)
     for name, text in {"me": "bench.example.test", "rcpthosts": "example.test",
                        "loglevel": "4", "spool_dir": os.path.join(work, "spool"),
-                       "plugins": "\n".join(PLUGINS)}.items():
+                       "plugins": "\n".join(PLUGINS),
+                       **({"dns_servers": args.rdns} if args.rdns else {})}.items():
         with open(os.path.join(conf, name), "w") as fh:
             fh.write(text + "\n")
     os.environ["QPSMTPD_CONFIG"] = conf
     app = Qpsmtpd(Config([conf])).load()
-    app.rdns = False
+    app.rdns = bool(args.rdns)
     per = args.per_session or args.n
     path = os.path.join(work, "session")
     with open(path, "wb") as fh:

@@ -20,6 +20,7 @@ SessionResolver that keeps the session's answers (docs/plugin-api.md).
 """
 
 import concurrent.futures
+import functools
 import concurrent.futures.thread  # noqa: F401  imported now: after --user it may be unreadable
 import hashlib
 import ipaddress
@@ -121,7 +122,7 @@ class Resolver:
         """The answers when the process's cache holds them (a name with records of
         that type), else None: such a lookup needs no thread."""
         try:
-            key = (dns.name.from_text(name), dns.rdatatype.from_text(rdtype), dns.rdataclass.IN)
+            key = _cache_key(name, rdtype)
         except dns.exception.DNSException:
             return None
         answer = self._resolver.cache.get(key)
@@ -184,6 +185,19 @@ class Resolver:
         if not found and failure:
             raise failure
         return found
+
+
+@functools.lru_cache(4096)
+def _cache_key(name, rdtype):
+    """dnspython's cache key for (name, type); names repeat (clients, zones)."""
+    return dns.name.from_text(name), dns.rdatatype.from_text(rdtype), dns.rdataclass.IN
+
+
+@functools.lru_cache(4096)
+def ptr_name(ip):
+    """'1.2.3.4' -> '4.3.2.1.in-addr.arpa.' (IPv6: nibbles under ip6.arpa.); a
+    client address repeats, so the parse is done once per process."""
+    return dns.reversename.from_address(ip).to_text()
 
 
 def _texts(rrset, rdtype):
@@ -317,7 +331,7 @@ class SessionResolver:
         """Start the reverse lookup of `ip` (shared with ptr() and the engine's);
         ValueError when `ip` is not an IP address."""
         try:
-            name = dns.reversename.from_address(str(ip).strip("[]")).to_text()
+            name = ptr_name(str(ip).strip("[]"))
         except dns.exception.DNSException as exc:
             raise ValueError(f"not an IP address: {ip!r}") from exc
         outcome = ptr_failures.get(self.base.servers, str(ip))
