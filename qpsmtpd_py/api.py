@@ -47,7 +47,7 @@ from .helpers.scanprog import (  # noqa: F401  scanner programs, temp message fi
 )
 from .helpers.mime import content_type, fold as fold_header, is_multipart, walk as mime_parts  # noqa: F401
 from .helpers.milter import MilterError, MilterSession  # noqa: F401  the MTA side of the milter protocol
-from .outbound import queue_new_message  # noqa: F401  mail a plugin sends through the queue plugins
+from .helpers.outbound import queue_new_message  # noqa: F401  mail a plugin sends through the queue plugins
 from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugin.start_tls)
 from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
 from .helpers.auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins

@@ -9,10 +9,10 @@ The queue hooks run on a fresh transaction of their own, so the session's
 transaction is untouched.
 """
 
-from .address import Address
-from .constants import DECLINED, DENYSOFT, OK
-from .header import Header
-from .transaction import Transaction
+from ..address import Address
+from ..constants import DECLINED, DENYSOFT, OK
+from ..header import Header
+from ..transaction import Transaction
 
 
 def queue_new_message(plugin, sender, recipients, message):
