@@ -16,8 +16,8 @@ client like a whitelisthosts entry and sets the connection note `whitelistclient
 What a match does (qpsmtpd's whitelist, which is Gavin Carr's whitelist_soft):
   host    connection note `whitelisthost`; the connect hook answers OK, so the
           connect plugins listed after this one are skipped. Policy plugins
-          (helo, earlytalker, badmailfrom ...; dnsbl and greylisting once they
-          ship) skip the whole connection through is_immune().
+          (helo, earlytalker, badmailfrom, dnsbl, greylisting ...) skip the
+          whole connection through is_immune().
   helo    connection note `whitelisthelo`; later helo/ehlo plugins are skipped
           for that command only. HELO proves nothing, so it does not make the
           client immune.
@@ -25,8 +25,8 @@ What a match does (qpsmtpd's whitelist, which is Gavin Carr's whitelist_soft):
           policy plugins skip the rest of the transaction (is_immune()).
   rcpt    the recipient is accepted at once (OK: later rcpt plugins, rcpt_ok
           included, are skipped), its address note `whitelistrcpt` is set and the
-          transaction note `whitelistrcpt` counts such recipients (for the
-          planned greylisting). List only your own addresses and domains
+          transaction note `whitelistrcpt` counts such recipients (greylisting
+          skips a message whose recipients are all whitelisted). List only your own addresses and domains
           here: an entry for a foreign domain would let anyone relay to it.
 This plugin itself accepts a recipient only for a whitelistrcpt match.
 Whitelisting never grants relaying: a whitelisted host or sender skips policy
