@@ -32,6 +32,7 @@ from .notify import Notifier
 from .liveness import DUMP_SIGNAL, limit_for
 from .orphan import ask_for_death_signal
 from .scoreboard import BUSY
+from .warmup import warm_up
 
 MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
                   signal.SIGUSR1, signal.SIGCHLD)
@@ -177,7 +178,7 @@ class Master:
         self.notifier = Notifier()
         self.install_signals()
         if self.metrics is not None:
-            self.metrics.start(self.board, self.prog, os.getpid())
+            self.metrics.start(self.board, self.prog, os.getpid(), self.listeners)
         self.log(C.LOGNOTICE, f"{self.prog} {__version__} listening on "
                  + ", ".join(f"{l.name}{' (smtps)' if l.smtps else ''}" for l in self.listeners)
                  + f" as {daemon.describe_user()}")
@@ -342,8 +343,11 @@ class Master:
             os._exit(code)
 
     def freeze(self):
-        """Move everything loaded so far out of the collector's sight, so children
-        share those pages copy-on-write instead of touching them at each GC."""
+        """Warm the engine's code up (server/warmup.py: a child starts with specialised
+        bytecode instead of paying for it in its first session), then move everything
+        loaded so far out of the collector's sight, so children share those pages
+        copy-on-write instead of touching them at each GC."""
+        warm_up()
         gc.unfreeze()
         gc.collect()
         gc.freeze()
