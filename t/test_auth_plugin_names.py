@@ -35,7 +35,7 @@ def test_manual_page(name, tmp_path):
 ])
 def test_a_missing_library_stops_start_up_naming_the_extra(name, module, extra, tmp_path):
     (tmp_path / "plugins").write_text(f"{name}\n")
-    (tmp_path / "dns_servers").write_text("127.0.0.1:5353\n")
+    (tmp_path / "dns_servers").write_text(f"127.0.0.1:{os.environ.get('QPT_DNS_PORT', '5353')}\n")
     code = ("import sys\n"
             f"sys.modules[{module!r}] = None\n"
             "from qpsmtpd_py.app import Qpsmtpd\n"
