@@ -2,15 +2,16 @@
 
 The master binds the HTTP port and makes a datagram socket pair before anything is
 forked, then forks one metrics process. Every SMTP child inherits the sending end:
-each event (a refusal, a finished transaction or connection, a hook's duration) is
-one small datagram, sent without blocking (dropped, never waited for, when the
-metrics process lags). The metrics process adds them up and answers `GET /metrics`
+the events of a session (refusals, finished transactions, hook durations) are kept
+in the child and sent at the session's end in a few datagrams (the kernel queues
+only ~10 datagrams per socket: one per event would lose counts under load); a send
+waits at most 0.2 s for room, so a lagging metrics process never holds a child up. The metrics process adds them up and answers `GET /metrics`
 in Prometheus text format, with the children's states read from the shared
 scoreboard. It dies with the master (PR_SET_PDEATHSIG).
 
 Counters: qpsmtpd_connections_total{end}, qpsmtpd_transactions_total{result,plugin,code},
 qpsmtpd_refusals_total{command,code,plugin}; histograms: qpsmtpd_session_seconds,
-qpsmtpd_hook_seconds{hook}; gauge: qpsmtpd_children{state}.
+qpsmtpd_hook_seconds{hook}, qpsmtpd_scanner_seconds{scanner}; gauge: qpsmtpd_children{state}.
 """
 
 import json
@@ -21,6 +22,8 @@ import socket
 import time
 
 SINK = None              # the sending socket, in the master and inherited by children
+_pending = []            # this process's events since the last flush()
+_BATCH = 200             # events per datagram
 BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 _HELP = {
     "qpsmtpd_connections_total": ("counter", "SMTP connections by how they ended"),
@@ -28,6 +31,7 @@ _HELP = {
     "qpsmtpd_refusals_total": ("counter", "4xx/5xx replies by command, code and deciding plugin"),
     "qpsmtpd_session_seconds": ("histogram", "duration of SMTP sessions"),
     "qpsmtpd_hook_seconds": ("histogram", "time the plugins of one hook took"),
+    "qpsmtpd_scanner_seconds": ("histogram", "time a content scanner (clamd, spamd ...) took"),
     "qpsmtpd_children": ("gauge", "worker processes by state"),
 }
 
@@ -39,19 +43,25 @@ class MetricsError(Exception):
 # -- the children's side ----------------------------------------------------------------------
 def count(name, labels=None, value=1):
     if SINK is not None:
-        _send(["c", name, labels or {}, value])
+        _pending.append(["c", name, labels or {}, value])
 
 
 def observe(name, seconds, labels=None):
     if SINK is not None:
-        _send(["h", name, labels or {}, seconds])
+        _pending.append(["h", name, labels or {}, seconds])
 
 
-def _send(event):
-    try:
-        SINK.send(json.dumps(event).encode())
-    except OSError:          # full (the metrics process lags) or gone: metrics are best effort
-        pass
+def flush():
+    """Send the events kept so far (the session's end calls this)."""
+    global _pending
+    if SINK is None or not _pending:
+        return
+    events, _pending = _pending, []
+    for i in range(0, len(events), _BATCH):
+        try:
+            SINK.send(json.dumps(events[i:i + _BATCH]).encode())
+        except OSError:      # no room within the time-out, or gone: metrics are best effort
+            return
 
 
 # -- the master's side --------------------------------------------------------------------------
@@ -77,16 +87,20 @@ class MetricsService:
             raise MetricsError(f"--metrics-listen {listen}: {exc.strerror}") from None
         self.http.listen(16)
         self.recv, send = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        send.setblocking(False)
+        send.settimeout(0.2)
         global SINK
         SINK = send
         self.pid = None
 
-    def start(self, board, prog, master_pid):
-        """Fork the metrics process; the master keeps only the sending end."""
+    def start(self, board, prog, master_pid, listeners=()):
+        """Fork the metrics process; the master keeps only the sending end. The
+        process lets go of the SMTP `listeners` at once, so a stopping master's closed
+        ports really refuse new clients."""
         pid = os.fork()
         if pid == 0:
             try:
+                for listener in listeners:
+                    listener.close()
                 from .server.orphan import ask_for_death_signal
                 for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD):
                     signal.signal(signum, signal.SIG_DFL if signum == signal.SIGCHLD else signal.SIG_IGN)
@@ -194,7 +208,8 @@ class Aggregator:
             except BlockingIOError:
                 return
             try:
-                self.add(json.loads(data))
+                for event in json.loads(data):
+                    self.add(event)
             except (ValueError, TypeError):
                 pass
 

@@ -123,6 +123,7 @@ class Summary:
     def end_session(self):
         metrics.count("qpsmtpd_connections_total", {"end": self.end.split(" ")[0]})
         metrics.observe("qpsmtpd_session_seconds", time.time() - self.session.started)
+        metrics.flush()
         conn = self.session.connection
         host = conn.remote_host
         client = f"{_clean(host)} [{conn.remote_ip}]" if host else f"[{conn.remote_ip}]"

@@ -1,6 +1,7 @@
 """--metrics-listen (issue 14 item 4): Prometheus text from one metrics process that adds
 up the events of every forked child, for qpsmtpd-prefork and qpsmtpd-forkserver."""
 
+import os
 import re
 import urllib.request
 
@@ -38,7 +39,8 @@ def test_counters_add_up_across_children(mail_config, program, args):
 
         def counted():
             text = scrape(port)
-            return value(text, 'qpsmtpd_connections_total{end="quit"}') == 3 and text
+            return (value(text, 'qpsmtpd_connections_total{end="quit"}') == 3
+                    and value(text, 'qpsmtpd_session_seconds_count') == 3 and text)
         text = wait_until(counted, what="three connections counted")
     assert value(text, 'qpsmtpd_transactions_total{code="250",plugin="queue/maildir",result="queued"}') == 3, text
     assert value(text, 'qpsmtpd_refusals_total{code="550",command="rcpt",plugin="rcpt_ok"}') == 3, text
@@ -104,3 +106,55 @@ def test_admin_status_reload_and_stop(mail_config, tmp_path, capsys):
         assert server.proc.wait(timeout=5) == 0
     assert admin(["--metrics", f"127.0.0.1:{port}", "status"]) == 1
     assert admin(["reload"]) == 1 and "need --pid-file" in capsys.readouterr().err
+
+
+def test_the_metrics_process_holds_no_smtp_port(mail_config):
+    """After TERM the master closes its ports at once; the metrics process must not keep
+    them open (a client would wait in a backlog nobody reads)."""
+    port = free_port()
+    with Server("qpsmtpd-forkserver", mail_config(), "--metrics-listen", f"127.0.0.1:{port}") as server:
+        kids = list(server.children())
+        assert len(kids) == 1                      # the metrics process, no session yet
+        fds = os.listdir(f"/proc/{kids[0]}/fd")
+        inodes = {os.readlink(f"/proc/{kids[0]}/fd/{fd}") for fd in fds}
+        master = {os.readlink(f"/proc/{server.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{server.pid}/fd")}
+        smtp = {i for i in master if i.startswith("socket:")} - inodes
+        assert smtp, "the master's SMTP socket is not shared with the metrics process"
+        assert "qpsmtpd-forkserver metrics" in open(f"/proc/{kids[0]}/cmdline").read().replace("\0", " ")
+
+
+def test_no_count_is_lost_under_concurrent_load(mail_config):
+    """Forty sessions at once (the kernel queues only ~10 datagrams): every one counted."""
+    import threading
+    port = free_port()
+    with Server("qpsmtpd-forkserver", mail_config(), "--limit-connections", "40",
+                "--metrics-listen", f"127.0.0.1:{port}") as server:
+        def session():
+            c = server.client()
+            c.send_message("a@b.test", ["u@example.test"], "Subject: load\n\nbody")
+            c.cmd("QUIT")
+            c.close()
+        threads = [threading.Thread(target=session) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_until(lambda: value(scrape(port), 'qpsmtpd_connections_total{end="quit"}') == 40,
+                   what="forty connections counted")
+        text = scrape(port)
+    assert value(text, 'qpsmtpd_hook_seconds_count{hook="rcpt"}') == 40, text
+
+
+def test_scanner_latency(mail_config):
+    """A content scanner's time (spamd of t/services) is a histogram by scanner."""
+    from harness import service_env
+    port = free_port()
+    cfg = mail_config(f"spamassassin spamd_socket {service_env('QPT_SPAMD_SOCKET')}")
+    with Server("qpsmtpd-forkserver", cfg, "--metrics-listen", f"127.0.0.1:{port}") as server:
+        c = server.client()
+        assert c.send_message("a@b.test", ["u@example.test"], "Subject: ham\n\nhello")[0] == 250
+        c.cmd("QUIT")
+        c.close()
+        text = wait_until(lambda: (lambda t: "qpsmtpd_scanner_seconds_count" in t and t)(scrape(port)),
+                          what="the scanner histogram")
+    assert re.search(r'^qpsmtpd_scanner_seconds_count\{scanner="\w+"\} 1$', text, re.M), text

@@ -28,6 +28,7 @@ Addresses: `/path/to/socket` or `unix:/path` (unix socket), `host:port`,
 import socket
 import time
 
+from .. import metrics
 from ..constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
 
 FAILURE_POLICIES = ("tempfail", "accept")
@@ -97,6 +98,8 @@ class Scanner:
             raise ScannerError(f"{self}: {exc.strerror or exc}") from exc
         finally:
             sock.close()
+            metrics.observe("qpsmtpd_scanner_seconds", time.monotonic() - deadline + self.timeout,
+                            {"scanner": self.name})
 
     def failed(self, plugin, exc, message="Unable to scan the message, try again later"):
         """Log the failure and return what the hook should: (DENYSOFT, message)
