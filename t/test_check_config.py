@@ -93,3 +93,13 @@ def test_nothing_is_created_by_a_check(tmp_path):
 def test_quiet_gives_only_the_status(tmp_path, capsys):
     assert main(["--quiet", str(tmp_path / "missing")]) == 78
     assert capsys.readouterr().out == ""
+
+
+def test_a_broken_include_in_any_file_is_reported(tmp_path):
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "plugins").write_text(f"rcpt_ok\nqueue/maildir {tmp_path}/Maildir\n")
+    (cfg / "rcpthosts").write_text("example.test\n$include missing_domains\n")
+    report = check(str(cfg))
+    assert report.items == [("warning", f"{cfg}/rcpthosts:2: $include missing_domains: not found")], \
+        report.items

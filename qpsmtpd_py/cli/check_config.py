@@ -133,6 +133,20 @@ def _existing_parent(path):
     return path
 
 
+def read_every_file(config):
+    """Read each text file of the directory once, as plugins will in sessions, so a
+    broken `$include` anywhere (rcpthosts, badmailfrom ...) is reported now."""
+    directory = config.dirs[0]
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.startswith(".") or name.endswith((".cdb", "~")) or not os.path.isfile(path):
+            continue
+        try:
+            config.get_list(name, use_hooks=False)
+        except (ConfigError, UnicodeDecodeError, OSError):
+            pass                # the loader reports what the server itself reads
+
+
 def check(config_dir):
     """The Report for one config directory."""
     report = Report()
@@ -145,6 +159,7 @@ def check(config_dir):
     perl_plugin_dirs(config, report)
     check_core(app, report)
     load_plugin_lines(app, report)
+    read_every_file(config)
     if app.plugins and not app.hooks.has("queue"):
         where = config.path("plugins")
         report.warning(f"{where}: no queue plugin: every message would be refused with "
