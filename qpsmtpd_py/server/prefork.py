@@ -5,7 +5,10 @@ session at a time, up to --max-requests sessions, then exits and is replaced.
 The master keeps --idle-children spare children: a child that accepts a client
 marks itself busy on the scoreboard and writes one byte to the master's status
 pipe, so the master wakes at once and forks another (never more than
---children in all); surplus idle children are retired one a second.
+--children in all). While it has to grow, it forks ahead of demand: up to
+--idle-children plus half as many spare children as are busy. Surplus idle
+children are retired one a second, once the pool has not grown for SHRINK_AFTER
+seconds (warm children are kept through a burst's pauses).
 
 Signals to the master: HUP reloads config and plugins (children with a session
 finish it on the old configuration, idle ones are replaced at once); TERM/INT
@@ -34,6 +37,7 @@ from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
 
 PROG = "qpsmtpd-prefork"
+SHRINK_AFTER = 3.0       # seconds after the pool last grew before surplus idle children retire
 
 
 def parse_args(argv):
@@ -104,6 +108,7 @@ class PreforkMaster(Master):
         self.status_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = None                # the Worker being forked
         self.last_shrink = 0.0
+        self.last_grow = 0.0              # warm children stay SHRINK_AFTER s after a burst
         self.next_spawn = 0.0
         self.backoff = 0.0
         self.shown_status = None
@@ -152,11 +157,17 @@ class PreforkMaster(Master):
         spare = counts[IDLE] + counts[STARTING]
         need = min(self.idle_target - spare, self.max_children - len(self.children))
         if need > 0:
+            # ahead of demand: while clients keep arriving, keep half as many spare
+            # children as are busy (a burst finds them forked and warm)
+            need = min(max(need, counts[BUSY] // 2 + self.idle_target - spare),
+                       self.max_children - len(self.children))
             if now >= self.next_spawn:
+                self.last_grow = now
                 for _ in range(need):
                     self.spawn()
             return
-        if spare > self.idle_target and now - self.last_shrink >= 1.0:
+        if (spare > self.idle_target and now - self.last_shrink >= 1.0
+                and now - self.last_grow >= SHRINK_AFTER):
             for pid, record in current.items():
                 if self.board.read(record.slot)[1] == IDLE:
                     self.last_shrink = now
