@@ -396,7 +396,7 @@ def busy_pss(server, n):
         time.sleep(1.0)
         pids = process_tree(server.proc.pid)
         pss = {pid: rollup(pid) for pid in pids}
-        children = [pss[p] for p in pids if p != server.proc.pid]
+        children = [pss[p] for p in pids if p != server.proc.pid] or [pss[server.proc.pid]]
         return sum(pss.values()) / 1024, statistics.mean(children) / 1024, len(children)
     finally:
         for s in socks:
@@ -412,7 +412,7 @@ def big_message(server, megabytes=50):
         talk(s, b"MAIL FROM:<src@example.test>\r\n", b"250")
         talk(s, b"RCPT TO:<rcpt@example.test>\r\n", b"250")
         talk(s, b"DATA\r\n", b"354")
-        pids = [p for p in process_tree(server.proc.pid) if p != server.proc.pid]
+        pids = [p for p in process_tree(server.proc.pid) if p != server.proc.pid] or [server.proc.pid]
         before = max(rss_kb(p) for p in pids)
         line = b"X" * 78 + b"\r\n"
         chunk = b"Subject: big\r\n\r\n" + line * (65536 // len(line))
@@ -465,7 +465,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer messages (0.2x instead of 0.5x)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat each measurement, alternating servers; the best round counts")
+                        help="repeat each measurement, alternating servers; the median counts")
+    parser.add_argument("--best", action="store_true", help="report the best round, not the median")
     parser.add_argument("--servers", default="py-prefork,py-forkserver,perl-prefork,perl-forkserver")
     parser.add_argument("--only", help="run only scenarios whose label contains this text")
     parser.add_argument("--no-memory", action="store_true")
@@ -497,13 +498,14 @@ def main():
             if args.only and args.only not in label:
                 continue
             total = max(sessions * per, int(total * scale))
+            runs = {}
             for _ in range(rounds):
                 for server in servers:
-                    rate, cpu = measure(server, sessions, total, per, size)
-                    best = results.get((label, server.name))
-                    if best is not None:            # best rate and least CPU over the rounds
-                        rate, cpu = max(rate, best[0]), min(cpu, best[1])
-                    results[(label, server.name)] = (rate, cpu)
+                    runs.setdefault(server.name, []).append(measure(server, sessions, total, per, size))
+            for name, got in runs.items():          # the median of the rounds (or the best)
+                rates, cpus = [r for r, _ in got], [c for _, c in got]
+                results[(label, name)] = ((max(rates), min(cpus)) if args.best else
+                                          (statistics.median(rates), statistics.median(cpus)))
             print_row(label, names, results)
         memory = {}
         if not args.no_memory:
