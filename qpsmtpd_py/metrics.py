@@ -11,7 +11,7 @@ scoreboard. It dies with the master (PR_SET_PDEATHSIG).
 
 Counters: qpsmtpd_connections_total{end}, qpsmtpd_transactions_total{result,plugin,code},
 qpsmtpd_refusals_total{command,code,plugin}; histograms: qpsmtpd_session_seconds,
-qpsmtpd_hook_seconds{hook}, qpsmtpd_scanner_seconds{scanner}; gauge: qpsmtpd_children{state}.
+qpsmtpd_hook_seconds{hook}, qpsmtpd_scanner_seconds{scanner}, qpsmtpd_dns_seconds{type}; gauge: qpsmtpd_children{state}.
 """
 
 import json
@@ -23,6 +23,7 @@ import time
 
 SINK = None              # the sending socket, in the master and inherited by children
 _pending = []            # this process's events since the last flush()
+_MASTER = None           # the master's pid: its warm-up sessions (server/warmup.py) do not count
 _BATCH = 200             # events per datagram
 BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 _HELP = {
@@ -32,6 +33,7 @@ _HELP = {
     "qpsmtpd_session_seconds": ("histogram", "duration of SMTP sessions"),
     "qpsmtpd_hook_seconds": ("histogram", "time the plugins of one hook took"),
     "qpsmtpd_scanner_seconds": ("histogram", "time a content scanner (clamd, spamd ...) took"),
+    "qpsmtpd_dns_seconds": ("histogram", "time a DNS lookup took (cached answers not counted)"),
     "qpsmtpd_children": ("gauge", "worker processes by state"),
 }
 
@@ -42,12 +44,12 @@ class MetricsError(Exception):
 
 # -- the children's side ----------------------------------------------------------------------
 def count(name, labels=None, value=1):
-    if SINK is not None:
+    if SINK is not None and os.getpid() != _MASTER:
         _pending.append(["c", name, labels or {}, value])
 
 
 def observe(name, seconds, labels=None):
-    if SINK is not None:
+    if SINK is not None and os.getpid() != _MASTER:
         _pending.append(["h", name, labels or {}, seconds])
 
 
@@ -96,6 +98,8 @@ class MetricsService:
         """Fork the metrics process; the master keeps only the sending end. The
         process lets go of the SMTP `listeners` at once, so a stopping master's closed
         ports really refuse new clients."""
+        global _MASTER
+        _MASTER = master_pid
         pid = os.fork()
         if pid == 0:
             try:

@@ -158,3 +158,15 @@ def test_scanner_latency(mail_config):
         text = wait_until(lambda: (lambda t: "qpsmtpd_scanner_seconds_count" in t and t)(scrape(port)),
                           what="the scanner histogram")
     assert re.search(r'^qpsmtpd_scanner_seconds_count\{scanner="\w+"\} 1$', text, re.M), text
+
+
+def test_dns_latency(mail_config):
+    """The client's PTR lookup (rDNS on, the test DNS server) is a DNS histogram entry."""
+    port = free_port()
+    with Server("qpsmtpd-forkserver", mail_config(), "--metrics-listen", f"127.0.0.1:{port}") as server:
+        c = server.client()
+        c.cmd("QUIT")
+        c.close()
+        text = wait_until(lambda: (lambda t: "qpsmtpd_dns_seconds_count" in t and t)(scrape(port)),
+                          what="the DNS histogram")
+    assert re.search(r'^qpsmtpd_dns_seconds_count\{type="PTR"\} 1$', text, re.M), text

@@ -38,6 +38,8 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
+from .. import metrics
+
 
 class DNSFailure(Exception):
     """The answer is unknown (time-out, SERVFAIL, no server reachable)."""
@@ -153,7 +155,11 @@ class Resolver:
         return Pending(future, name, rdtype, deadline)
 
     def _run(self, name, rdtype, deadline):
-        return self.query(name, rdtype, timeout=deadline - time.monotonic())
+        started = time.monotonic()
+        try:
+            return self.query(name, rdtype, timeout=deadline - time.monotonic())
+        finally:        # --metrics-listen: how long our DNS servers take
+            metrics.observe("qpsmtpd_dns_seconds", time.monotonic() - started, {"type": rdtype})
 
     def _finished(self, _future):
         with self._lock:
