@@ -44,6 +44,7 @@ from .arguments import parse_arguments  # noqa: F401  a settings file in a plugi
 from .helpers.scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners
 from .helpers.scanprog import (  # noqa: F401  scanner programs, temp message files, failure policy
     ProgramError, ProgramResult, ScanProgram, message_file, scan_arguments, scan_failed,
+    virus_found,
 )
 from .helpers.mime import content_type, fold as fold_header, is_multipart, walk as mime_parts  # noqa: F401
 from .helpers.milter import MilterError, MilterSession  # noqa: F401  the MTA side of the milter protocol

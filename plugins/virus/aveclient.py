@@ -33,7 +33,7 @@ start-up error (qpsmtpd exited the process).
 
 from qpsmtpd_py.api import (
     DECLINED, DENY, LOGINFO, LOGWARN, Bool, Keyword, Path, Plugin, ProgramError, ScanProgram,
-    message_file, scan_arguments, scan_failed,
+    scan_arguments, scan_failed,
 )
 
 VIRUS_CODES = (2, 3, 4, 6, 8)
@@ -49,14 +49,12 @@ class AveClient(Plugin):
     )
 
     def register(self, *args):
-        self.scanner = ScanProgram(self.args["avclient_bin"], timeout=self.args["timeout"],
-                                   failure=self.args["failure"], name="aveclient")
+        self.scanner = ScanProgram.from_arguments(self.args, "avclient_bin", "aveclient")
 
     def hook_data_post(self, transaction):
         try:
-            with message_file(transaction) as path:
-                result = self.scanner.run(["-p", self.args["avdaemon_sock"], "-s", path],
-                                          keepalive=self.keepalive)
+            result = self.scanner.scan_message(
+                transaction, ["-p", self.args["avdaemon_sock"], "-s"], self.keepalive)
         except (ProgramError, OSError) as exc:
             return self.failed(transaction, exc)
         if result.status in VIRUS_CODES:
@@ -64,9 +62,7 @@ class AveClient(Plugin):
             self.log(LOGWARN, f"fail, virus found! ({report})")
             return DENY, f"Virus found: {report}"
         if result.status != 0:
-            output = " ".join(result.output.split())[:200]
-            return self.failed(transaction, ProgramError(
-                f"{self.scanner}: exit code {result.status}: {output}"))
+            return self.failed(transaction, self.scanner.exit_error(result))
         self.log(LOGINFO, "pass, clean")
         transaction.header.add("X-Virus-Checked", f"Checked by Kaspersky on {self.config('me')}")
         return DECLINED

@@ -28,8 +28,8 @@ manual promised headers): here it adds X-Virus-Found/X-Virus-Details.
 import re
 
 from qpsmtpd_py.api import (
-    DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, Bool, Int, Keyword, Path, Plugin, ProgramError,
-    ScanProgram, is_multipart, message_file, scan_arguments, scan_failed,
+    DECLINED, LOGERROR, LOGINFO, LOGWARN, Bool, Int, Keyword, Path, Plugin, ProgramError,
+    ScanProgram, is_multipart, scan_arguments, scan_failed, virus_found,
 )
 
 INFECTED = re.compile(r"infected: (.+)$", re.M)
@@ -44,8 +44,7 @@ class BitDefender(Plugin):
     )
 
     def register(self, *args):
-        self.scanner = ScanProgram(self.args["bitdefender_location"], timeout=self.args["timeout"],
-                                   failure=self.args["failure"], name="bdc")
+        self.scanner = ScanProgram.from_arguments(self.args, "bitdefender_location", "bdc")
 
     def hook_data_post(self, transaction):
         size, limit = transaction.data_size, self.args["max_size"] * 1024
@@ -56,22 +55,16 @@ class BitDefender(Plugin):
             self.log(LOGERROR, "skip, non-multipart mail")
             return DECLINED
         try:
-            with message_file(transaction) as path:
-                result = self.scanner.run(["--mail", "--all", "--arc", path], keepalive=self.keepalive)
+            result = self.scanner.scan_message(transaction, ["--mail", "--all", "--arc"],
+                                               self.keepalive)
         except (ProgramError, OSError) as exc:
             return scan_failed(self, transaction, self.scanner, exc)
         found = INFECTED.search(result.output)
         if found:
             name = found.group(1).strip()
             self.log(LOGINFO, f"fail, virus(es) found: {name}")
-            if self.args["deny_viruses"]:
-                return DENY, f"Virus Found: {name}"
-            transaction.header.add("X-Virus-Found", "Yes")
-            transaction.header.add("X-Virus-Details", name)
-            return DECLINED
+            return virus_found(transaction, name, self.args["deny_viruses"])
         if result.status > 1:
-            output = " ".join(result.output.split())[:200]
-            return scan_failed(self, transaction, self.scanner, ProgramError(
-                f"{self.scanner}: exit code {result.status}: {output}"))
+            return scan_failed(self, transaction, self.scanner, self.scanner.exit_error(result))
         self.log(LOGINFO, "pass, clean")
         return DECLINED

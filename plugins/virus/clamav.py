@@ -49,8 +49,8 @@ import re
 import time
 
 from qpsmtpd_py.api import (
-    DECLINED, DENY, LOGDEBUG, LOGINFO, LOGWARN, Choice, Flag, Int, Keyword, Path, Plugin,
-    Positional, ProgramError, ScanProgram, message_file, scan_arguments, scan_failed,
+    DECLINED, LOGDEBUG, LOGINFO, LOGWARN, Choice, Flag, Int, Keyword, Path, Plugin,
+    Positional, ProgramError, ScanProgram, message_file, scan_arguments, scan_failed, virus_found,
 )
 
 FOUND = re.compile(r"^.*: (.+) FOUND$", re.M)
@@ -98,8 +98,8 @@ class ClamAV(Plugin):
     def register(self, *args):
         failure = "accept" if self.args["declined_on_fail"] else self.args["failure"]
         path = self.args["clamscan_path"]
-        self.scanner = ScanProgram(path, timeout=self.args["timeout"], failure=failure,
-                                   name=os.path.basename(path))
+        self.scanner = ScanProgram.from_arguments(self.args, "clamscan_path",
+                                                  os.path.basename(path), failure)
         options = ["--stdout"]
         if self.args["back_compat"]:
             options += ["-i", "--max-recursion=50"]
@@ -133,15 +133,10 @@ class ClamAV(Plugin):
         if result.status == 1:
             names = " ".join(FOUND.findall(result.output)) or result.output.strip()[:200]
             self.log(LOGINFO, f"fail, virus(es) found: {names}")
-            if self.args["action"] == "reject":
-                return DENY, f"Virus Found: {names}"
-            transaction.header.add("X-Virus-Found", "Yes")
-            transaction.header.add("X-Virus-Details", names)
-            return DECLINED
+            return virus_found(transaction, names, self.args["action"] == "reject")
         if result.status != 0:
-            output = " ".join(result.output.split())[:200]
-            exc = ProgramError(f"{self.scanner}: exit code {result.status}: {output}")
-            return scan_failed(self, transaction, self.scanner, exc, "Message denied temporarily")
+            return scan_failed(self, transaction, self.scanner, self.scanner.exit_error(result),
+                               "Message denied temporarily")
         self.log(LOGINFO, "pass, clean")
         transaction.header.add("X-Virus-Checked", f"Checked by ClamAV on {self.config('me')}")
         return DECLINED

@@ -32,7 +32,7 @@ import re
 
 from qpsmtpd_py.api import (
     DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, Keyword, Path, Plugin, ProgramError, ScanProgram,
-    message_file, scan_arguments, scan_failed,
+    scan_arguments, scan_failed,
 )
 
 ALERT = re.compile(r"^ALERT: \[([^\]]+?)\s+(\w+)?\]", re.M)
@@ -57,19 +57,15 @@ class HBEDV(Plugin):
     )
 
     def register(self, *args):
-        self.scanner = ScanProgram(self.args["hbedvscanner"], timeout=self.args["timeout"],
-                                   failure=self.args["failure"], name="antivir")
+        self.scanner = ScanProgram.from_arguments(self.args, "hbedvscanner", "antivir")
 
     def hook_data_post(self, transaction):
         try:
-            with message_file(transaction) as path:
-                result = self.scanner.run([*OPTIONS, path], keepalive=self.keepalive)
+            result = self.scanner.scan_message(transaction, OPTIONS, self.keepalive)
         except (ProgramError, OSError) as exc:
             return scan_failed(self, transaction, self.scanner, exc)
         if result.status not in (0, 1, 3):
-            output = " ".join(result.output.split())[:200]
-            return scan_failed(self, transaction, self.scanner, ProgramError(
-                f"{self.scanner}: exit code {result.status}: {output}"))
+            return scan_failed(self, transaction, self.scanner, self.scanner.exit_error(result))
         header = transaction.header
         viruses = list(dict.fromkeys(m.group(1) for m in ALERT.finditer(result.output)))
         found = ", ".join(viruses)[:60]

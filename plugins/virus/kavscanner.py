@@ -29,7 +29,7 @@ import re
 
 from qpsmtpd_py.api import (
     DECLINED, LOGINFO, LOGWARN, Address, Checked, Keyword, Path, Plugin, ProgramError,
-    ScanProgram, message_file, scan_arguments, scan_failed,
+    ScanProgram, scan_arguments, scan_failed,
 )
 
 VIRUS_CODES = (2, 3, 4, 8)
@@ -52,20 +52,16 @@ class KavScanner(Plugin):
     )
 
     def register(self, *args):
-        self.scanner = ScanProgram(self.args["kavscanner_bin"], timeout=self.args["timeout"],
-                                   failure=self.args["failure"], name="kavscanner")
+        self.scanner = ScanProgram.from_arguments(self.args, "kavscanner_bin", "kavscanner")
 
     def hook_data_post(self, transaction):
         try:
-            with message_file(transaction) as path:
-                result = self.scanner.run(["-Y", "-P", "-B", "-MP", "-MD", "-*", path],
-                                          keepalive=self.keepalive)
+            result = self.scanner.scan_message(
+                transaction, ["-Y", "-P", "-B", "-MP", "-MD", "-*"], self.keepalive)
         except (ProgramError, OSError) as exc:
             return scan_failed(self, transaction, self.scanner, exc)
         if result.status not in (0, *VIRUS_CODES):
-            output = " ".join(result.output.split())[:200]
-            return scan_failed(self, transaction, self.scanner, ProgramError(
-                f"{self.scanner}: exit code {result.status}: {output}"))
+            return scan_failed(self, transaction, self.scanner, self.scanner.exit_error(result))
         description = "clean"
         if result.status:
             infected = re.findall(r"^.* infected: (.*)$", result.output, re.M)

@@ -29,8 +29,8 @@ error answer for a clean scan; here all three follow the failure policy.
 """
 
 from qpsmtpd_py.api import (
-    DECLINED, DENY, LOGERROR, LOGNOTICE, LOGWARN, Bool, Int, Keyword, Path, Plugin, Scanner,
-    ScannerError, is_multipart, message_file, scan_arguments, scan_failed,
+    DECLINED, LOGERROR, LOGNOTICE, LOGWARN, Bool, Int, Keyword, Path, Plugin, Scanner,
+    ScannerError, is_multipart, message_file, scan_arguments, scan_failed, virus_found,
 )
 
 
@@ -66,11 +66,8 @@ class Sophie(Plugin):
         status, _, names = reply.partition(":")
         if status == "1":
             self.log(LOGERROR, f"fail, virus(es) found: {names}")
-            if self.args["deny_viruses"]:
-                return DENY, f"Virus{'es' if ',' in names else ''} Found: {names}"
-            transaction.header.add("X-Virus-Found", "Yes")
-            transaction.header.add("X-Virus-Details", names)
-            return DECLINED
+            return virus_found(transaction, names, self.args["deny_viruses"],
+                               f"Virus{'es' if ',' in names else ''} Found")
         if status != "0":
             return scan_failed(self, transaction, self.sophie,
                                ScannerError(f"{self.sophie}: answered {reply!r}"))

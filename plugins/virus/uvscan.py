@@ -30,7 +30,7 @@ import re
 
 from qpsmtpd_py.api import (
     DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, Bool, Keyword, Path, Plugin, ProgramError,
-    ScanProgram, is_multipart, message_file, scan_arguments, scan_failed,
+    ScanProgram, is_multipart, scan_arguments, scan_failed, virus_found,
 )
 
 MAX_SIZE = 250_000
@@ -46,8 +46,7 @@ class UVScan(Plugin):
     )
 
     def register(self, *args):
-        self.scanner = ScanProgram(self.args["uvscan_location"], timeout=self.args["timeout"],
-                                   failure=self.args["failure"], name="uvscan")
+        self.scanner = ScanProgram.from_arguments(self.args, "uvscan_location", "uvscan")
 
     def hook_data_post(self, transaction):
         if transaction.data_size > MAX_SIZE:
@@ -57,9 +56,8 @@ class UVScan(Plugin):
             self.log(LOGWARN, "skip, non-multipart mail")
             return DECLINED
         try:
-            with message_file(transaction) as path:
-                result = self.scanner.run(["--mime", "--unzip", "--secure", "--noboot", path],
-                                          keepalive=self.keepalive)
+            result = self.scanner.scan_message(
+                transaction, ["--mime", "--unzip", "--secure", "--noboot"], self.keepalive)
         except (ProgramError, OSError) as exc:
             return scan_failed(self, transaction, self.scanner, exc)
         if "password-protected" in result.output:
@@ -72,11 +70,7 @@ class UVScan(Plugin):
             found = re.search(r"\W+Found (.*)", result.output)
             virus = found.group(1).strip() if found else f"exit code {result.status}"
             self.log(LOGERROR, f"fail, virus found: {virus}")
-            if self.args["deny_viruses"]:
-                return DENY, f"Virus Found: {virus}"
-            transaction.header.add("X-Virus-Found", "Yes")
-            transaction.header.add("X-Virus-Details", virus)
-            return DECLINED
+            return virus_found(transaction, virus, self.args["deny_viruses"])
         self.log(LOGINFO, "pass, clean")
         transaction.header.add("X-Virus-Checked",
                                f"Checked by McAfee uvscan on {self.config('me')}")

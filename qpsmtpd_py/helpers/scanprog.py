@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from ..arguments import Choice, Keyword, Number
-from ..constants import DECLINED, DENYSOFT, LOGERROR, LOGWARN
+from ..constants import DECLINED, DENY, DENYSOFT, LOGERROR, LOGWARN
 from .scanner import FAILURE_POLICIES
 
 OUTPUT_LIMIT = 1 << 20
@@ -85,8 +85,27 @@ class ScanProgram:
         self.name = name or os.path.basename(self.path)
         self.output_limit = output_limit
 
+    @classmethod
+    def from_arguments(cls, args, key, name, failure=None):
+        """The program at the path of argument `key`, with the plugin's `timeout`
+        and `failure` arguments (scan_arguments); `failure` overrides the latter."""
+        return cls(args[key], timeout=args["timeout"], failure=failure or args["failure"],
+                   name=name)
+
     def __str__(self):
         return f"{self.name} ({self.path})"
+
+    def scan_message(self, transaction, options, keepalive=None, **file_options):
+        """Run the program as `PATH *options MESSAGE_FILE` on the message written to
+        a temporary file (message_file(transaction, **file_options)). Raises
+        ProgramError as run() does, OSError when the file cannot be written."""
+        with message_file(transaction, **file_options) as path:
+            return self.run([*options, path], keepalive=keepalive)
+
+    def exit_error(self, result):
+        """The ProgramError for an exit code that is neither clean nor a verdict."""
+        output = " ".join(result.output.split())[:200]
+        return ProgramError(f"{self}: exit code {result.status}: {output}")
 
     def run(self, args, keepalive=None, stdin=None):
         """Run the program with `args` (a list) and wait for it, within `timeout`.
@@ -172,6 +191,16 @@ def scan_failed(plugin, transaction, client, exc, message=None):
         reason = " ".join(str(exc).split())[:200]
         transaction.header.add("X-Scan-Failed", f"{plugin.plugin_name}: {reason}", prepend=True)
     return result
+
+
+def virus_found(transaction, names, deny, reply="Virus Found"):
+    """The verdict on infected mail: (DENY, "<reply>: NAMES") when `deny`, else the
+    mail goes on tagged `X-Virus-Found: Yes` and `X-Virus-Details: NAMES`."""
+    if deny:
+        return DENY, f"{reply}: {names}"
+    transaction.header.add("X-Virus-Found", "Yes")
+    transaction.header.add("X-Virus-Details", names)
+    return DECLINED
 
 
 def spool_file_mode(directory):
