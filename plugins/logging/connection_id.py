@@ -12,31 +12,14 @@ Differences from qpsmtpd: works (qpsmtpd's stopped start-up with "The connection
 feature is currently unsupported").
 """
 
-import sys
-
-from qpsmtpd_py.api import (
-    DECLINED, LOG_NAMES, OK, Keyword, LogLevel, Plugin, Positional, line_text, session_id,
-)
+from qpsmtpd_py.api import LOG_NAMES, isa_plugin, line_text, session_id
 
 
-class ConnectionId(Plugin):
-    arguments = (
-        Positional("LEVEL", LogLevel(), None, "write lines at this level and more urgent "
-                   "(default: config/loglevel)"),
-        Keyword("loglevel", LogLevel(), None, "the same, written as a keyword"),
-    )
-
-    def register(self, *args):
-        level = self.args["LEVEL"] if self.args["LEVEL"] is not None else self.args["loglevel"]
-        self.level = self.app.loglevel if level is None else level
-
-    def hook_logging(self, transaction, level, hook, plugin, msg):
-        if level > self.level:
-            return DECLINED
-        sys.stderr.write(f"{self.ident(transaction)} {LOG_NAMES.get(level, level)}: "
-                         f"{line_text(hook, plugin, msg)}\n")
-        sys.stderr.flush()
-        return OK
+class ConnectionId(isa_plugin("logging/warn")):
+    # logging/warn's arguments, level filter and writing; only the line differs.
+    def line(self, transaction, level, hook, plugin, msg):
+        return (f"{self.ident(transaction)} {LOG_NAMES.get(level, level)}: "
+                f"{line_text(hook, plugin, msg)}")
 
     def ident(self, transaction):
         session = getattr(self.app, "session", None)

@@ -25,8 +25,12 @@ class Warn(Plugin):
     def hook_logging(self, transaction, level, hook, plugin, msg):
         if level > self.level:
             return DECLINED
-        where = f" ({hook})" if hook else ""
-        who = f" {plugin}:" if plugin else ""
-        sys.stderr.write(f"{os.getpid()}{where}{who} {LOG_NAMES.get(level, level)}: {msg}\n")
+        sys.stderr.write(self.line(transaction, level, hook, plugin, msg) + "\n")
         sys.stderr.flush()
         return OK
+
+    def line(self, transaction, level, hook, plugin, msg):
+        """The text written for one log line (logging/connection_id words it otherwise)."""
+        where = f" ({hook})" if hook else ""
+        who = f" {plugin}:" if plugin else ""
+        return f"{os.getpid()}{where}{who} {LOG_NAMES.get(level, level)}: {msg}"
