@@ -11,7 +11,7 @@ scoreboard. It dies with the master (PR_SET_PDEATHSIG).
 
 Counters: qpsmtpd_connections_total{end}, qpsmtpd_transactions_total{result,plugin,code},
 qpsmtpd_refusals_total{command,code,plugin}; histograms: qpsmtpd_session_seconds,
-qpsmtpd_hook_seconds{hook}, qpsmtpd_scanner_seconds{scanner}, qpsmtpd_dns_seconds{type}; gauge: qpsmtpd_children{state}.
+qpsmtpd_hook_seconds{hook}, qpsmtpd_scanner_seconds{scanner}, qpsmtpd_dns_seconds{type}; gauges: qpsmtpd_children{state}, qpsmtpd_store_bytes.
 """
 
 import json
@@ -35,6 +35,7 @@ _HELP = {
     "qpsmtpd_scanner_seconds": ("histogram", "time a content scanner (clamd, spamd ...) took"),
     "qpsmtpd_dns_seconds": ("histogram", "time a DNS lookup took (cached answers not counted)"),
     "qpsmtpd_children": ("gauge", "worker processes by state"),
+    "qpsmtpd_store_bytes": ("gauge", "disk space the LMDB store (data.mdb) uses"),
 }
 
 
@@ -94,7 +95,7 @@ class MetricsService:
         SINK = send
         self.pid = None
 
-    def start(self, board, prog, master_pid, listeners=()):
+    def start(self, board, prog, master_pid, listeners=(), store_path=None):
         """Fork the metrics process; the master keeps only the sending end. The
         process lets go of the SMTP `listeners` at once, so a stopping master's closed
         ports really refuse new clients."""
@@ -118,7 +119,7 @@ class MetricsService:
                     setproctitle.setproctitle(f"{prog} metrics")
                 except ImportError:
                     pass
-                Aggregator(board).serve(self.http, self.recv)
+                Aggregator(board, store_path).serve(self.http, self.recv)
             finally:
                 os._exit(0)
         self.pid = pid
@@ -128,8 +129,9 @@ class MetricsService:
 
 
 class Aggregator:
-    def __init__(self, board=None):
+    def __init__(self, board=None, store_path=None):
         self.board = board
+        self.store_path = store_path  # LMDB store_dir: its data.mdb's size on disk
         self.counters = {}           # (name, labels tuple) -> value
         self.histograms = {}         # (name, labels tuple) -> [bucket counts..., sum, count]
 
@@ -177,6 +179,14 @@ class Aggregator:
             head("qpsmtpd_children")
             for name, n in sorted(states.items()):
                 out.append(f'qpsmtpd_children{{state="{name}"}} {n}')
+        if self.store_path:
+            try:
+                st = os.stat(os.path.join(self.store_path, "data.mdb"))
+            except OSError:
+                pass
+            else:
+                head("qpsmtpd_store_bytes")
+                out.append(f"qpsmtpd_store_bytes {st.st_blocks * 512}")
         return "\n".join(out) + "\n"
 
     def status(self):

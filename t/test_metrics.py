@@ -170,3 +170,13 @@ def test_dns_latency(mail_config):
         text = wait_until(lambda: (lambda t: "qpsmtpd_dns_seconds_count" in t and t)(scrape(port)),
                           what="the DNS histogram")
     assert re.search(r'^qpsmtpd_dns_seconds_count\{type="PTR"\} 1$', text, re.M), text
+
+
+def test_store_size(mail_config, tmp_path):
+    """With a plugin on the LMDB store (greylisting), the store's size on disk is a gauge."""
+    port = free_port()
+    cfg = mail_config("greylisting", files={"store_dir": str(tmp_path / "store")})
+    with Server("qpsmtpd-forkserver", cfg, "--metrics-listen", f"127.0.0.1:{port}"):
+        text = scrape(port)
+    size = value(text, "qpsmtpd_store_bytes")
+    assert size is not None and size > 0, text

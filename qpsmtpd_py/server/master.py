@@ -178,7 +178,9 @@ class Master:
         self.notifier = Notifier()
         self.install_signals()
         if self.metrics is not None:
-            self.metrics.start(self.board, self.prog, os.getpid(), self.listeners)
+            store = getattr(self.app, "_store", None)      # LMDB store the plugins opened
+            self.metrics.start(self.board, self.prog, os.getpid(), self.listeners,
+                               getattr(store, "path", None))
         self.log(C.LOGNOTICE, f"{self.prog} {__version__} listening on "
                  + ", ".join(f"{l.name}{' (smtps)' if l.smtps else ''}" for l in self.listeners)
                  + f" as {daemon.describe_user()}")
