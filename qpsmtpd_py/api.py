@@ -54,6 +54,7 @@ from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_
 from .helpers.auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins
 from .helpers.remote_login import RemoteLoginPlugin, login_arguments  # noqa: F401  auth by remote login
 from .helpers.extras import require as require_extra  # noqa: F401  a plugin's optional library (setup.cfg extra)
+from .helpers.durable import fsync_dir, unlink_quietly  # noqa: F401  crash-safe queue files
 from .helpers.mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
     SigningKey, SigningKeyError, aligned, message_bytes, organizational_domain, printable,
     set_auth_result, signing_key,

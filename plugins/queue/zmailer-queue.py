@@ -38,7 +38,9 @@ not a running ZMailer.
 
 import os
 
-from qpsmtpd_py.api import DECLINED, LOGERROR, LOGINFO, OK, Path, Plugin, Positional
+from qpsmtpd_py.api import (
+    DECLINED, LOGERROR, LOGINFO, OK, Path, Plugin, Positional, fsync_dir, unlink_quietly,
+)
 
 
 class ZmailerQueue(Plugin):
@@ -59,7 +61,7 @@ class ZmailerQueue(Plugin):
             self.log(LOGERROR, f"error, cannot queue into {self.router}: {exc}")
             return DECLINED, f"Unable to queue message ({(exc.strerror or str(exc)).lower()})"
         finally:
-            _unlink(tmp)
+            unlink_quietly(tmp)
         msg_id = (transaction.header.get("Message-Id") or "").split("\n")[0].strip()
         self.log(LOGINFO, f"pass, queued as {self.router}/{inode}")
         return OK, f"Queued! {msg_id} (ZMailer router file {inode})".replace("  ", " ")
@@ -76,9 +78,9 @@ class ZmailerQueue(Plugin):
         target = os.path.join(self.router, str(inode))
         os.link(tmp, target)
         try:
-            _fsync_dir(self.router)
+            fsync_dir(self.router)
         except OSError:
-            _unlink(target)
+            unlink_quietly(target)
             raise
         return inode
 
@@ -92,18 +94,3 @@ def envelope(connection, transaction):
     lines += [f"to {rcpt.format()}" for rcpt in transaction.recipients]
     lines.append("env-end")
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
