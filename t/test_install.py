@@ -55,6 +55,8 @@ def test_units_are_rendered_with_the_real_paths(installed):
             assert "Environment=QPSMTPD_CONFIG=/etc/qpsmtpd-py\n" in text
             assert "ExecStart=/opt/qpsmtpd-py/bin/qpsmtpd" in text
             assert "StateDirectory=qpsmtpd-py\n" in text and "LogsDirectory=qpsmtpd-py\n" in text
+        if name in ("qpsmtpd-prefork.service", "qpsmtpd-forkserver.service"):
+            assert "--metrics-listen 127.0.0.1:9125\n" in text    # qpsmtpd-admin status's default
     assert (installed / "usr/share/doc/qpsmtpd-py/servers.md").is_file()
     assert (installed / "usr/share/doc/qpsmtpd-py/README.md").is_file()
 
@@ -84,6 +86,7 @@ def test_the_installed_config_is_our_own_and_checks_clean(installed):
     tool = installed / "opt/qpsmtpd-py/bin/qpsmtpd-check-config"
     result = subprocess.run([str(tool), str(conf)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert os.readlink(installed / "usr/local/bin/qpsmtpd-admin") == "/opt/qpsmtpd-py/bin/qpsmtpd-admin"
     assert os.readlink(installed / "usr/local/bin/qpsmtpd-check-config") == \
         "/opt/qpsmtpd-py/bin/qpsmtpd-check-config"
 
