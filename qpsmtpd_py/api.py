@@ -33,7 +33,7 @@ from .helpers.aliases import AliasTable, parse_sendmail_aliases  # noqa: F401  a
 from .helpers.cdb import CDB  # noqa: F401  constant databases (tinycdb format)
 from .helpers.filecache import FileCache, file_signature  # noqa: F401  parsed files, re-read on change
 from .helpers.logsink import line_text, session_id  # noqa: F401  logging/* plugins
-from .helpers.smtpclient import SMTPClient, SMTPError, xtext  # noqa: F401  queue/smtp-forward
+from .helpers.smtpclient import SMTPClient, SMTPError, stream_socket, xtext  # noqa: F401  queue/smtp-forward
 from .helpers.passwords import validate_password  # noqa: F401  auth plugins
 from .helpers.store import check_store, open_store, redis_store  # noqa: F401  the shared store (see also self.store)
 from .helpers.store_redis import StoreUnavailable  # noqa: F401  a Redis store that cannot be reached now

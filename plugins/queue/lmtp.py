@@ -122,13 +122,8 @@ class LMTP(Plugin):
 
     def deliver(self, lmtp, transaction, outcome):
         """The LMTP dialogue; fills `outcome` with one result per recipient."""
-        try:
-            lmtp.expect(lmtp.greeting, 2, "greeting")
-            lmtp.hello(self.app.me, verb="LHLO")
-        except SMTPError as exc:              # not about this message: always temporary
-            raise SMTPError(f"session set-up failed: {exc}") from None
-        lmtp.expect(lmtp.command(f"MAIL FROM:{transaction.sender.format()}"
-                                 + self.mail_params(lmtp, transaction)), 2, "MAIL")
+        lmtp.start(self.app.me, verb="LHLO")
+        lmtp.mail_from(transaction)
         accepted = []
         for rcpt in outcome.recipients:
             reply = lmtp.command(f"RCPT TO:{rcpt.format()}")
@@ -153,15 +148,6 @@ class LMTP(Plugin):
             else:
                 outcome.refuse(rcpt, reply)
                 self.log(LOGWARN, f"fail, {rcpt}: {reply}")
-
-    def mail_params(self, lmtp, transaction):
-        client = transaction.notes.get("mail_params") or {}
-        params = ""
-        if (client.get("body") or "").upper() == "8BITMIME" and "8BITMIME" in lmtp.esmtp:
-            params += " BODY=8BITMIME"
-        if "smtputf8" in client and "SMTPUTF8" in lmtp.esmtp:
-            params += " SMTPUTF8"
-        return params
 
     def answer(self, outcome, earlier):
         if not outcome.failed:

@@ -58,12 +58,11 @@ DECLINED that would let another queue plugin deliver it a second time; a reason 
 
 import os
 import re
-import socket
 import time
 
 from qpsmtpd_py.api import (
     DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK, Keyword, Number, Plugin,
-    Positional, Text,
+    Positional, Text, stream_socket,
 )
 
 DEFAULT_SOCKET = "/var/spool/postfix/public/cleanup"
@@ -201,17 +200,9 @@ class Cleanup:
     @classmethod
     def connect(cls, where, timeout):
         if where.startswith("/"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            try:
-                sock.connect(where)
-            except OSError:
-                sock.close()
-                raise
-        else:
-            host, _, port = where.rpartition(":")
-            sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-        return cls(sock)
+            return cls(stream_socket(where, None, timeout))
+        host, _, port = where.rpartition(":")
+        return cls(stream_socket(host.strip("[]"), int(port), timeout))
 
     def attributes(self):
         attrs, key = {}, None

@@ -89,15 +89,8 @@ class SMTPForward(Plugin):
 
     def forward(self, smtp, transaction):
         """The whole SMTP dialogue; returns the next hop's reply to the message."""
-        try:
-            smtp.expect(smtp.greeting, 2, "greeting")
-            smtp.hello(self.app.me)
-            if self.xclient:
-                self.send_xclient(smtp)
-        except SMTPError as exc:      # not about this message: always temporary
-            raise SMTPError(f"session set-up failed: {exc}") from None
-        smtp.expect(smtp.command(f"MAIL FROM:{transaction.sender.format()}"
-                                 + self.mail_params(smtp, transaction)), 2, "MAIL")
+        smtp.start(self.app.me, then=self.send_xclient if self.xclient else None)
+        smtp.mail_from(transaction)
         refused = []
         for rcpt in transaction.recipients:
             reply = smtp.command(f"RCPT TO:{rcpt.format()}")
@@ -109,16 +102,6 @@ class SMTPForward(Plugin):
             worst = next((r for r in refused if r.kind != 5), refused[0])
             raise SMTPError(f"refused {len(refused)} recipient(s)", worst)
         return smtp.expect(smtp.send_data(transaction.iter_message()), 2, "message")
-
-    def mail_params(self, smtp, transaction):
-        client = transaction.notes.get("mail_params") or {}
-        params = ""
-        body = (client.get("body") or "").upper()
-        if body == "8BITMIME" and "8BITMIME" in smtp.esmtp:
-            params += " BODY=8BITMIME"
-        if "smtputf8" in client and "SMTPUTF8" in smtp.esmtp:
-            params += " SMTPUTF8"
-        return params
 
     def send_xclient(self, smtp):
         if "XCLIENT" not in smtp.esmtp:

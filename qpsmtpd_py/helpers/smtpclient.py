@@ -75,16 +75,7 @@ class SMTPClient:
         `deadline`: seconds the whole conversation may take (None: no limit)."""
         ends = time.monotonic() + deadline if deadline else None
         first = min(timeout, deadline) if deadline else timeout
-        if host.startswith("/"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(first)
-            try:
-                sock.connect(host)
-            except OSError:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_connection((host, port), timeout=first, source_address=source)
+        sock = stream_socket(host, port, first, source)
         client = cls(sock, host, timeout, ends)
         client.allowed = deadline
         try:
@@ -181,6 +172,30 @@ class SMTPClient:
             return self.expect(reply, 2, verb)
         return self.expect(self.command(f"HELO {name}"), 2, "HELO")
 
+    def start(self, me, verb="EHLO", then=None):
+        """Check the greeting and say hello (then `then(self)`, e.g. XCLIENT). A
+        failure here is not about the message: it is raised as "session set-up
+        failed" without the reply, so it is always temporary."""
+        try:
+            self.expect(self.greeting, 2, "greeting")
+            self.hello(me, verb=verb)
+            if then is not None:
+                then(self)
+        except SMTPError as exc:
+            raise SMTPError(f"session set-up failed: {exc}") from None
+
+    def mail_from(self, transaction):
+        """MAIL FROM the transaction's sender, passing on the client's BODY=8BITMIME
+        and SMTPUTF8 where this server offers them; SMTPError unless 2xx."""
+        client = transaction.notes.get("mail_params") or {}
+        params = ""
+        if (client.get("body") or "").upper() == "8BITMIME" and "8BITMIME" in self.esmtp:
+            params += " BODY=8BITMIME"
+        if "smtputf8" in client and "SMTPUTF8" in self.esmtp:
+            params += " SMTPUTF8"
+        return self.expect(self.command(f"MAIL FROM:{transaction.sender.format()}" + params),
+                           2, "MAIL")
+
     def send_data(self, chunks):
         """DATA, then the message (LF or CRLF line ends) dot-stuffed, then '.'.
         Returns the final Reply (any code; the caller decides)."""
@@ -214,6 +229,21 @@ class SMTPClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def stream_socket(host, port, timeout, source=None):
+    """A connected socket: a unix socket when `host` starts with "/" (`port` is
+    then unused), else TCP to host:port from `source` (an address, or None)."""
+    if host.startswith("/"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(host)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection((host, port), timeout=timeout, source_address=source)
 
 
 def _to_wire(data):
