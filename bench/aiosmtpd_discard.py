@@ -18,7 +18,8 @@ class Discard:
 
 async def serve(port):
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(Discard(), hostname="aiosmtpd.example.test"),
+    server = await loop.create_server(lambda: SMTP(Discard(), hostname="aiosmtpd.example.test",
+                                                   data_size_limit=None),
                                       "127.0.0.1", port, backlog=512)
     async with server:
         await server.serve_forever()

@@ -183,6 +183,7 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_peername_lookup = no
+message_size_limit = 0
 smtp_dns_support_level = disabled
 default_process_limit = {pool + 10}
 smtpd_client_connection_count_limit = 0
