@@ -63,7 +63,7 @@ from email.utils import getaddresses
 
 from qpsmtpd_py.api import (
     DECLINED, DENYSOFT, DNSFailure, LOGDEBUG, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Plugin,
-    SigningKeyError, message_bytes, printable, require_extra, set_auth_result, signing_key,
+    key_to_sign_with, message_bytes, printable, require_extra, set_auth_result,
 )
 
 dkim = require_extra("dkim", "dkimpy", "dkim", "python3-dkim", "dkim")
@@ -183,16 +183,9 @@ class Dkim(Plugin):
         if not self.connection.relay_client:
             return DECLINED
         domain = from_domain(transaction) or (transaction.sender.host or "").lower()
-        if not domain:
-            self.log(LOGINFO, "skip, no From or sender domain to sign for")
-            return DECLINED
-        try:
-            key = signing_key(self.app.config.dirs, domain)
-        except SigningKeyError as exc:
-            self.log(LOGERROR, f"error, {exc}; not signed")
-            return DECLINED
+        key = key_to_sign_with(self, domain, self.app.config.dirs,
+                               missing="skip, DKIM not configured for")
         if key is None:
-            self.log(LOGINFO, f"skip, DKIM not configured for {domain}")
             return DECLINED
         try:
             line = dkim.sign(message_bytes(transaction), key.selector.encode(), key.domain.encode(),

@@ -25,8 +25,8 @@ import os
 from email.utils import getaddresses
 
 from qpsmtpd_py.api import (
-    DECLINED, LOGERROR, LOGINFO, Choice, Keyword, Path, Plugin, SigningKeyError, domainkeys,
-    message_bytes, require_extra, signing_key,
+    DECLINED, LOGERROR, LOGINFO, Choice, Keyword, Path, Plugin, domainkeys, key_to_sign_with,
+    message_bytes, require_extra,
 )
 
 require_extra("cryptography", "cryptography", "dkim", "python3-cryptography", "domainkeys_sign")
@@ -53,17 +53,8 @@ class DomainkeysSign(Plugin):
                 domain = addr.rsplit("@", 1)[1].lower()
                 break
         domain = domain or (transaction.sender.host or "").lower()
-        if not domain:
-            self.log(LOGINFO, "skip, no From or sender domain to sign for")
-            return DECLINED
-        bases, sub = self.key_bases()
-        try:
-            key = signing_key(bases, domain, sub)
-        except SigningKeyError as exc:
-            self.log(LOGERROR, f"error, {exc}; not signed")
-            return DECLINED
+        key = key_to_sign_with(self, domain, *self.key_bases())
         if key is None:
-            self.log(LOGINFO, f"skip, no key for {domain}")
             return DECLINED
         try:
             value = domainkeys.sign(message_bytes(transaction), key.domain, key.selector,

@@ -56,8 +56,8 @@ from .helpers.remote_login import RemoteLoginPlugin, login_arguments  # noqa: F4
 from .helpers.extras import require as require_extra  # noqa: F401  a plugin's optional library (setup.cfg extra)
 from .helpers.durable import fsync_dir, unlink_quietly  # noqa: F401  crash-safe queue files
 from .helpers.mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
-    SigningKey, SigningKeyError, aligned, message_bytes, organizational_domain, printable,
-    set_auth_result, signing_key,
+    SigningKey, SigningKeyError, aligned, key_to_sign_with, message_bytes, organizational_domain,
+    printable, set_auth_result, signing_key,
 )
 from .helpers import domainkeys  # noqa: F401  DomainKeys (RFC 4870): domainkeys and domainkeys_sign
 from .helpers import geoip  # noqa: F401  MaxMind databases: ident/geoip, geo_blacklist_whitelist

@@ -6,6 +6,7 @@ entry per method and message.
 
 import os
 
+from ..constants import LOGERROR, LOGINFO
 from .extras import require
 
 
@@ -49,6 +50,22 @@ def signing_key(config_dirs, domain, subdir="dkim"):
             if os.path.isdir(path):
                 return _key_in(path, candidate)
     return None
+
+
+def key_to_sign_with(plugin, domain, config_dirs, subdir="dkim", missing="skip, no key for"):
+    """signing_key() for a signing plugin, logging why a message goes unsigned (no
+    domain, a broken key directory, no key: `missing` DOMAIN); the key or None."""
+    if not domain:
+        plugin.log(LOGINFO, "skip, no From or sender domain to sign for")
+        return None
+    try:
+        key = signing_key(config_dirs, domain, subdir)
+    except SigningKeyError as exc:
+        plugin.log(LOGERROR, f"error, {exc}; not signed")
+        return None
+    if key is None:
+        plugin.log(LOGINFO, f"{missing} {domain}")
+    return key
 
 
 def _key_in(path, name):
