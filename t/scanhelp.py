@@ -14,6 +14,7 @@ import threading
 import time
 
 from inproc import message_wire
+from stubs.acceptor import serve_in_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STUBS = os.path.join(HERE, "stubs")
@@ -21,6 +22,14 @@ EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 HEADER = ("From: Alice <a@b.test>\nTo: u@example.test\nSubject: test\n"
           f"Date: {email.utils.formatdate()}\nMessage-Id: <20260101.4711.alice@b.test>\n")
+
+
+def plugin_server(session_server, plugin):
+    """make(args, files=None): a session_server running `plugin args` at loglevel 6
+    (the scanner tests read the plugin's log lines)."""
+    def make(args, files=None):
+        return session_server(f"{plugin} {args}", files={"loglevel": "6", **(files or {})})
+    return make
 
 
 def message(body, header=HEADER):
@@ -73,17 +82,7 @@ class SilentServer:
         self.address = f"127.0.0.1:{self.port}"
         self.received = bytearray()
         self.conns = []
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
+        self.thread = serve_in_threads(self.listener, self.drain, self.conns)
 
     def drain(self, conn):
         try:

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from harness import service_env
-from scanhelp import EICAR, STUBS, attachment_message, data_reply, header_of, message, transaction
+from scanhelp import (EICAR, STUBS, attachment_message, data_reply, header_of, message,
+                      plugin_server, transaction)
 from tools import require_tool
 from qpsmtpd_py.config import ConfigError
 
@@ -18,9 +19,7 @@ MISBEHAVE = os.path.join(STUBS, "scanners", "misbehave")
 
 @pytest.fixture
 def clamav_server(session_server):
-    def make(args):
-        return session_server(f"virus/clamav {args}", files={"loglevel": "6"})
-    return make
+    return plugin_server(session_server, "virus/clamav")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from harness import service_env
 from scanhelp import (EICAR, KillableProxy, SilentServer, attachment_message, data_reply,
-                      free_port, header_of, message, transaction)
+                      free_port, header_of, message, plugin_server, transaction)
 from qpsmtpd_py.config import ConfigError
 
 VIRUS = "Virus found: Local.Test.EICAR"
@@ -26,9 +26,7 @@ def clamd():
 
 @pytest.fixture
 def clam_server(session_server):
-    def make(args, files=None):
-        return session_server(f"virus/clamdscan {args}", files={"loglevel": "6", **(files or {})})
-    return make
+    return plugin_server(session_server, "virus/clamdscan")
 
 
 @pytest.mark.parametrize("kind", ["tcp", "unix"])

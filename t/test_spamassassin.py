@@ -9,7 +9,7 @@ import pytest
 
 from harness import service_env
 from scanhelp import (GTUBE, HEADER, KillableProxy, SilentServer, data_reply, free_port,
-                      header_of, message, transaction)
+                      header_of, message, plugin_server, transaction)
 from qpsmtpd_py.config import ConfigError
 
 
@@ -21,9 +21,7 @@ def spamd():
 
 @pytest.fixture
 def spam_server(session_server):
-    def make(args, files=None):
-        return session_server(f"spamassassin {args}", files={"loglevel": "6", **(files or {})})
-    return make
+    return plugin_server(session_server, "spamassassin")
 
 
 @pytest.mark.parametrize("kind", ["tcp", "unix"])

@@ -10,7 +10,8 @@ file path and a newline; Sophie answers `0` (clean), `1:NAME[,NAME]` (infected) 
 import os
 import socket
 import sys
-import threading
+
+from .acceptor import serve_in_threads
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scanners"))
 import _detect  # noqa: E402
@@ -25,16 +26,7 @@ class SophieStub:
         self.sock.bind(path)
         self.sock.listen(8)
         self.conns = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+        serve_in_threads(self.sock, self.answer, self.conns)
 
     def answer(self, conn):
         data = b""

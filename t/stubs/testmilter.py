@@ -15,7 +15,8 @@ stage's value and returns the packets.
 
 import socket
 import struct
-import threading
+
+from .acceptor import serve_in_threads
 
 STAGES = {b"C": "connect", b"H": "helo", b"M": "mail", b"R": "rcpt", b"T": "data",
           b"L": "header", b"N": "eoh", b"B": "body", b"E": "eom", b"U": "unknown"}
@@ -84,24 +85,18 @@ class TestMilter:
         self.hang = set(hang)                   # stages it never answers
         self.seen = []
         self.offered = None                     # (version, actions, protocol) the MTA offered
-        self.connections = 0
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
         self.port = self.listener.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         self.socks = []
-        threading.Thread(target=self.serve, daemon=True).start()
+        serve_in_threads(self.listener, self.talk, self.socks)
 
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self.socks.append(conn)
-            threading.Thread(target=self.talk, args=(conn,), daemon=True).start()
+    @property
+    def connections(self):
+        """How many connections the MTA made."""
+        return len(self.socks)
 
     def read(self, conn, size):
         data = b""
