@@ -4,6 +4,12 @@ Replies are buffered and flushed before the next blocking read, so a pipelined
 batch is answered with one write (RFC 2920 allows it) and never deadlocks.
 Every read and write that moves bytes calls `progress` (the server's liveness
 heartbeat, app.keepalive), so a slow but moving upload is never taken for a hang.
+
+Reads run against the deadline of the current request (limits.py): a command
+line must be complete within the time-out of the server starting to wait for
+it, so a client dripping a byte now and then cannot stretch it; during DATA each
+read has the time-out and the upload must keep min_data_rate on average. With
+`limits` unset (tests of the channel itself) every read simply has `timeout`.
 """
 
 import os
@@ -11,9 +17,13 @@ import select
 import socket
 import struct
 
+from .clock import SYSTEM_CLOCK
 from .errors import ClientGone, ClientTimeout  # noqa: F401  (re-exported)
 
 _TIMEVAL = struct.Struct("ll")
+#: a wait for the client wakes this often to look at the stress flag (only when a
+#: server mode can signal stress; the kernel's SO_RCVTIMEO is then this long)
+SLICE = 1.0
 
 
 class LineTooLong(Exception):
@@ -28,6 +38,12 @@ class Channel:
         self.buffer = bytearray()
         self._out = []
         self.progress = None          # callable() after each read and write (liveness)
+        self.clock = SYSTEM_CLOCK     # its monotonic() times the requests
+        self.limits = None            # limits.Policy of the session (None: a plain time-out)
+        self.cap = None               # monotonic time no command wait may pass (session end)
+        self.greeted = False          # the front process already sent the greeting
+        self.pregreet = None          # the front saw the client talk before the greeting
+        self.begin()
 
     # -- output ------------------------------------------------------------------
     def write(self, data):
@@ -41,30 +57,93 @@ class Channel:
             if self.progress is not None:
                 self.progress()
 
-    # -- input ---------------------------------------------------------------------
-    def fill(self, timeout=None):
-        """Read more bytes into the buffer; raises ClientTimeout or ClientGone."""
-        self.flush()
-        data = self._recv(self.timeout if timeout is None else timeout)
+    # -- requests and their deadlines ------------------------------------------------
+    def begin(self, data=False):
+        """A new request: a command line (the default) or a DATA upload."""
+        self._t0 = self._last = self.clock.monotonic()
+        self._got = 0
+        self._first = None
+        self._data = data
+        self.why = None
+
+    def _left(self, now):
+        """Seconds the next read may wait; <= 0 when the request is out of time
+        (self.why then says why)."""
+        limits = self.limits
+        if limits is None:
+            return self._last + self.timeout - now if self._data else self._t0 + self.timeout - now
+        stressed = limits.stressed()
+        wait = limits.wait(stressed)
+        if self._data:
+            end, why = self._last + wait, f"sent nothing for {wait:g} seconds"
+            rate = limits.min_data_rate
+            if rate:
+                slow = self._t0 + max(limits.data_grace(stressed), self._got / rate)
+                if slow < end:
+                    end, why = slow, f"sent less than {rate} bytes/s of message data"
+        else:
+            end, why = self._t0 + wait, f"sent no complete command within {wait:g} seconds"
+            line = limits.line_time(stressed)
+            if line and self._first is not None and self._first + line < end:
+                end, why = self._first + line, f"took over {line:g} seconds for one command line"
+            if self.cap is not None and self.cap < end:
+                end, why = self.cap, "session lasted too long (max_session_time)"
+        if stressed:
+            why += " (stress)"
+        self.why = why
+        return end - now
+
+    def _take(self, data):
+        """Bytes just read: EOF check, liveness, the request's counters."""
         if not data:
             raise ClientGone("client closed the connection")
         if self.progress is not None:
             self.progress()
+        self._last = now = self.clock.monotonic()
+        if self._first is None:
+            self._first = now
+        self._got += len(data)
+        return data
+
+    def _wait_read(self):
+        """The next bytes from the client within the request's deadline."""
+        self.flush()
+        sliced = self.limits is not None and self.limits.sliced
+        while True:
+            left = self._left(self.clock.monotonic())
+            if left <= 0:
+                raise ClientTimeout(self.why)
+            longest = SLICE if sliced else self.timeout
+            # nearly the whole wait: take the whole (one syscall, no new socket time-out)
+            wait = longest if left >= longest - 0.05 else left
+            try:
+                return self._take(self._recv(wait))
+            except ClientTimeout:
+                if not sliced:
+                    self._left(self.clock.monotonic())     # the reason, for the log
+                    raise ClientTimeout(self.why)
+                # a slice passed: look at the deadline (and the stress flag) again
+
+    # -- input ---------------------------------------------------------------------
+    def fill(self, timeout=None):
+        """Read more bytes into the buffer; raises ClientTimeout or ClientGone.
+        With `timeout`, one wait of that length (earlytalker), not the request's."""
+        if timeout is None:
+            data = self._wait_read()
+        else:
+            self.flush()
+            data = self._take(self._recv(timeout))
         self.buffer += data
         return len(data)
 
     def read_chunk(self):
         """Whatever the client sends next, bypassing the buffer (DATA reader)."""
-        self.flush()
-        data = self._recv(self.timeout)
-        if not data:
-            raise ClientGone("client closed the connection")
-        if self.progress is not None:
-            self.progress()
-        return data
+        return self._wait_read()
 
     def readline(self, limit):
-        """One line ending in LF (CR before it kept), at most `limit` octets."""
+        """One line ending in LF (CR before it kept), at most `limit` octets: a new
+        request (see begin)."""
+        self.begin()
         start = 0
         while True:
             index = self.buffer.find(b"\n", start)
@@ -90,7 +169,11 @@ class Channel:
             self.fill()
 
     def input_pending(self, timeout=0.0):
-        """True when the client has sent bytes we have not read (earlytalker)."""
+        """True when the client has sent bytes we have not read (earlytalker). When
+        the front process greeted the client, its observation is the answer."""
+        if self.pregreet is not None:
+            early, self.pregreet = self.pregreet, None
+            return early
         if self.buffer:
             return True
         try:
@@ -114,33 +197,38 @@ class SocketChannel(Channel):
     def __init__(self, sock, timeout=1200):
         super().__init__(timeout)
         self.sock = sock
-        self._timed = (None, None)        # (socket, seconds) its kernel time-outs hold
+        self._timed = (None, None, None)  # (socket, time-out, receive time-out) in the kernel
 
     def _kernel_timeouts(self):
-        """Make a plain TCP socket blocking with SO_RCVTIMEO/SO_SNDTIMEO = timeout:
-        then each recv and send is one syscall, where a socket with a Python
-        time-out polls before every call. False for TLS sockets (own path)."""
+        """Make a plain TCP socket blocking with SO_RCVTIMEO (the time-out, or SLICE
+        when reads must wake to look at the stress flag) and SO_SNDTIMEO (the
+        time-out): then each recv and send is one syscall, where a socket with a
+        Python time-out polls before every call. False for TLS sockets (own path)."""
         sock, timeout = self.sock, self.timeout
         if type(sock) is not socket.socket or not timeout or timeout <= 0:
             return False
-        if self._timed[0] is sock and self._timed[1] == timeout and sock.gettimeout() is None:
+        receive = SLICE if self.limits is not None and self.limits.sliced else timeout
+        wanted = (sock, timeout, receive)
+        if self._timed == wanted and sock.gettimeout() is None:
             return True
         try:
-            timeval = _TIMEVAL.pack(int(timeout), int(timeout % 1 * 1000000))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            for option, seconds in ((socket.SO_RCVTIMEO, receive), (socket.SO_SNDTIMEO, timeout)):
+                timeval = _TIMEVAL.pack(int(seconds), int(seconds % 1 * 1000000))
+                sock.setsockopt(socket.SOL_SOCKET, option, timeval)
             sock.settimeout(None)
         except OSError:
             return False
-        self._timed = (sock, timeout)
+        self._timed = wanted
         return True
 
     def _recv(self, timeout):
         if self._kernel_timeouts():
             sock = self.sock
             try:
-                if timeout != self.timeout and not _readable(sock, timeout):
-                    raise ClientTimeout()         # a shorter wait (earlytalker) ran out
+                # a wait shorter than the kernel's (earlytalker, a request nearly out
+                # of time) polls first; within 50 ms the kernel's is close enough
+                if timeout < self._timed[2] - 0.05 and not _readable(sock, timeout):
+                    raise ClientTimeout()
                 return sock.recv(65536)
             except BlockingIOError:               # SO_RCVTIMEO ran out
                 raise ClientTimeout()

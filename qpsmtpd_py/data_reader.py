@@ -60,6 +60,7 @@ class DataReader:
     # -- reading ---------------------------------------------------------------------
     def read(self):
         channel = self.session.channel
+        channel.begin(data=True)        # each read has the time-out; min_data_rate overall
         pending = channel.buffer
         channel.buffer = bytearray()
         at_line_start = True

@@ -11,7 +11,7 @@ reading, and enhanced status codes are added after EHLO.
 import re
 import time
 
-from . import auth, envelope, metrics, trace
+from . import auth, envelope, limits, metrics, trace
 from . import constants as C
 from .channel import LineTooLong
 from .data_reader import DataReader
@@ -25,6 +25,17 @@ from .transaction import Transaction
 
 COMMAND_LINE_LIMIT = 512
 _VERB = re.compile(r"^\w{1,12}$")
+
+
+def greeting_text(app):
+    """The 220 greeting's text (config smtpgreeting, which must say ESMTP), also
+    sent by the prefork front process for the clients it holds."""
+    greeting = app.config.get("smtpgreeting")
+    if greeting:
+        if not re.search(r"(^|\W)ESMTP(\W|$)", greeting):
+            greeting += " ESMTP"
+        return greeting
+    return f"{app.me} ESMTP qpsmtpd_py {app.version} ready; send us your mail, but not your spam."
 
 
 class SMTPSession:
@@ -53,6 +64,11 @@ class SMTPSession:
             connection.id = new_session_id()
         self.decided_by = None               # plugin of the last hook chain that answered
         self.summary = Summary(self)         # the LOGNOTICE lines: refusals, summaries
+        self.limits = limits.policy(app)     # time-outs, junk and error limits, stress
+        channel.limits = self.limits
+        self.began = app.clock.monotonic()
+        self.junk = 0                        # NOOP, RSET ... since the last delivery
+        self.errors = 0                      # unknown commands, junk past its limit
 
     # -- conveniences for plugins ---------------------------------------------------
     @property
@@ -166,9 +182,9 @@ class SMTPSession:
                     self.read_and_dispatch()
             except Disconnect:
                 pass
-            except ClientTimeout:
-                self.log(C.LOGINFO, "timeout: client sent nothing for "
-                         f"{self.channel.timeout} seconds")
+            except ClientTimeout as exc:
+                why = str(exc) or f"sent nothing for {self.channel.timeout} seconds"
+                self.log(C.LOGINFO, f"timeout: client {why}")
                 self.verb = ""      # not a reply to the last command (EHLO has no codes)
                 self.respond(421, f"4.4.2 {self.me} Error: timeout exceeded")
                 self._end_quietly()
@@ -221,16 +237,9 @@ class SMTPSession:
                  f" to {conn.local_ip}:{conn.local_port}")
         if self.answer("connect", code, msgs):
             self.disconnect()       # a refused connection ends here, whatever the code
-        if code == C.DONE:
-            return
-        greeting = self.config("smtpgreeting")
-        if greeting:
-            if not re.search(r"(^|\W)ESMTP(\W|$)", greeting):
-                greeting += " ESMTP"
-        else:
-            greeting = (f"{self.me} ESMTP qpsmtpd_py {self.app.version} ready; "
-                        "send us your mail, but not your spam.")
-        self.respond(220, greeting)
+        if code == C.DONE or self.channel.greeted:
+            return                  # greeted by a plugin, or by the front process
+        self.respond(220, greeting_text(self.app))
 
     def _lookup_remote_host(self):
         """Start the PTR lookup of the client (as qpsmtpd does), unless -H / app.rdns
@@ -241,6 +250,9 @@ class SMTPSession:
             conn.remote_host_from(reverse_name(self.app, conn.remote_ip, conn))
 
     def read_and_dispatch(self):
+        # max_session_time: no wait for a command past it (an upload is never cut)
+        longest = self.limits.max_session_time(self.limits.stressed())
+        self.channel.cap = self.began + longest if longest else None
         try:
             raw = self.channel.readline(COMMAND_LINE_LIMIT)
         except LineTooLong:
@@ -271,8 +283,26 @@ class SMTPSession:
         if handler is None and verb == "auth" and self.auth_offered and self.auth is not None:
             handler = self.auth.cmd_auth
         if handler is None:
+            self.count_error("unknown commands")
             return self.cmd_unrecognized(verb, rest)
+        if verb in limits.JUNK_VERBS:
+            self.junk += 1
+            limit = self.limits.junk_limit(self.limits.stressed())
+            if limit and self.junk > limit:
+                self.count_error(f"junk commands (NOOP, RSET, VRFY, EXPN, HELP) past {limit}")
         handler(rest)
+
+    def count_error(self, what):
+        """One more error; past hard_error_limit the session ends with 421 (Postfix's
+        smtpd_hard_error_limit). Delivering a message starts the count again."""
+        self.errors += 1
+        stressed = self.limits.stressed()
+        limit = self.limits.error_limit(stressed)
+        if limit and self.errors > limit:
+            self.log(C.LOGNOTICE, f"too many errors ({self.errors}: {what}; hard_error_limit "
+                     f"{limit}{', stress' if stressed else ''}): disconnecting")
+            self.respond(421, f"4.7.0 {self.me} Error: too many errors")
+            self.disconnect()
 
     # -- commands ---------------------------------------------------------------------------
     def cmd_unrecognized(self, verb, rest):
@@ -524,6 +554,7 @@ class SMTPSession:
         if code == C.OK:
             self.respond(250, *(msgs or ["Queued"]), enhanced="2.0.0")
             self.log(C.LOGINFO, f"queued by {plugin.plugin_name if plugin else '?'}: {' '.join(msgs)}")
+            self.junk = self.errors = 0          # a client that delivers is no pest
         elif code != C.DONE:
             if code not in C.DENY_CODES:
                 self.log(C.LOGWARN, "no queue plugin accepted the message")
