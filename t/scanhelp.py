@@ -100,6 +100,21 @@ class SilentServer:
             conn.close()
 
 
+def talk_to_silent_server(make, args, text):
+    """One transaction of `text` with the plugin (make(args), as plugin_server makes
+    it) pointed at a SilentServer: `args` may name its {port} and {address}.
+    Returns (dialogue, seconds the transaction took, the closed server)."""
+    server = SilentServer()
+    try:
+        srv = make(args.format(port=server.port, address=server.address))
+        start = time.monotonic()
+        d = srv.talk(*transaction(message(text)))
+        elapsed = time.monotonic() - start
+    finally:
+        server.close()
+    return d, elapsed, server
+
+
 class KillableProxy:
     """tcpproxy.py in its own process in front of TARGET. die_at (a byte count or
     'eof'): the proxy SIGKILLs itself once it has forwarded that much of a request

@@ -3,14 +3,11 @@ plain and as a base64 attachment over TCP and the unix socket, clean mail marked
 deny_viruses no, scan_all, max_size; clamd killed mid-scan, silent, absent; a 20 MB
 message scanned with bounded memory in the worker process."""
 
-import os
-import time
-
 import pytest
 
 from harness import service_env
-from scanhelp import (EICAR, KillableProxy, SilentServer, attachment_message, data_reply,
-                      free_port, header_of, message, plugin_server, transaction)
+from scanhelp import (EICAR, KillableProxy, attachment_message, data_reply, free_port,
+                      header_of, message, plugin_server, talk_to_silent_server, transaction)
 from qpsmtpd_py.config import ConfigError
 
 VIRUS = "Virus found: Local.Test.EICAR"
@@ -96,14 +93,8 @@ def test_clamd_killed_mid_scan(clam_server, clamd, args, expect):
 
 
 def test_slow_clamd_answer_within_the_timeout(clam_server):
-    server = SilentServer()
-    try:
-        srv = clam_server(f"clamd_host 127.0.0.1 clamd_port {server.port} timeout 1")
-        start = time.monotonic()
-        d = srv.talk(*transaction(message("hello\n")))
-        elapsed = time.monotonic() - start
-    finally:
-        server.close()
+    d, elapsed, _ = talk_to_silent_server(
+        clam_server, "clamd_host 127.0.0.1 clamd_port {port} timeout 1", "hello\n")
     assert data_reply(d) == (452, "Unable to scan for viruses")
     assert 0.9 <= elapsed < 2.5, elapsed
     assert "no answer within 1s" in d.log

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from harness import service_env
-from scanhelp import (GTUBE, HEADER, KillableProxy, SilentServer, data_reply, free_port,
-                      header_of, message, plugin_server, transaction)
+from scanhelp import (GTUBE, HEADER, KillableProxy, data_reply, free_port, header_of, message,
+                      plugin_server, talk_to_silent_server, transaction)
 from qpsmtpd_py.config import ConfigError
 
 
@@ -141,14 +141,8 @@ def test_spamd_absent_tempfails_at_once(spam_server):
 
 
 def test_slow_spamd_answer_within_the_timeout(spam_server):
-    server = SilentServer()
-    try:
-        srv = spam_server(f"spamd_socket {server.address} timeout 1.5")
-        start = time.monotonic()
-        d = srv.talk(*transaction(message("hi\n")))
-        elapsed = time.monotonic() - start
-    finally:
-        server.close()
+    d, elapsed, server = talk_to_silent_server(spam_server, "spamd_socket {address} timeout 1.5",
+                                               "hi\n")
     assert data_reply(d) == (452, "Unable to scan the message, try again later")
     assert 1.4 <= elapsed < 2.5, elapsed
     assert bytes(server.received).startswith(b"HEADERS SPAMC/1.4\r\nContent-length: ")
