@@ -77,6 +77,9 @@ class Earlytalker(Plugin):
     def register(self, *args):
         self.check_at = set(self.args["check-at"])
         self.wait = self.args["wait"]
+        # the prefork front holds its greeting this long for the clients it greets
+        # itself, and tells the session whether they spoke first
+        self.greeting_delay = self.wait if "CONNECT" in self.check_at else 0
         action = self.args["action"] or ""
         if self.args["reject"] is None:
             self.args["reject"] = "0" if action == "log" else "1"

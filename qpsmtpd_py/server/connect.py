@@ -21,15 +21,36 @@ def connection_args(connection, max_conn_ip, child_addrs):
                 max_conn_ip=max_conn_ip, child_addrs=list(child_addrs))
 
 
-def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals, local=None):
+class Handoff:
+    """A client the prefork front passed on (front.py): whether the front greeted
+    it, whether the client talked before that greeting (earlytalker), and the bytes
+    the front read (its first command line, or what it said before the greeting)."""
+
+    smtps = False
+    proxy = False
+
+    def __init__(self, greeted, early, data):
+        self.greeted = bool(greeted)
+        self.early = early
+        self.data = data
+
+
+def serve_client(app, sock, peer, smtps, max_conn_ip, child_addrs, refusals, local=None,
+                 handoff=None):
     """Run pre-connection, then the session. `refusals` maps 550 and 451 to the
     default texts of this server mode; `local` replaces the socket's own address
-    (behind a PROXY protocol proxy). Returns False when the client was refused."""
+    (behind a PROXY protocol proxy). Returns False when the client was refused.
+    A refusal of a client the front already greeted answers its first command."""
     local = local or sock.getsockname()
     connection = new_connection(peer[:2], local[:2], smtps=smtps)
     connection.id = new_session_id()
     channel = SocketChannel(sock, app.timeout)
     channel.progress = app.keepalive         # liveness: bytes flowing are progress
+    if handoff is not None:
+        channel.buffer += handoff.data
+        channel.greeted = handoff.greeted
+        if handoff.greeted:
+            channel.pregreet = bool(handoff.early)
     code, messages = run_pre_connection(app, connection, max_conn_ip, child_addrs)
     if code in C.DENY_CODES:
         reply = 451 if C.is_soft(code) else 550

@@ -160,6 +160,8 @@ class ForkServer(Master):
             self.app.on_command = on_command
             self.app.heartbeat = Heartbeat(lambda: self.board.heartbeat(slot),
                                            heartbeat_interval(self.app.timeout))
+            # stress (limits.py): every connection in use, new clients wait in the backlog
+            self.app.stress = lambda: self.board.states().count(BUSY) >= self.limit
             daemon.set_title(f"{PROG} child: {ip} connect")
             self.app.hooks.run("post-fork", None)
             peer, local = self.proxied(client, peer, listener)

@@ -10,6 +10,15 @@ pipe, so the master wakes at once and forks another (never more than
 children are retired one a second, once the pool has not grown for SHRINK_AFTER
 seconds (warm children are kept through a burst's pauses).
 
+New connections on the plain listeners are taken by the master's front
+(front.py, postscreen's way): when calm they go to an idle child at once, before
+the greeting; under stress, or past --max-from-ip for their IP, the front greets
+them and hands them to a child only once they have sent a complete command, so
+silent and dripping clients never hold a child. SMTPS and PROXY listeners are
+accepted by the children themselves. The master sets the stress flag (shared
+memory) that tightens the session limits (limits.py) when the pool is nearly
+full and clients are waiting, and logs each change.
+
 Signals to the master: HUP reloads config and plugins (children with a session
 finish it on the old configuration, idle ones are replaced at once); TERM/INT
 stop accepting and give running sessions --graceful-timeout seconds; USR1 makes
@@ -20,21 +29,28 @@ timeout, while starting or serving, has its stack logged and is killed
 """
 
 import argparse
+import collections
+import json
+import math
 import os
 import random
 import select
 import signal
+import socket
+import struct
 import sys
 import time
 import traceback
 
 from .. import constants as C
 from . import daemon
-from .connect import peer_ip, serve_client
+from .connect import Handoff, peer_ip, serve_client
+from .front import Front
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .master import EX_USAGE, Master, add_common_options, finish_common_options, reopen_logs
 from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
+from .stress import StressFlag
 
 PROG = "qpsmtpd-prefork"
 SHRINK_AFTER = 3.0       # seconds after the pool last grew before surplus idle children retire
@@ -49,7 +65,7 @@ def parse_args(argv):
                "The manual (options, signals, systemd units) is docs/servers.md in the "
                "qpsmtpd_py source, installed by scripts/install as "
                "/usr/share/doc/qpsmtpd-py/servers.md; `qpsmtpd-doc NAME` shows a plugin's.")
-    add_common_options(parser, default_port=25, max_from_ip=10)
+    add_common_options(parser, default_port=25, max_from_ip="a quarter of --children, at least 2")
     parser.add_argument("--children", type=int, default=15, metavar="N",
                         help="maximum number of children (default 15)")
     parser.add_argument("--idle-children", type=int, default=5, metavar="N",
@@ -65,11 +81,16 @@ def parse_args(argv):
                              "priority than its children (default 5; 0 = off)")
     parser.add_argument("--pretty-child", action="store_true",
                         help="idle children show 'qpsmtpd child' as process title")
+    parser.add_argument("--no-front", dest="front", action="store_false",
+                        help="children accept connections themselves (no front in the "
+                             "master: silent clients then hold a child each)")
     args = finish_common_options(parser.parse_args(argv))
     if args.children < 1:
         parser.error("--children must be at least 1")
     if args.idle_children <= 0 or args.idle_children > args.children:
         args.idle_children = args.children
+    if not args.max_from_ip_given:
+        args.max_from_ip = default_max_from_ip(args.children)
     if args.max_from_ip == 0:
         args.max_from_ip = args.children
     if args.max_requests < 1:
@@ -79,6 +100,20 @@ def parse_args(argv):
     if args.max_requests_jitter < 0:
         parser.error("--max-requests-jitter must not be negative")
     return args
+
+
+def default_max_from_ip(children):
+    """Well below the pool: a quarter of --children, at least 2 (3 of the default 15)."""
+    return max(2, children // 4)
+
+
+def stress_threshold(children):
+    """Busy children from which the pool is under stress (with clients waiting)."""
+    return max(1, math.ceil(0.8 * children))
+
+
+ACK = struct.Struct("=H")        # a child's slot, written to the status pipe when busy
+STRESS_MIN_SECONDS = 2.0         # stress stays on at least this long (no flapping)
 
 
 class ChildRecord:
@@ -113,6 +148,12 @@ class PreforkMaster(Master):
         self.backoff = 0.0
         self.shown_status = None
         self.reniced = False
+        self.stress = StressFlag()
+        self.stress_since = 0.0
+        self.front = None                 # front.Front over the plain listeners
+        self.handoffs = {}                # slot -> the master's end of that child's socket
+        self.assigned = {}                # slot -> IP handed to it, until the child says busy
+        self.reap_due = True
 
     # -- start-up -------------------------------------------------------------------------------
     def before_privilege_drop(self):
@@ -125,26 +166,138 @@ class PreforkMaster(Master):
 
     def run(self):
         self.start()
+        self.start_front()
         self.freeze()
         self.manage()
         self.notifier.ready(self.status_text())
         self.show_status()
+        next_reap = 0.0
+        front_due = 1.0
         while not self.stopping:
-            timeout = self.wake_within(min(1.0, max(0.0, self.next_spawn - time.monotonic()) or 1.0))
+            timeout = self.wake_within(min(1.0, front_due,
+                                           max(0.0, self.next_spawn - time.monotonic()) or 1.0))
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
-            if self.wait(timeout, [self.status_pipe[0]]):
-                _drain(self.status_pipe[0])
-            self.reap()
+            fds = [self.status_pipe[0]] + ([self.front] if self.front else [])
+            if self.status_pipe[0] in self.wait(timeout, fds):
+                self.read_acks()
+            now = time.monotonic()
+            if self.reap_due or now >= next_reap:
+                self.reap_due = False
+                next_reap = now + 1.0
+                self.reap()
             if self.stopping:
                 break
+            if self.front is not None:
+                front_due = self.front.run(self.stress())
+            self.update_stress()
             self.kill_hung()
             self.manage()
             self.show_status()
             self.notifier.ping_watchdog()
         self.finish_stop()
         return 0
+
+    def check_plugins(self):
+        if not self.args.front:          # with the front, --max-from-ip needs no plugin
+            super().check_plugins()
+
+    def on_signal(self, signum):
+        if signum == signal.SIGCHLD:
+            self.reap_due = True
+        super().on_signal(signum)
+
+    # -- the front ----------------------------------------------------------------------------
+    def start_front(self):
+        """The master takes the plain listeners (front.py); the children keep the
+        SMTPS and PROXY ones. --no-front: the children take every listener."""
+        plain = [l for l in self.listeners if not l.smtps and not getattr(l, "proxy", False)]
+        if self.args.front and plain:
+            self.front = Front(self, plain)
+            self.app.stress = self.stress
+            self.log(C.LOGINFO, f"front: holding new clients on {', '.join(l.name for l in plain)}; "
+                     f"at most {self.max_conn_ip} children per client IP")
+
+    def direct_listeners(self):
+        """The listeners the children accept on themselves."""
+        if self.front is None:
+            return self.listeners
+        return [l for l in self.listeners if l not in self.front.listeners]
+
+    def idle_slots(self):
+        """Slots of idle children of this generation that nothing is handed to."""
+        states = self.board.states()
+        return [r.slot for r in self.children.values()
+                if r.generation == self.generation and not r.retiring
+                and states[r.slot] == IDLE and r.slot not in self.assigned
+                and r.slot in self.handoffs]
+
+    def growing(self):
+        """A child is starting, or one can still be forked: a new client is better
+        off waiting a moment for it than greeted by the front."""
+        states = self.board.states()
+        return (len(self.children) < self.max_children
+                or any(states[r.slot] == STARTING for r in self.children.values()))
+
+    def busy_by_ip(self):
+        """{ip: children serving it}, handed-off clients not yet picked up included."""
+        counts = collections.Counter(self.board.busy_addrs())
+        counts.update(self.assigned.values())
+        return counts
+
+    def hand_off(self, slot, sock, message, ip):
+        """Pass a client's socket (and what the front read) to the child in `slot`."""
+        end = self.handoffs.get(slot)
+        if end is None:
+            return False
+        try:
+            socket.send_fds(end, [message], [sock.fileno()])
+        except OSError as exc:
+            self.log(C.LOGWARN, f"front: cannot hand {ip} to the child in slot {slot}: {exc}")
+            return False
+        self.assigned[slot] = ip
+        return True
+
+    def read_acks(self):
+        """Children write their slot number when they take a client: that child is
+        busy now (and the pool may have to grow)."""
+        try:
+            while True:
+                data = os.read(self.status_pipe[0], 4096)
+                if not data:
+                    return
+                for (slot,) in ACK.iter_unpack(data[:len(data) - len(data) % ACK.size]):
+                    self.assigned.pop(slot, None)
+        except BlockingIOError:
+            pass
+
+    def update_stress(self):
+        """Stress: at least 80% of --children busy while clients wait in the front.
+        Tightens the limits of every session (limits.py)."""
+        counts = self.board.counts(r.slot for r in self.children.values())
+        busy = counts[BUSY]
+        waiting = self.front.waiting() if self.front else 0
+        on = busy >= stress_threshold(self.max_children) and waiting > 0
+        now = time.monotonic()
+        if on == self.stress():
+            if on:
+                self.stress_since = now
+            return
+        if not on and now - self.stress_since < STRESS_MIN_SECONDS:
+            return
+        self.stress.set(on)
+        self.stress_since = now
+        if on:
+            self.log(C.LOGWARN, f"stress: {busy} of {self.max_children} children busy, "
+                     f"{waiting} clients waiting: shorter time-outs and lower error limits")
+        else:
+            self.log(C.LOGNOTICE, f"stress over: {busy} of {self.max_children} children busy")
+
+    def begin_stop(self, why):
+        if self.front is not None:
+            self.front.close_all()
+        super().begin_stop(why)
 
     # -- the pool ---------------------------------------------------------------------------------
     def manage(self):
@@ -154,12 +307,15 @@ class PreforkMaster(Master):
         current = {pid: r for pid, r in self.children.items()
                    if r.generation == self.generation and not r.retiring}
         counts = self.board.counts(r.slot for r in current.values())
-        spare = counts[IDLE] + counts[STARTING]
-        need = min(self.idle_target - spare, self.max_children - len(self.children))
+        # clients handed to a child that has not said busy yet are not spare; clients
+        # waiting in the front want a child each
+        spare = counts[IDLE] + counts[STARTING] - len(self.assigned)
+        target = self.idle_target + (self.front.waiting_for_worker() if self.front else 0)
+        need = min(target - spare, self.max_children - len(self.children))
         if need > 0:
             # ahead of demand: while clients keep arriving, keep half as many spare
             # children as are busy (a burst finds them forked and warm)
-            need = min(max(need, counts[BUSY] // 2 + self.idle_target - spare),
+            need = min(max(need, counts[BUSY] // 2 + target - spare),
                        self.max_children - len(self.children))
             if now >= self.next_spawn:
                 self.last_grow = now
@@ -180,15 +336,32 @@ class PreforkMaster(Master):
         if slot is None:
             return
         self.worker = Worker(self, slot)
+        pair = None
+        if self.front is not None:
+            # the child's own socket for handed-off clients (SOCK_SEQPACKET keeps each
+            # message, and the descriptor it carries, whole)
+            pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pair[0].setblocking(False)
+            self.worker.handoff = pair[1]
         try:
             pid = self.fork()
         except OSError as exc:
             self.board.release(slot)
+            for end in pair or ():
+                end.close()
             self.log(C.LOGERROR, f"cannot fork a child: {exc.strerror}")
             self.next_spawn = time.monotonic() + 1.0
             return
         if pid == 0:
+            if pair is not None:
+                pair[0].close()
             self.worker.run()            # never returns
+        if pair is not None:
+            pair[1].close()
+            old = self.handoffs.pop(slot, None)
+            if old is not None:
+                old.close()
+            self.handoffs[slot] = pair[0]
         self.board.set_pid(slot, pid)
         self.children[pid] = ChildRecord(slot, self.generation)
         self.worker = None
@@ -198,6 +371,10 @@ class PreforkMaster(Master):
 
     def child_gone(self, pid, record, status):
         self.board.release(record.slot)
+        self.assigned.pop(record.slot, None)
+        end = self.handoffs.pop(record.slot, None)
+        if end is not None:
+            end.close()                  # a client still queued there is closed with it
         if failed_by_itself(status) and not record.killed and not self.stopping \
                 and time.monotonic() - record.born < 1.0:
             # dying at birth (a broken post-fork hook?): do not fork in a tight loop
@@ -251,6 +428,7 @@ class Worker:
         self.client_ip = ""
         self.client = None
         self.bound = SessionBound(master.args.graceful_timeout, self.master_gone)
+        self.handoff = None               # our end of the socket the front passes clients on
 
     def install_signals(self):
         self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -309,6 +487,7 @@ class Worker:
         master = self.master
         os.close(master.status_pipe[0])
         self.status_fd = master.status_pipe[1]
+        self.drop_masters_sockets()
         self.app = master.app
         self.app.on_command = self.on_command
         self.app.heartbeat = Heartbeat(lambda: self.board.heartbeat(self.slot),
@@ -321,12 +500,30 @@ class Worker:
         self.poller = select.poll()
         self.poller.register(self.wake[0], select.POLLIN)
         self.by_fd = {}
-        for listener in self.listeners:
+        for listener in master.direct_listeners():
             if listener.fileno() < 0:
                 continue                 # closed: the master died while we started
             self.poller.register(listener.fileno(), select.POLLIN)
             self.by_fd[listener.fileno()] = listener
+        if self.handoff is not None:
+            self.poller.register(self.handoff.fileno(), select.POLLIN)
+        self.app.stress = master.stress
         self.app.hooks.run("post-fork", None)
+
+    def drop_masters_sockets(self):
+        """What the master holds is not ours: the clients waiting in its front (else
+        closing one there would not end its connection), the front's listeners and
+        selector, the other children's hand-off sockets."""
+        master = self.master
+        front = master.front
+        if front is not None:
+            for held in front.held.values():
+                held.sock.close()
+            front.selector.close()
+            for listener in front.listeners:
+                listener.close()
+        for end in master.handoffs.values():
+            end.close()
 
     def idle(self):
         self.busy = False
@@ -348,6 +545,10 @@ class Worker:
             _drain(self.wake[0])
         if self.stop:
             return None, None, None
+        if self.handoff is not None and any(fd == self.handoff.fileno() for fd, _ in events):
+            client, handoff = self.take_handoff()
+            if client is not None:
+                return client, None, handoff
         for fd in ready:
             listener = self.by_fd[fd]
             client, peer = listener.accept()
@@ -355,8 +556,36 @@ class Worker:
                 return client, peer, listener
         return None, None, None
 
+    def take_handoff(self):
+        """A client passed on by the front: (socket, Handoff) or (None, None)."""
+        try:
+            message, fds, _, _ = socket.recv_fds(self.handoff, 65536, 1)
+        except (BlockingIOError, InterruptedError):
+            return None, None
+        if not fds:
+            return None, None
+        client = socket.socket(fileno=fds[0])
+        for extra in fds[1:]:
+            os.close(extra)
+        head, _, data = message.partition(b"\n")
+        try:
+            meta = json.loads(head)
+        except ValueError:
+            client.close()
+            return None, None
+        client.setblocking(True)
+        return client, Handoff(meta.get("greeted", False), meta.get("early"), data)
+
     def serve(self, client, peer, listener):
-        peer, local = self.master.proxied(client, peer, listener)
+        handoff = listener if isinstance(listener, Handoff) else None
+        if handoff is not None:
+            try:
+                peer, local = client.getpeername(), None
+            except OSError:              # gone while it was being passed on
+                client.close()
+                return
+        else:
+            peer, local = self.master.proxied(client, peer, listener)
         if peer is None:
             client.close()
             return
@@ -366,7 +595,7 @@ class Worker:
         self.client = client
         self.board.mark(self.slot, BUSY, ip)
         try:
-            os.write(self.status_fd, b"b")   # wake the master: maybe grow the pool
+            os.write(self.status_fd, ACK.pack(self.slot))   # busy: the master may grow the pool
         except OSError:
             pass
         self.title(f"{ip} connect")
@@ -374,7 +603,7 @@ class Worker:
             # child_addrs only matter to pre-connection plugins (hosts_allow)
             addrs = self.board.busy_addrs(exclude=self.slot) if self.app.hooks.has("pre-connection") else []
             serve_client(self.app, client, peer, listener.smtps, self.master.max_conn_ip,
-                         addrs, self.master.refusals, local=local)
+                         addrs, self.master.refusals, local=local, handoff=handoff)
         except Exception:
             self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
         finally:

@@ -1,0 +1,299 @@
+"""The prefork front: new connections wait in the master's event loop, costing a
+file descriptor, not a worker (Postfix's postscreen, issue 16 point 1).
+
+The master accepts on the plain listeners (not SMTPS, not PROXY: those need a
+handshake or header first and go to the workers directly) and decides per client:
+
+* calm (no stress, a worker idle, the client's IP under --max-from-ip): the
+  socket goes to an idle worker at once, before any greeting, and the session is
+  exactly as without a front (pre-connection and connect hooks, then the 220);
+* otherwise the front greets the client itself (after waiting out the earlytalker
+  plugin's delay, noting whether the client spoke first) and reads until the
+  client has sent its first complete command line. Only then does it pass the
+  socket, with the bytes read, to a worker (SCM_RIGHTS over the worker's own unix
+  socket), preferring clients whose IP holds the fewest workers. The worker runs
+  the pre-connection and connect hooks as always (same connection, same notes);
+  a refusal from them is the answer to that first command.
+
+Silent clients and clients dripping bytes therefore never hold a worker: they
+wait here until the time-out (stress_timeout in stress, else timeout; in stress a
+command line must also be complete within 3 s of its first byte) and get 421.
+The 127.0.0.1 and ::1 clients are exempt from --max-from-ip (the host itself:
+content filters, local submission), as Postfix exempts $mynetworks.
+"""
+
+import collections
+import json
+import resource
+import selectors
+import socket
+import time
+
+from .. import constants as C
+from ..limits import STRESS_LINE_TIME, policy
+from ..session import greeting_text
+from .connect import peer_ip
+
+NEW, EARLY, GREETED, READY = "new", "early", "greeted", "ready"
+NEW_GRACE = 0.25          # s a new client may wait for a worker before we greet it,
+GROW_GRACE = 2.0          # or this long when a worker is being forked for it
+READY_WAIT = 300.0        # s a client that has sent its command may wait for a worker
+READ_MAX = 8192           # bytes read here at most (a command line is 512)
+EXEMPT = frozenset(("127.0.0.1", "::1"))
+ACCEPT_BATCH = 64
+
+
+class Held:
+    """A client the front holds."""
+
+    __slots__ = ("sock", "ip", "state", "since", "buffer", "early", "greet_at",
+                 "first", "ready_at")
+
+    def __init__(self, sock, ip, now):
+        self.sock = sock
+        self.ip = ip
+        self.state = NEW
+        self.since = now
+        self.buffer = bytearray()
+        self.early = False
+        self.greet_at = None
+        self.first = None             # when the first byte after the greeting came
+        self.ready_at = None
+
+
+class Front:
+    def __init__(self, master, listeners, clock=time.monotonic):
+        self.master = master
+        self.clock = clock
+        self.listeners = list(listeners)
+        self.selector = selectors.DefaultSelector()
+        for listener in self.listeners:
+            self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+        self.held = {}                # fd -> Held
+        self.capacity = _capacity(master.max_children)
+        self.stats = collections.Counter()
+
+    def fileno(self):
+        return self.selector.fileno()
+
+    # -- what the master asks --------------------------------------------------------------
+    def waiting_for_worker(self):
+        """Clients a worker should be found for now (new ones, and those ready)."""
+        return sum(1 for h in self.held.values() if h.state in (NEW, READY))
+
+    def waiting(self):
+        """Clients held longer than a moment (a new one waits NEW_GRACE for a
+        worker before it counts: a child being forked is no sign of stress)."""
+        now = self.clock()
+        return sum(1 for h in self.held.values() if h.state != NEW or now - h.since >= NEW_GRACE)
+
+    def close_all(self, why="shutting down"):
+        """On stop: every held client gets 421 and is closed."""
+        for held in list(self.held.values()):
+            self._drop(held, f"421 4.3.2 {self.master.app.me} {why}")
+        for listener in self.listeners:
+            try:
+                self.selector.unregister(listener.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    # -- one round of the event loop ---------------------------------------------------------
+    def run(self, stressed):
+        """Accept, read, greet, time out and hand off; returns seconds until the next
+        timer (for the master's wait)."""
+        now = self.clock()
+        for key, _ in self.selector.select(0):
+            if key.data is None:
+                self._read(self.held.get(key.fd), now, stressed)
+            else:
+                self._accept(key.data, now)
+        self._hand_off(now, stressed)
+        return self._timers(self.clock(), stressed)
+
+    # -- accepting ---------------------------------------------------------------------------
+    def _accept(self, listener, now):
+        for _ in range(ACCEPT_BATCH):
+            sock, peer = listener.accept()
+            if sock is None:
+                return
+            if len(self.held) >= self.capacity:
+                self.stats["refused_full"] += 1
+                _say(sock, f"421 4.3.2 {self.master.app.me} Service busy, try again later")
+                sock.close()
+                continue
+            sock.setblocking(False)
+            held = Held(sock, peer_ip(peer), now)
+            self.held[sock.fileno()] = held
+            self.selector.register(sock, selectors.EVENT_READ, None)
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read(self, held, now, stressed):
+        if held is None:
+            return
+        try:
+            data = held.sock.recv(READ_MAX)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(held)             # the client went away
+            return
+        held.buffer += data
+        if held.state in (NEW, EARLY):
+            held.early = True            # it spoke before the greeting
+            if len(held.buffer) >= READ_MAX:
+                self._pause(held)
+            return
+        if held.first is None:
+            held.first = now
+        if b"\n" in held.buffer or len(held.buffer) >= READ_MAX:
+            held.state, held.ready_at = READY, now
+            self._pause(held)
+
+    def _pause(self, held):
+        """Stop reading this client (the worker reads the rest)."""
+        try:
+            self.selector.unregister(held.sock)
+        except (KeyError, ValueError):
+            pass
+
+    # -- greeting ----------------------------------------------------------------------------
+    def _greet(self, held, now):
+        app = self.master.app
+        if not _say(held.sock, f"220 {greeting_text(app)}"):
+            self._drop(held)
+            return
+        held.state = GREETED
+        held.greet_at = now
+        self.stats["greeted"] += 1
+        if b"\n" in held.buffer:         # an early talker's pipelined command
+            held.state, held.ready_at = READY, now
+            self._pause(held)
+
+    def _greeting_delay(self):
+        """The earlytalker wait (a plugin's `greeting_delay`): the front holds the
+        greeting that long and notes whether the client talked first."""
+        return max((getattr(p, "greeting_delay", 0) or 0 for p in self.master.app.plugins),
+                   default=0)
+
+    # -- handing off -------------------------------------------------------------------------
+    def _hand_off(self, now, stressed):
+        if not any(h.state in (NEW, READY) for h in self.held.values()):
+            return
+        idle = self.master.idle_slots()
+        busy = self.master.busy_by_ip()
+        limit = self.master.max_conn_ip
+        ready = sorted((h for h in self.held.values() if h.state == READY),
+                       key=lambda h: (busy[h.ip], h.ready_at))
+        new = sorted((h for h in self.held.values() if h.state == NEW), key=lambda h: h.since)
+        # clients that have shown they speak SMTP first; new ones only when calm
+        for held in ready + ([] if stressed else new):
+            if not idle:
+                break
+            if held.ip not in EXEMPT and limit and busy[held.ip] >= limit:
+                continue
+            slot = idle[0]
+            if self._give(held, slot):
+                idle.pop(0)
+                busy[held.ip] += 1
+        grace = GROW_GRACE if self.master.growing() else NEW_GRACE
+        for held in new:                 # not handed off: greet them after the grace
+            if held.state != NEW or held.sock.fileno() < 0:
+                continue
+            over_limit = held.ip not in EXEMPT and limit and busy[held.ip] >= limit
+            if stressed or over_limit or now - held.since >= grace:
+                delay = self._greeting_delay()
+                if delay > 0:
+                    held.state, held.greet_at = EARLY, now + delay
+                else:
+                    self._greet(held, now)
+
+    def _give(self, held, slot):
+        greeted = held.state == READY
+        meta = {"greeted": greeted, "early": held.early if greeted else None}
+        # the bytes read go along: the first command, or what an early talker sent
+        message = json.dumps(meta).encode() + b"\n" + bytes(held.buffer)
+        if not self.master.hand_off(slot, held.sock, message, held.ip):
+            return False
+        self.stats["handed_greeted" if greeted else "handed_direct"] += 1
+        self._forget(held)
+        held.sock.close()                # the worker has its own copy now
+        return True
+
+    # -- timers ------------------------------------------------------------------------------
+    def _timers(self, now, stressed):
+        """Greet early-talk waits that are over, time out silent and slow clients;
+        returns seconds until the next thing to do."""
+        app = self.master.app
+        limits = policy(app)
+        wait = limits.wait(stressed)
+        nearest = 1.0
+        for held in list(self.held.values()):
+            if held.state == NEW:
+                due = held.since + NEW_GRACE     # at the latest: looked at again then
+            elif held.state == EARLY:
+                if now >= held.greet_at:
+                    self._greet(held, now)
+                    continue
+                due = held.greet_at
+            elif held.state == GREETED:
+                due = held.greet_at + wait
+                why = "timeout"
+                if stressed and held.first is not None and held.first + STRESS_LINE_TIME < due:
+                    due, why = held.first + STRESS_LINE_TIME, "too slow"
+                if now >= due:
+                    self.stats["timed_out"] += 1
+                    self._drop(held, f"421 4.4.2 {app.me} Error: timeout exceeded")
+                    app.log(C.LOGINFO, f"front: {held.ip} sent no command in time ({why}"
+                            f"{', stress' if stressed else ''}); closed")
+                    continue
+            else:                        # READY: waiting for a worker
+                due = held.ready_at + min(READY_WAIT, limits.timeout)
+                if now >= due:
+                    self.stats["busy"] += 1
+                    self._drop(held, f"421 4.3.2 {app.me} Service busy, try again later")
+                    app.log(C.LOGNOTICE, f"front: no worker for {held.ip} within "
+                            f"{due - held.ready_at:g}s; closed with 421")
+                    continue
+            nearest = min(nearest, due - now)
+        return max(0.0, nearest)
+
+    def _forget(self, held):
+        try:
+            self.selector.unregister(held.sock)
+        except (KeyError, ValueError):
+            pass
+        self.held.pop(held.sock.fileno(), None)
+
+    def _drop(self, held, reply=None):
+        if reply:
+            _say(held.sock, reply)
+        self._forget(held)
+        try:
+            held.sock.close()
+        except OSError:
+            pass
+
+
+def _say(sock, line):
+    """One reply line, never blocking; False when it could not be sent."""
+    try:
+        data = (line + "\r\n").encode("utf-8", "surrogateescape")
+        return sock.send(data) == len(data)
+    except OSError:
+        return False
+
+
+def _capacity(workers):
+    """Clients the front may hold: the descriptor limit (raised to its hard limit)
+    less a reserve for the master's own files and the workers' sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(16, soft - 128 - 2 * workers)
