@@ -5,7 +5,8 @@ greeted within 1 s and delivers.
 
 The CI run holds each flood for one delivery; for a longer campaign run it by
 hand, e.g. QPT_FLOOD_ROUNDS=20 (deliveries per flood, one every 2 s), and the
-figures are printed (-s). Results are in docs/reliability.md.
+figures are printed (-s); QPT_FLOOD_ARGS="--no-front" shows the pool without its
+front. Results are in docs/reliability.md.
 """
 
 import os
@@ -19,6 +20,7 @@ from harness import Client
 from serverproc import Server, wait_until
 
 ROUNDS = int(os.environ.get("QPT_FLOOD_ROUNDS", "1"))
+EXTRA = os.environ.get("QPT_FLOOD_ARGS", "").split()     # e.g. --no-front, for the "before"
 
 
 class Flood:
@@ -106,7 +108,7 @@ def honest_delivery(server, ip):
                          ids=["one IP", "50 IPs"])
 def test_honest_client_is_greeted_within_a_second_during_a_flood(mail_config, attackers):
     srv = mail_config(files={"loglevel": "5"})
-    with Server("qpsmtpd-prefork", srv, "--children", "10", "--idle-children", "10") as server:
+    with Server("qpsmtpd-prefork", srv, "--children", "10", "--idle-children", "10", *EXTRA) as server:
         wait_until(lambda: len(server.children()) == 10, what="10 children")
         flood = Flood(server.port, attackers, 300)
         try:
@@ -123,7 +125,7 @@ def test_honest_client_is_greeted_within_a_second_during_a_flood(mail_config, at
                   f"{sorted(deliveries)[len(deliveries) // 2]:.2f}s over {ROUNDS} deliveries; "
                   f"{flood.reopened} attacker connections closed by the server and reopened")
             assert max(greetings) < 1.0, greetings
-            assert max(deliveries) < 20, deliveries      # stress_timeout 10 s frees a worker
+            assert max(deliveries) < 5, deliveries
         finally:
             flood.close()
         assert len(srv.messages()) == ROUNDS

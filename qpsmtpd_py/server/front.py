@@ -4,9 +4,10 @@ file descriptor, not a worker (Postfix's postscreen, issue 16 point 1).
 The master accepts on the plain listeners (not SMTPS, not PROXY: those need a
 handshake or header first and go to the workers directly) and decides per client:
 
-* calm (no stress, a worker idle, the client's IP under --max-from-ip): the
-  socket goes to an idle worker at once, before any greeting, and the session is
-  exactly as without a front (pre-connection and connect hooks, then the 220);
+* calm (no stress, a worker idle beyond the fifth of the pool kept for clients
+  that have sent a command, the client's IP under --max-from-ip): the socket goes
+  to an idle worker at once, before any greeting, and the session is exactly as
+  without a front (pre-connection and connect hooks, then the 220);
 * otherwise the front greets the client itself (after waiting out the earlytalker
   plugin's delay, noting whether the client spoke first) and reads until the
   client has sent its first complete command line. Only then does it pass the
@@ -24,6 +25,7 @@ content filters, local submission), as Postfix exempts $mynetworks.
 
 import collections
 import json
+import re
 import resource
 import selectors
 import socket
@@ -41,13 +43,15 @@ READY_WAIT = 300.0        # s a client that has sent its command may wait for a 
 READ_MAX = 8192           # bytes read here at most (a command line is 512)
 EXEMPT = frozenset(("127.0.0.1", "::1"))
 ACCEPT_BATCH = 64
+USAGE_HALF_LIFE = 30.0    # s: how fast an IP's count of recent hand-offs fades
+_HELLO = re.compile(rb"(EHLO|HELO) ", re.I)   # how a real client's first command starts
 
 
 class Held:
     """A client the front holds."""
 
     __slots__ = ("sock", "ip", "state", "since", "buffer", "early", "greet_at",
-                 "first", "ready_at")
+                 "first", "ready_at", "hello")
 
     def __init__(self, sock, ip, now):
         self.sock = sock
@@ -59,6 +63,7 @@ class Held:
         self.greet_at = None
         self.first = None             # when the first byte after the greeting came
         self.ready_at = None
+        self.hello = False            # its first command is EHLO or HELO
 
 
 class Front:
@@ -72,6 +77,8 @@ class Front:
         self.held = {}                # fd -> Held
         self.capacity = _capacity(master.max_children)
         self.stats = collections.Counter()
+        self.usage = collections.Counter()    # IP -> hand-offs lately (halved every 30 s)
+        self.usage_decayed = clock()
 
     def fileno(self):
         return self.selector.fileno()
@@ -148,8 +155,13 @@ class Front:
         if held.first is None:
             held.first = now
         if b"\n" in held.buffer or len(held.buffer) >= READ_MAX:
-            held.state, held.ready_at = READY, now
-            self._pause(held)
+            self._ready(held, now)
+
+    def _ready(self, held, now):
+        """A complete first command: wait for a worker, no more reading here."""
+        held.state, held.ready_at = READY, now
+        held.hello = bool(_HELLO.match(held.buffer))
+        self._pause(held)
 
     def _pause(self, held):
         """Stop reading this client (the worker reads the rest)."""
@@ -168,8 +180,7 @@ class Front:
         held.greet_at = now
         self.stats["greeted"] += 1
         if b"\n" in held.buffer:         # an early talker's pipelined command
-            held.state, held.ready_at = READY, now
-            self._pause(held)
+            self._ready(held, now)
 
     def _greeting_delay(self):
         """The earlytalker wait (a plugin's `greeting_delay`): the front holds the
@@ -184,12 +195,23 @@ class Front:
         idle = self.master.idle_slots()
         busy = self.master.busy_by_ip()
         limit = self.master.max_conn_ip
+        self._decay(now)
+        # clients that said EHLO or HELO first (what real clients do; an empty line
+        # or other noise goes last), then fair shares: the IPs holding the fewest
+        # children, then those served least lately; a newcomer is not queued behind a
+        # flood's many connections
+        usage = self.usage
         ready = sorted((h for h in self.held.values() if h.state == READY),
-                       key=lambda h: (busy[h.ip], h.ready_at))
+                       key=lambda h: (not h.hello, busy[h.ip], usage[h.ip], h.ready_at))
         new = sorted((h for h in self.held.values() if h.state == NEW), key=lambda h: h.since)
-        # clients that have shown they speak SMTP first; new ones only when calm
+        # clients that have said EHLO/HELO first; the others, and new ones (only when
+        # calm), never take the children kept for the former (master.direct_room)
+        room = self.master.direct_room()
         for held in ready + ([] if stressed else new):
             if not idle:
+                break
+            unproven = held.state == NEW or not held.hello
+            if unproven and room <= 0:
                 break
             if held.ip not in EXEMPT and limit and busy[held.ip] >= limit:
                 continue
@@ -197,6 +219,7 @@ class Front:
             if self._give(held, slot):
                 idle.pop(0)
                 busy[held.ip] += 1
+                room -= unproven
         grace = GROW_GRACE if self.master.growing() else NEW_GRACE
         for held in new:                 # not handed off: greet them after the grace
             if held.state != NEW or held.sock.fileno() < 0:
@@ -217,9 +240,16 @@ class Front:
         if not self.master.hand_off(slot, held.sock, message, held.ip):
             return False
         self.stats["handed_greeted" if greeted else "handed_direct"] += 1
+        self.usage[held.ip] += 1
         self._forget(held)
         held.sock.close()                # the worker has its own copy now
         return True
+
+    def _decay(self, now):
+        if now - self.usage_decayed < USAGE_HALF_LIFE:
+            return
+        self.usage_decayed = now
+        self.usage = collections.Counter({ip: n // 2 for ip, n in self.usage.items() if n > 1})
 
     # -- timers ------------------------------------------------------------------------------
     def _timers(self, now, stressed):

@@ -240,6 +240,15 @@ class PreforkMaster(Master):
         return (len(self.children) < self.max_children
                 or any(states[r.slot] == STARTING for r in self.children.values()))
 
+    def direct_room(self):
+        """How many more new clients may go to a child before their greeting: a fifth
+        of --children (with 5 or more) stays for clients the front has greeted and
+        heard a command from, so silent ones arriving while the pool is calm cannot
+        take every child."""
+        counts = self.board.counts(r.slot for r in self.children.values())
+        reserve = self.max_children // 5
+        return self.max_children - reserve - counts[BUSY] - len(self.assigned)
+
     def busy_by_ip(self):
         """{ip: children serving it}, handed-off clients not yet picked up included."""
         counts = collections.Counter(self.board.busy_addrs())
@@ -325,7 +334,7 @@ class PreforkMaster(Master):
         if (spare > self.idle_target and now - self.last_shrink >= 1.0
                 and now - self.last_grow >= SHRINK_AFTER):
             for pid, record in current.items():
-                if self.board.read(record.slot)[1] == IDLE:
+                if self.board.read(record.slot)[1] == IDLE and record.slot not in self.assigned:
                     self.last_shrink = now
                     record.retiring = True
                     self.signal_children(signal.SIGTERM, [pid])
@@ -564,6 +573,12 @@ class Worker:
             return None, None
         if not fds:
             return None, None
+        # taken: busy (so nothing more is handed here meanwhile), then tell the master
+        self.board.mark(self.slot, BUSY)
+        try:
+            os.write(self.status_fd, ACK.pack(self.slot))
+        except OSError:
+            pass
         client = socket.socket(fileno=fds[0])
         for extra in fds[1:]:
             os.close(extra)
