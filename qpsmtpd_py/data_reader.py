@@ -18,6 +18,9 @@ from .header import Header
 PIECE = 65536
 #: the header block is ended here at the latest; what follows is kept as body
 HEADER_LIMIT = 1 << 20
+#: and after this many fields (each costs a worker ~700 bytes once parsed: 1 MiB of
+#: "X:a" lines would be 260,000 fields and 200 MB), the rest kept as body too
+HEADER_FIELDS = 10000
 
 _FIELD = re.compile(rb"^[!-9;-~]+[ \t]*:")
 
@@ -55,6 +58,7 @@ class DataReader:
         self.header_buf = bytearray()
         self.scan_pos = 0           # where scan_header stopped in header_buf
         self.seen_field = False
+        self.field_count = 0
         self.store_error = None     # OSError of the spool (disk full): read on, then 452
 
     # -- reading ---------------------------------------------------------------------
@@ -186,7 +190,7 @@ class DataReader:
     def scan_header(self):
         """Split the header block off as soon as it ends: at the blank line, at the
         first line that is neither a field nor a continuation (kept as body), or at
-        HEADER_LIMIT (the rest kept as body)."""
+        HEADER_LIMIT octets or HEADER_FIELDS fields (the rest kept as body)."""
         buf = self.header_buf
         pos = self.scan_pos
         while True:
@@ -197,9 +201,17 @@ class DataReader:
             if not line:
                 self._end_header(pos, nl + 1)
                 return
-            if not (line[:1] in (b" ", b"\t") and self.seen_field) and not _FIELD.match(line):
-                self._end_header(pos, pos)
-                return
+            continuation = line[:1] in (b" ", b"\t") and self.seen_field
+            if not continuation:
+                if not _FIELD.match(line):
+                    self._end_header(pos, pos)
+                    return
+                self.field_count += 1
+                if self.field_count > HEADER_FIELDS:
+                    self.session.log(C.LOGINFO, f"header block over {HEADER_FIELDS} fields: "
+                                     "the rest is kept as body")
+                    self._end_header(pos, pos)
+                    return
             self.seen_field = True
             pos = nl + 1
         self.scan_pos = pos
