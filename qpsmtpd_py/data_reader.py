@@ -94,6 +94,7 @@ class DataReader:
                 self.txn.flush()
             except OSError as exc:
                 self.store_error = exc
+                self.txn.drop_body()
         return self.verdict()
 
     def verdict(self):
@@ -164,6 +165,7 @@ class DataReader:
                 self.scan_header()
         except OSError as exc:          # ENOSPC, EDQUOT, EIO of the spool file
             self.store_error = exc
+            self.txn.drop_body()
 
     def _check_lengths(self, content, lines, at_line_start):
         """Line lengths against data_line_limit; the stuffing dot does not count,

@@ -172,6 +172,16 @@ class Transaction:
         found while the message is read (and answered 452), not later."""
         self._body.flush()
 
+    def drop_body(self):
+        """Forget the body of a message refused because the spool is full: bytes
+        still in the file's buffer cannot be written, and any later seek (the
+        size in the log line, a reset) would try again and fail."""
+        body, self._body, self._spooled = self._body, io.BytesIO(), False
+        try:
+            body.close()                # the flush fails; the file is closed anyway
+        except (OSError, ValueError):
+            pass
+
     @property
     def body_length(self):
         pos = self._body.tell()

@@ -42,7 +42,10 @@ def test_full_spool_gives_452_and_the_session_goes_on(mail_config, tmp_path):
             code, text = deliver(c, BIG)
             assert (code, text) == (452, "4.3.1 Insufficient system storage, try again later")
             # the rest of DATA was read to its end: the next command is answered
-            code, text = deliver(c, "Subject: small\n\nfits", ehlo=False)
+            try:
+                code, text = deliver(c, "Subject: small\n\nfits", ehlo=False)
+            except OSError as exc:
+                raise AssertionError(f"{exc}; the server said:\n{c.stderr}")
             assert code == 250, text
             assert c.cmd("QUIT")[0] == 221
         assert "Traceback" not in c.stderr
@@ -102,3 +105,19 @@ def test_stale_spool_scratch_files_are_removed_at_start(mail_config, tmp_path):
     with srv.session() as c:
         assert c.cmd("QUIT")[0] == 221
     assert sorted(os.listdir(spool)) == ["not-ours", "qpsmtpd-new789"]
+
+
+def test_full_spool_with_small_reads_in_process(session_server, tmp_path):
+    """Each 1 KB read is its own write: the disk fills with bytes still in the
+    spool file's buffer, which must not surface again (the size in the log line,
+    the reset) as a traceback."""
+    with small_tmpfs(tmp_path / "spool") as spool:
+        srv = session_server(files={"spool_dir": spool, "loglevel": "6"})
+        chunks = [b"x" * 1022 + b"\r\n"] * 1200
+        d = srv.talk("EHLO client.test", "MAIL FROM:<a@b.test>", "RCPT TO:<u@example.test>",
+                     "DATA", b"Subject: big\r\n\r\n", *chunks, b".\r\n",
+                     "MAIL FROM:<a@b.test>", "RCPT TO:<u@example.test>", "DATA",
+                     b"Subject: small\r\n\r\nfits\r\n.\r\n", "QUIT")
+        assert d.codes == [220, 250, 250, 250, 354, 452, 250, 250, 354, 250, 221], d.log
+        assert "Traceback" not in d.log
+        assert len(d.messages) == 1
