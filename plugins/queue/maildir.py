@@ -31,7 +31,8 @@ import socket
 import time
 
 from qpsmtpd_py.api import (
-    DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK, Path, Plugin, Positional, Text, beside,
+    DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK, Path, Plugin, Positional, Text, beside, fsync_dir,
+    unlink_quietly,
 )
 
 _UNSAFE = re.compile(r"[^-A-Za-z0-9+_.,@=]")
@@ -105,13 +106,13 @@ class Maildir(Plugin):
         except OSError as exc:
             self.log(LOGERROR, f"queue error: {exc}")
             for path in linked:
-                _unlink(path)
+                unlink_quietly(path)
             if exc.errno in _DISK_FULL:
                 return DENYSOFT, "Insufficient system storage, try again later"   # 452 4.3.1
             return DECLINED, "queue error, try again later"
         finally:
             for tmp_path, _new in written:
-                _unlink(tmp_path)
+                unlink_quietly(tmp_path)
         msg_id = (transaction.header.get("Message-Id") or "").split("\n")[0].strip()
         return OK, f"Queued! {msg_id}"      # qpsmtpd: "Queued! " when there is none
 
@@ -141,21 +142,6 @@ class Maildir(Plugin):
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
-            _unlink(tmp_path)            # a failed write leaves nothing in tmp/
+            unlink_quietly(tmp_path)            # a failed write leaves nothing in tmp/
             raise
         return tmp_path, os.path.join(maildir, "new", name)
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
