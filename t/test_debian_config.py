@@ -82,7 +82,7 @@ class Inetd(diff.InetdServer):
 
 
 Deliberate, Dialogue = diff.Deliberate, diff.Dialogue
-GONE = r"<closed>|<send failed: \w+>|<error \w+>"      # Perl has hung up after its 550
+GONE = r"<closed>"      # Perl has hung up after its 550
 DNSBL_AT_RCPT = ("dnsbl refuses a listed client at RCPT so that postmaster stays reachable "
                  "(`reject connect` refuses at connect, as 0.94's default does)")
 RHSBL_TEXT = ("rhsbl names the listed sender domain; 0.94 says `Mail from HELO <helo>` for "
