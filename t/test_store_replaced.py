@@ -48,6 +48,22 @@ def test_store_removed_or_replaced_is_refused_not_recreated(tmp_path, how):
     assert running.table("t").get("k") == (None if how == "removed" else b"other")
 
 
+@pytest.mark.no_services
+def test_store_dir_turned_into_a_file_is_a_store_error(tmp_path):
+    """Not a NotADirectoryError escaping from os.stat: plugins and tools expect StoreError."""
+    path = tmp_path / "store"
+    running = Store(str(path))
+    running.adopt()
+    running.table("t").set("k", "v")
+    shutil.rmtree(path)
+    path.write_text("not a store\n")
+    with pytest.raises(StoreError, match="data.mdb was removed"):
+        running.table("t").get("k")
+    with pytest.raises(StoreError, match=f"store_dir {path}"):       # and it stays refused
+        running.table("t").set("k", "w")
+    assert path.read_text() == "not a store\n"
+
+
 def test_spam_gourmet_fails_closed_when_the_store_is_deleted(make_config, tmp_path):
     store_dir = tmp_path / "store"
     srv = make_config(plugins=["spam_gourmet", "rcpt_ok", "queue/maildir {maildir}"],

@@ -1,11 +1,19 @@
-"""Store settings that need no server: store_sync's forms (group commit), the
+"""Store settings that need no server: store_sync's forms and group commit (the
+default: a thread fsyncs within a second, one fsync covers every process), the
 store_backend choice and Redis addresses."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from qpsmtpd_py.config import ConfigError
 from qpsmtpd_py.helpers.store import Store, _sync, make_store
 from qpsmtpd_py.helpers.store_redis import RedisStore, parse_address
+from qpsmtpd_py.helpers.store_sync import STAMP
 
 pytestmark = pytest.mark.no_services
 
@@ -16,8 +24,9 @@ class FakeConfig(dict):
 
 
 def test_store_sync_forms():
-    assert _sync(None) is True and _sync("yes") is True and _sync("0") is False
+    assert _sync(None) == 1.0 and _sync("yes") is True and _sync("0") is False
     assert _sync("1s") == 1.0 and _sync("0.5s") == 0.5
+    assert make_store(FakeConfig(store_dir="/nonexistent")).sync_every == 1.0   # the default
     with pytest.raises(ConfigError, match="store_sync: 'sometimes'"):
         _sync("sometimes")
 
@@ -29,6 +38,72 @@ def test_group_commit_store_writes_and_syncs(tmp_path):
         table.incr("n")
     assert table.get("n") == b"20" and store.sync_every == 0.5
     store.close()
+
+
+def stamp(path):
+    data = (path / STAMP).read_bytes()
+    return int.from_bytes(data, sys.byteorder, signed=True) if len(data) == 8 else 0
+
+
+def test_group_commit_fsyncs_within_the_period_in_a_thread(tmp_path):
+    store = Store(str(tmp_path / "s"), sync=0.2)
+    syncs = []
+    real = store._sync_now
+    store._sync_now = store._group.sync = lambda: (syncs.append(time.monotonic()), real())
+    started = time.monotonic()
+    for n in range(50):
+        store.table("t").incr("n")
+    assert syncs == []                                   # no commit waited for the disk
+    thread = store._group.thread
+    assert thread is not None and thread.daemon
+    # the thread takes no signals: the engine's SIGALRM deadlines must reach the main thread
+    status = open(f"/proc/self/task/{thread.native_id}/status").read()
+    blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk")).split()[1], 16)
+    assert blocked & (1 << (signal.SIGALRM - 1)) and blocked & (1 << (signal.SIGTERM - 1))
+    thread.join(2)
+    assert not thread.is_alive()                         # quiet: the thread has ended
+    assert len(syncs) == 1 and 0.15 <= syncs[0] - started < 1.0
+    assert not store._group.pending() and stamp(tmp_path / "s") > 0
+    store.table("t").incr("n")                           # the next write starts another
+    store.close()                                        # close fsyncs what is owed at once
+    assert len(syncs) == 2 and store.table("t").get("n") == b"51"
+    store.close()
+
+
+def test_one_fsync_covers_every_process(tmp_path):
+    """A process whose commits came before another's fsync started does not fsync."""
+    store = Store(str(tmp_path / "s"), sync=30)
+    syncs = []
+    store._group.sync = lambda: syncs.append(1)
+    store.table("t").set("k", "v")
+    store._group._set_stamp(time.monotonic_ns())         # another worker's fsync, later
+    store.flush()
+    assert syncs == [] and not store._group.pending()
+    store.table("t").set("k", "w")                       # written after that fsync: owed
+    store.flush()
+    assert syncs == [1]
+    store.close()
+
+
+def test_group_commit_loses_nothing_when_the_process_is_killed(tmp_path):
+    path = tmp_path / "s"
+    Store(str(path)).close()
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import os, signal
+from qpsmtpd_py.helpers.store import Store
+Store({str(path)!r}).table("t").set("k", "committed")
+os.kill(os.getpid(), signal.SIGKILL)
+"""])
+    assert child.wait(20) == -signal.SIGKILL
+    assert Store(str(path)).table("t").get("k") == b"committed"
+
+
+def test_a_tool_that_exits_leaves_nothing_unsynced(tmp_path):
+    path = tmp_path / "s"
+    before = time.monotonic_ns()
+    subprocess.run([sys.executable, "-m", "qpsmtpd_py.cli.store_tool", "--dir", str(path),
+                    "set", "t", "k", "v"], check=True, timeout=20)
+    assert stamp(path) >= before                          # fsynced at exit, not a second later
 
 
 def test_backend_choice_and_redis_addresses(tmp_path):

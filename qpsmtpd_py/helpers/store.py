@@ -19,25 +19,33 @@ inherited (at-fork hook) and reopens lazily, so a Store or Table object may be
 created anywhere, even in the master, and used in any process.
 
 A store deleted or replaced under a running server (rm -r store_dir, a restore
-moved into place) is noticed at the next use: the identity (device, inode) of
-data.mdb is recorded when the store is first opened (by check_store in the master
-at start-up, so every worker inherits it) and checked at each use. Then every
-operation raises StoreError (plugins fail closed: 4xx, logged) until a restart or
-reload adopts the new store. Before, workers created a new empty store while
+moved into place, the directory turned into a file) is noticed at the next use:
+the identity (device, inode) of data.mdb is recorded when the store is first
+opened (by check_store in the master at start-up, so every worker inherits it)
+and checked at each use. Then every operation raises StoreError (plugins fail
+closed: 4xx, logged) until a restart or reload adopts the new store. Before, workers created a new empty store while
 others kept the deleted one open, and a used-up spam_gourmet address took mail.
+
+Durability (config store_sync, default 1s): group commit (store_sync.py): commits
+are not fsynced one by one, a thread fsyncs them within a second. A crashed
+process loses nothing; a power loss loses at most about the last second.
 
 Values carry an 8-byte header: the expiry time in milliseconds since the epoch
 (big-endian, 0 = never). Expired entries are invisible; `expire()` deletes them.
 """
 
+import atexit
+import contextlib
 import os
 import pwd
 import struct
+import weakref
 
 import lmdb
 
 from ..clock import SYSTEM_CLOCK
 from ..config import ConfigError
+from .store_sync import STAMP, GroupCommit
 
 DEFAULT_DIR = "/var/lib/qpsmtpd/store"
 DEFAULT_MAP_SIZE = 64 << 20          # grows by doubling when full
@@ -48,7 +56,9 @@ DELETE_BATCH = 200                   # expired entries deleted per write transac
 RECLAIM_EVERY = 64                   # at the size limit: look at the room every N writes,
 RECLAIM_LIVE = 0.5                   # and when live pages fill this share of the map,
 RECLAIM_SECONDS = 5.0                # delete expired entries (at most this often per process)
+DEFAULT_SYNC = 1.0                   # store_sync: group commit every second (see above)
 
+_NO_LOCK = contextlib.nullcontext()
 _HEADER = struct.Struct(">Q")
 _HLEN = _HEADER.size
 _NEVER = _HEADER.pack(0)
@@ -115,28 +125,47 @@ def _user():
         return f"uid {uid}"
 
 
+_WRITTEN = weakref.WeakSet()         # stores this process wrote under group commit
+
+
+@atexit.register
+def _sync_at_exit():
+    """A tool that wrote and exits (qpsmtpd-store ...) leaves nothing unsynced."""
+    for store in list(_WRITTEN):
+        try:
+            store.flush()
+        except (StoreError, OSError):
+            pass
+
+
 class Store:
     """One LMDB environment (a directory) with named tables.
 
-    sync=True (config `store_sync`, default on) fsyncs each commit, so a power
-    loss loses at most the last transaction; a number N (`store_sync 1s`) fsyncs at
-    most every N seconds per process (group commit: a power loss loses at most the
-    last N seconds, writers no longer wait for the disk); sync=False is faster and as safe
-    against crashed processes, but a crashed machine may lose recent writes.
-    `clock` (qpsmtpd_py.clock) decides when entries expire; tests pass a fake one.
+    sync (config `store_sync`): a number N (default 1, `store_sync 1s`) is group
+    commit: each process fsyncs at most N seconds after its writes, in a thread, so
+    writers never wait for the disk and a power loss loses at most the last N
+    seconds; True (`store_sync 1`) fsyncs each commit (a power loss loses at most
+    the last transaction; every writer waits for the disk); False never fsyncs
+    (as safe against crashed processes, but a crashed machine may lose recent
+    writes). `clock` (qpsmtpd_py.clock) decides when entries expire; tests pass a
+    fake one.
     """
 
     backend = "lmdb"
 
     def __init__(self, path, map_size=DEFAULT_MAP_SIZE, max_size=DEFAULT_MAX_SIZE,
-                 sync=True, clock=SYSTEM_CLOCK):
+                 sync=DEFAULT_SYNC, clock=SYSTEM_CLOCK):
         self.path = os.path.abspath(path)
+        self._data_path = os.path.join(self.path, "data.mdb")
         self.clock = clock
         self.map_size = int(map_size)
         self.max_size = max(int(max_size), self.map_size)
         self.sync = sync
         self.sync_every = None if isinstance(sync, bool) else float(sync)
-        self._next_sync = 0.0
+        self._group = None if self.sync_every is None else GroupCommit(
+            self.path, self.sync_every, self._sync_now)
+        if self._group is not None:
+            _WRITTEN.add(self)
         self._env = None
         self._dbs = {}
         self._generation = None
@@ -171,8 +200,8 @@ class Store:
 
     def _data_identity(self):
         try:
-            st = os.stat(os.path.join(self.path, "data.mdb"))
-        except FileNotFoundError:
+            st = os.stat(self._data_path)
+        except (FileNotFoundError, NotADirectoryError):     # gone, or store_dir is a file now
             return None
         return st.st_dev, st.st_ino
 
@@ -194,6 +223,8 @@ class Store:
         """LMDB handles must not cross fork: close what the parent opened (in the
         child that releases only the child's own fds and reader slots), then reopen."""
         self._generation = _fork_generation
+        if self._group is not None:
+            self._group.reset_after_fork()
         try:
             self.close()
         except lmdb.Error:
@@ -212,6 +243,8 @@ class Store:
             raise StoreError(self._problem(f"cannot open the LMDB environment: {exc}"))
         self._generation = _fork_generation
         self._dbs = {}
+        if self._group is not None:
+            self._group.open_stamp()
         self._give_files_to_dir_owner()
         if self._identity is None:
             self._identity = self._data_identity()
@@ -237,7 +270,7 @@ class Store:
         st = os.stat(self.path)
         if st.st_uid == 0:
             return
-        for name in ("data.mdb", "lock.mdb"):
+        for name in ("data.mdb", "lock.mdb", STAMP):
             path = os.path.join(self.path, name)
             try:
                 if os.stat(path).st_uid == 0:
@@ -260,11 +293,36 @@ class Store:
             pass
 
     def close(self):
-        """Close the environment in this process (it reopens on next use). Safe on
-        one inherited across fork too: only this process's handles are released."""
-        env, self._env, self._dbs = self._env, None, {}
+        """Close the environment in this process (it reopens on next use), after
+        fsyncing what group commit still owes. Safe on one inherited across fork
+        too: only this process's handles are released."""
+        group = self._group
+        if group is not None and self._generation == _fork_generation:
+            try:
+                group.flush()
+            except OSError:
+                pass
+        with group.io_lock if group is not None else _NO_LOCK:
+            env, self._env, self._dbs = self._env, None, {}
+            if env is not None:
+                env.close()
+
+    def flush(self):
+        """fsync now what group commit still owes (tools before they exit)."""
+        if self._group is not None:
+            try:
+                self._group.flush()
+            except OSError as exc:
+                raise StoreError(f"store_dir {self.path}: sync: {exc}") from None
+
+    def _sync_now(self):
+        """Group commit's fsync (called with its io_lock held, so never on a closed env)."""
+        env = self._env
         if env is not None:
-            env.close()
+            try:
+                env.sync(True)
+            except lmdb.Error as exc:
+                raise OSError(f"{type(exc).__name__}: {exc}") from None
 
     # -- tables ---------------------------------------------------------------------------
     def table(self, name):
@@ -286,6 +344,13 @@ class Store:
         db = self._dbs.get(name)
         if db is not None or name is None:      # None: the main db, which lists the tables
             return env, db
+        if not create:
+            # A table nobody wrote yet (karma's, a bucket's on a calm server): look in
+            # the main db, a read that takes no lock, instead of trying open_db, whose
+            # write transaction would queue every connection for LMDB's writer lock.
+            with env.begin() as txn:
+                if txn.get(name.encode("utf-8")) is None:
+                    return env, None
         # A handle opened in a read transaction does not outlive it (py-lmdb), so
         # open it in a (write) transaction of its own, once per process and table:
         # without changes its commit writes nothing.
@@ -323,11 +388,10 @@ class Store:
             with env.begin(db=db, write=True) as txn:
                 return func(txn)
         result = self._write_txn(attempt)
-        if self.sync_every is not None and self.clock.monotonic() >= self._next_sync:
-            self._next_sync = self.clock.monotonic() + self.sync_every
+        if self._group is not None:
             try:
-                self._env.sync(True)             # group commit: every write so far is on disk
-            except lmdb.Error as exc:
+                self._group.written()
+            except OSError as exc:
                 raise StoreError(f"store_dir {self.path}: sync: {exc}") from None
         self._writes += 1
         if self._writes % RECLAIM_EVERY == 0 and not self._reclaiming:
@@ -574,8 +638,9 @@ def store_settings(app):
 
 
 def _sync(value):
-    """store_sync: 1/yes (every commit), 0/no (never), or 'Ns' (at most every N s)."""
-    text = str(value if value is not None else "1").strip().lower()
+    """store_sync: 'Ns' (group commit within N s; default 1s), 1/yes (every
+    commit), 0/no (never)."""
+    text = str(value if value is not None else f"{DEFAULT_SYNC:g}s").strip().lower()
     if text.endswith("s") and text[:-1].replace(".", "", 1).isdigit():
         return max(0.001, float(text[:-1]))
     if text in ("1", "yes", "true", "on"):
