@@ -11,9 +11,8 @@ import sys
 import time
 
 from ..helpers import tokenbucket as TB
-from ..config import ConfigError
-from ..helpers.store import StoreError
-from .store_tool import open_from_args, show
+from .store_cli import add_store_options, open_from_args, run_tool
+from .store_tool import show
 
 
 def parse_args(argv):
@@ -21,10 +20,7 @@ def parse_args(argv):
         prog="berkeley_operation", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Add, remove and list blacklisted IPs of berkeley_ipblacklist (a table "
                     "in the shared store, LMDB or Redis).", epilog=__doc__.split("\n\n", 1)[1])
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--dir", metavar="DIR", help="an LMDB store directory")
-    where.add_argument("--config", metavar="DIR", help="a qpsmtpd config directory")
-    where.add_argument("--redis", metavar="HOST[:PORT][/DB]", help="a Redis store")
+    add_store_options(parser)
     parser.add_argument("--filename", default=TB.DEFAULT_FILE,
                         help="the plugins' filename argument (names the table)")
     parser.add_argument("--ignore", action="store_true",
@@ -109,13 +105,7 @@ def run(args, out, stdin):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args, sys.stdout, sys.stdin)
-    except (StoreError, ConfigError, ValueError) as exc:
-        sys.stderr.write(f"berkeley_operation: {exc}\n")
-        return 2
-    except BrokenPipeError:
-        return 0
+    return run_tool("berkeley_operation", run, args, sys.stdout, sys.stdin)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ import sys
 import time
 
 from ..helpers import karma as K
-from ..config import ConfigError
-from ..helpers.store import StoreError
-from .store_tool import open_from_args
+from .store_cli import WHERE_EPILOG, add_store_options, open_from_args, run_tool
 
 HEADER = "      IP Address                 Penalty        Naughty  Nice  Connects"
 
@@ -17,12 +15,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="karma_tool", description="List, search and change karma's per-IP records "
         "(penalty_start:naughty:nice:connects) in the shared store (LMDB or Redis).",
-        epilog="The store: --dir, --redis, else the config directory (--config, "
-               "$QPSMTPD_CONFIG, ./config) with its store_backend/store_dir/store_redis.")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--dir", metavar="DIR", help="an LMDB store directory")
-    where.add_argument("--config", metavar="DIR", help="a qpsmtpd config directory")
-    where.add_argument("--redis", metavar="HOST[:PORT][/DB]", help="a Redis store")
+        epilog=WHERE_EPILOG)
+    add_store_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("list", help="every record")
     p = sub.add_parser("search", help="records that are naughty, nice, both, or of one IP")
@@ -89,13 +83,7 @@ def run(args, out):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args, sys.stdout)
-    except (StoreError, ConfigError, ValueError) as exc:
-        sys.stderr.write(f"karma_tool: {exc}\n")
-        return 2
-    except BrokenPipeError:
-        return 0
+    return run_tool("karma_tool", run, args, sys.stdout)
 
 
 if __name__ == "__main__":

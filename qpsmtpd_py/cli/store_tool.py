@@ -8,8 +8,8 @@ import sys
 import time
 
 from ..helpers import greylist
-from ..config import Config, ConfigError
-from ..helpers.store import DEFAULT_DIR, Store, StoreError, make_store
+from ..helpers.store import DEFAULT_DIR, StoreError
+from .store_cli import add_store_options, open_from_args, run_tool
 
 EPILOG = """\
 The store directory is --dir, else the store_dir config file of --config DIR
@@ -46,13 +46,11 @@ def parse_args(argv):
         description="Inspect and edit the qpsmtpd_py shared store (LMDB): the tables "
                     "of greylisting, karma, connection_shaper and other stateful plugins.",
         epilog=EPILOG)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--dir", metavar="DIR", help="the store directory")
-    where.add_argument("--config", metavar="DIR",
-                       help="a qpsmtpd config directory; its store_dir file names the store "
-                            "(or store_backend redis and store_redis, a Redis server)")
-    where.add_argument("--redis", metavar="HOST[:PORT][/DB]",
-                       help="the store on this Redis server (store_redis_prefix qpsmtpd:)")
+    add_store_options(
+        parser, dir_help="the store directory",
+        config_help="a qpsmtpd config directory; its store_dir file names the store "
+                    "(or store_backend redis and store_redis, a Redis server)",
+        redis_help="the store on this Redis server (store_redis_prefix qpsmtpd:)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("list-tables", help="print each table with its number of live entries")
     p = sub.add_parser("list", help="print KEY<TAB>VALUE<TAB>EXPIRES for the live entries of TABLE")
@@ -87,18 +85,6 @@ def parse_args(argv):
             q.add_argument("--ttl", type=float, default=3110400.0, metavar="S",
                            help="white for S seconds without deliveries (default 36 days)")
     return parser.parse_args(argv)
-
-
-def open_from_args(args):
-    if args.dir:
-        return Store(args.dir)
-    if args.redis:
-        from ..helpers.store_redis import RedisStore
-        return RedisStore(args.redis)
-    dirs = None
-    if args.config:
-        dirs = [args.config]
-    return make_store(Config(dirs))
 
 
 def run(args, out):
@@ -165,13 +151,7 @@ def run_greylist(store, args, out):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args, sys.stdout)
-    except (StoreError, ConfigError, ValueError) as exc:
-        sys.stderr.write(f"qpsmtpd-store: {exc}\n")
-        return 2
-    except BrokenPipeError:
-        return 0
+    return run_tool("qpsmtpd-store", run, args, sys.stdout)
 
 
 if __name__ == "__main__":
