@@ -72,3 +72,19 @@ def test_malformed_rule_stops_start_up_with_file_and_line(make_config, line, pro
                             text=True, timeout=20)
     assert result.returncode == 78
     assert f"{srv.dir}/hosts_allow:2" in result.stderr and problem in result.stderr
+
+
+def test_child_addrs_from_the_scoreboard_are_read_only_when_looked_at(hosts_allow):
+    """prefork passes a lazy view of the scoreboard: a connection whose pre-connection
+    plugins never read child_addrs (karma, connection_shaper) costs no scan of it."""
+    from qpsmtpd_py.server.scoreboard import BUSY, Scoreboard
+    board = Scoreboard(4)
+    board.mark(1, BUSY, "192.0.2.1")
+    addrs = board.lazy_busy_addrs(exclude=0)
+    board.mark(2, BUSY, "192.0.2.1")                 # after the view was made: still seen
+    board.mark(0, BUSY, "192.0.2.1")                 # the asking child itself: not counted
+    assert addrs._addrs is None                      # nothing read yet
+    assert hosts_allow("")("192.0.2.1", max=2, others=addrs) == \
+        (DENYSOFT, "too many connections from 192.0.2.1, try again later")
+    assert addrs == ["192.0.2.1", "192.0.2.1"] and len(addrs) == 2 and list(addrs)[0] == "192.0.2.1"
+    board.close()

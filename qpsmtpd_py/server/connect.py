@@ -15,10 +15,11 @@ def peer_ip(peer):
 
 
 def connection_args(connection, max_conn_ip, child_addrs):
-    """The pre-connection hook's argument dict (docs/plugin-api.md)."""
+    """The pre-connection hook's argument dict (docs/plugin-api.md); child_addrs
+    is the caller's own sequence (a list, or prefork's lazy scoreboard view)."""
     return dict(remote_ip=connection.remote_ip, remote_port=connection.remote_port,
                 local_ip=connection.local_ip, local_port=connection.local_port,
-                max_conn_ip=max_conn_ip, child_addrs=list(child_addrs))
+                max_conn_ip=max_conn_ip, child_addrs=child_addrs)
 
 
 class Handoff:

@@ -615,8 +615,9 @@ class Worker:
             pass
         self.title(f"{ip} connect")
         try:
-            # child_addrs only matter to pre-connection plugins (hosts_allow)
-            addrs = self.board.busy_addrs(exclude=self.slot) if self.app.hooks.has("pre-connection") else []
+            # child_addrs only matter to pre-connection plugins (hosts_allow), and are
+            # read from the scoreboard only when one of them looks
+            addrs = self.board.lazy_busy_addrs(exclude=self.slot)
             serve_client(self.app, client, peer, listener.smtps, self.master.max_conn_ip,
                          addrs, self.master.refusals, local=local, handoff=handoff)
         except Exception:

@@ -16,6 +16,7 @@ a moment out of date; for the per-IP count that errs on the side of counting a
 connection twice, never of missing one.
 """
 
+import collections.abc
 import mmap
 import struct
 import time
@@ -83,6 +84,10 @@ class Scoreboard:
                     out.append(ip)
         return out
 
+    def lazy_busy_addrs(self, exclude=None):
+        """busy_addrs, read only if a plugin looks at it (BusyAddrs)."""
+        return BusyAddrs(self, exclude)
+
     def counts(self, indexes):
         """{state: number} over the given slots."""
         states = self.states()
@@ -95,3 +100,32 @@ class Scoreboard:
 
     def close(self):
         self.mem.close()
+
+
+class BusyAddrs(collections.abc.Sequence):
+    """child_addrs for pre-connection plugins: the scoreboard is read (every slot,
+    ~1 us each) the first time a plugin looks, not for every connection that
+    only karma's or connection_shaper's pre-connection hook sees."""
+
+    def __init__(self, board, exclude):
+        self.board, self.exclude, self._addrs = board, exclude, None
+
+    def _list(self):
+        if self._addrs is None:
+            self._addrs = self.board.busy_addrs(self.exclude)
+        return self._addrs
+
+    def __len__(self):
+        return len(self._list())
+
+    def __getitem__(self, index):
+        return self._list()[index]
+
+    def __iter__(self):
+        return iter(self._list())
+
+    def __eq__(self, other):
+        return self._list() == (list(other) if isinstance(other, collections.abc.Sequence) else other)
+
+    def __repr__(self):
+        return repr(self._list())
