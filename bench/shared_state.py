@@ -90,6 +90,58 @@ def start_redis(workdir):
     raise RuntimeError("redis-server did not start")
 
 
+def profile(args):
+    """In-process: the variant's plugins in one process, sessions read from a file
+    (bench/profile_session.py's), pre-connection included; no sockets, no forks.
+    Reports CPU ms per message and, unless --no-profile, cProfile's top functions."""
+    import cProfile
+    import pstats
+    from profile_session import session_bytes
+    from qpsmtpd_py.app import Qpsmtpd
+    from qpsmtpd_py.channel import PipeChannel
+    from qpsmtpd_py.config import Config
+    from qpsmtpd_py.server.common import new_connection, run_session
+    from qpsmtpd_py.server.connect import run_pre_connection
+    work = tempfile.mkdtemp(prefix="qpsmtpd-prof-state-")
+    stateful, files = VARIANTS[args.profile]
+    config = os.path.join(work, "config")
+    write_config(config, os.path.join(work, "spool"), os.path.join(work, "store"), stateful,
+                 {"store_redis": f"127.0.0.1:{args.redis_port}",
+                  "store_redis_prefix": f"prof-{os.getpid()}:", **files})
+    if stateful:
+        whiten(config)
+    app = Qpsmtpd(Config([config])).load()
+    per = args.per_session
+    path = os.path.join(work, "session")
+    with open(path, "wb") as fh:
+        fh.write(session_bytes(per, 0))
+
+    def run():
+        for _ in range(args.n // per):
+            rfd, wfd = os.open(path, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
+            connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
+            run_pre_connection(app, connection, 0, [])
+            run_session(app, PipeChannel(rfd, wfd, timeout=10), connection)
+            os.close(rfd)
+            os.close(wfd)
+
+    try:
+        run()                                    # warm: imports, config, store handles
+        t0 = time.process_time()
+        if args.no_profile:
+            run()
+        else:
+            profiler = cProfile.Profile()
+            profiler.runcall(run)
+        cpu = time.process_time() - t0
+        print(f"{args.profile}: {args.n} messages, {per} per session: {cpu * 1000 / args.n:.3f} ms "
+              f"CPU per message{'' if args.no_profile else ' (profiled)'}")
+        if not args.no_profile:
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -98,7 +150,18 @@ def main():
     parser.add_argument("--variants", default="off,lmdb,lmdb-1s,lmdb-nosync,redis")
     parser.add_argument("--port", type=int, default=3625)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument("--profile", metavar="VARIANT",
+                        help="in-process instead: one variant's CPU per message (and cProfile)")
+    parser.add_argument("-n", type=int, default=3000, help="--profile: messages")
+    parser.add_argument("--per-session", type=int, default=1, help="--profile: messages a session")
+    parser.add_argument("--no-profile", action="store_true", help="--profile: just time it")
+    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--redis-port", type=int, default=6379,
+                        help="--profile with a redis variant: a running redis-server")
     args = parser.parse_args()
+    if args.profile:
+        return profile(args)
     if os.environ.get("QPB_NETNS") != "1":
         env = dict(os.environ, QPB_NETNS="1")
         os.execvpe("unshare", ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
