@@ -116,3 +116,34 @@ def test_backend_choice_and_redis_addresses(tmp_path):
     assert parse_address("unix:/run/redis.sock?db=3") == {"unix_socket_path": "/run/redis.sock", "db": 3}
     with pytest.raises(ConfigError, match="store_backend: 'memcached'"):
         make_store(FakeConfig(store_backend="memcached"))
+
+
+def test_fork_while_the_syncer_is_in_fsync(tmp_path):
+    """A child closes the environment it inherited; had the parent's syncer been inside
+    env.sync at the fork, py-lmdb in the child would wait for that call forever."""
+    store = Store(str(tmp_path / "s"), sync=0.05)
+    table = store.table("t")
+    for round_ in range(3):
+        table.set("big", os.urandom(8 << 20))           # an fsync of 8 MB takes a while
+        in_sync = time.monotonic() + 5
+        while store._group.last_write and time.monotonic() < in_sync:
+            if store._group.io_lock.locked():            # the syncer is in its fsync: fork now
+                break
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os._exit(0 if table.get("big") is not None else 1)
+            finally:
+                os._exit(2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"round {round_}: the child hung closing the inherited store")
+        assert status == 0
+    store.close()

@@ -19,9 +19,32 @@ import signal
 import struct
 import threading
 import time
+import weakref
 
 STAMP = "sync.stamp"
 _NS = struct.Struct("=q")
+_ALL = weakref.WeakSet()
+
+
+def _before_fork():
+    """No fork while a syncer is inside env.sync: py-lmdb counts operations in flight,
+    and a child closing the inherited environment would wait for that one forever."""
+    for group in list(_ALL):
+        group.io_lock.acquire()
+
+
+def _after_fork_in_parent():
+    for group in list(_ALL):
+        group.io_lock.release()
+
+
+def _after_fork_in_child():
+    for group in list(_ALL):
+        group.reset_after_fork()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 class GroupCommit:
@@ -37,6 +60,7 @@ class GroupCommit:
         self.last_write = 0               # monotonic ns of this process's latest commit
         self.error = None                 # an fsync failure, raised at the next commit
         self.fd = None
+        _ALL.add(self)
 
     def reset_after_fork(self):
         """The parent's thread is not in the child (the parent syncs its own commits)."""
