@@ -174,6 +174,7 @@ class Store:
         self._writes = 0
         self._next_reclaim = 0.0
         self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
+        self._tables = {}
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -326,7 +327,11 @@ class Store:
 
     # -- tables ---------------------------------------------------------------------------
     def table(self, name):
-        return Table(self, name)
+        """The table `name` (made once per store and name: plugins ask in every hook)."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = Table(self, name)
+        return table
 
     def tables(self):
         """Names of the tables that exist."""
