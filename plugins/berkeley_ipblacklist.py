@@ -32,6 +32,9 @@ blacklisted, try again later.` (denysoft); the connection is closed.
 Skipped: relay clients, whitelisted hosts, clients berkeley_ipblacklist_ignore
 matched (note berkeley_ipblacklist_ignore). If the store fails, nobody is refused
 and an error is logged.
+Durability: the LMDB store fsyncs its commits within a second (store_sync 1s, the
+default since 2026-12-04; docs/store.md): a crash of a process or of the server
+loses nothing, a power failure at most about the last second of tokens taken.
 Hooks: connect.
 Example config/plugins lines:
   berkeley_ipblacklist_ignore

@@ -13,6 +13,9 @@ Arguments: filename, rate, size, rate2, size2 as for berkeley_ipblacklist;
   only PLUGIN,PLUGIN   count only refusals by these plugins (default: all)
 Skipped: relay clients, whitelisted hosts, clients berkeley_ipblacklist_ignore
 matched. Store failures are logged; nothing else happens.
+Durability: the LMDB store fsyncs its commits within a second (store_sync 1s, the
+default since 2026-12-04; docs/store.md): a crash of a process or of the server
+loses nothing, a power failure at most about the last second of tokens taken.
 Hooks: deny.
 Example:  berkeley_tokenbucketadd filename /var/db/ipbl.db only rcpt_ok,check_badrcptto
 """

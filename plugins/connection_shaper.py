@@ -20,6 +20,9 @@ Arguments: exptime N, threshold N and whitelist LIST override the file.
 The window is fixed: it starts with a client's first connection and counts until
 exptime has passed (memcached's add + incr, as qpsmtpd's plugin did). If the store
 fails (Redis down ...) connections are not limited and an error is logged.
+Durability: the LMDB store fsyncs its commits within a second (store_sync 1s, the
+default since 2026-12-04; docs/store.md): a crash of a process or of the server
+loses nothing, a power failure at most about the last second of connection counts.
 
 Hooks: pre-connection (qpsmtpd-prefork and qpsmtpd-forkserver; `qpsmtpd` under
 inetd has no pre-connection: use the super-server's own rate limits).

@@ -32,10 +32,13 @@ plugin line wins). Times are seconds.
   grey_timeout N      default 12000 (3 h 20 min); at least black_timeout
   white_timeout N     default 3110400 (36 days)
   white_refresh N     rewrite a white triplet (renew its time, count the delivery) at most
-                      every N seconds; deliveries in between only read it (default 0:
-                      every delivery writes, as in qpsmtpd; the delivery count is then
-                      exact). A busy server saves a store write per message with e.g. 60
-                      (bench/README.md); expiry is unaffected (36 days vs a minute)
+                      every N seconds; deliveries in between only read it. Default 0:
+                      every delivery writes, as in qpsmtpd. With N, a white triplet
+                      expires white_timeout after its last rewrite, up to N seconds
+                      before qpsmtpd would (N s in 36 days), and the delivery count
+                      counts rewrites; replies and grey/black timing are unchanged. A
+                      busy server saves a store write per message (e.g. 60;
+                      bench/README.md)
   deny_late 0|1       defer at DATA instead of MAIL (default 0)
   reject 1|0          0: record and log only, never defer (seed the database first)
   mode denysoft|testonly|off   qpsmtpd's older switch: testonly/off = reject 0
@@ -77,6 +80,10 @@ for auto_whitelist. `qpsmtpd-store greylist list|whitelist|delete` manages tripl
 If the store fails (Redis down, disk full) the message is NOT greylisted and an
 error is logged ("error, store: ... (no greylisting)"): never a refusal or a loss
 because of the store.
+Durability: the LMDB store fsyncs its commits within a second (store_sync 1s, the
+default since 2026-12-04; docs/store.md): a crash of a process or of the server
+loses nothing, a power failure at most about the last second of triplet updates (such a
+triplet is deferred once more).
 
 Example config/plugins lines:
   greylisting

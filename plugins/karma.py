@@ -49,6 +49,9 @@ Store record per IP (key: the IP as an integer), qpsmtpd's
 `penalty_start_ts:naughty:nice:connects`; `karma_tool` (capture, release, prune,
 search, list) manages it. If the store fails, nothing is refused and an error is
 logged.
+Durability: the LMDB store fsyncs its commits within a second (store_sync 1s, the
+default since 2026-12-04; docs/store.md): a crash of a process or of the server
+loses nothing, a power failure at most about the last second of karma records.
 
 Example config/plugins lines (karma before hosts_allow and earlytalker; naughty
 after the plugins whose refusals it applies):
