@@ -83,6 +83,12 @@ def main():
             os.close(wfd)
 
     run()                                      # warm caches (config files, imports)
+    timed(run, args, f"{args.n} messages of {args.size or 'default'} bytes")
+
+
+def timed(run, args, what):
+    """CPU seconds of run(), under cProfile unless args.no_profile; prints the CPU
+    per message (of args.n) and cProfile's top args.top functions by args.sort."""
     t0 = time.process_time()
     if args.no_profile:
         run()
@@ -90,10 +96,11 @@ def main():
         profiler = cProfile.Profile()
         profiler.runcall(run)
     cpu = time.process_time() - t0
-    print(f"{args.n} messages of {args.size or 'default'} bytes: "
-          f"{cpu * 1000 / args.n:.3f} ms CPU per message{' (profiled)' if not args.no_profile else ''}")
+    print(f"{what}: {cpu * 1000 / args.n:.3f} ms CPU per message"
+          f"{'' if args.no_profile else ' (profiled)'}")
     if not args.no_profile:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+    return cpu
 
 
 if __name__ == "__main__":

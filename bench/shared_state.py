@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: the cost of the stateful plugins (issue 11 item 7). qpsmtpd-prefork with
 greylisting + a token bucket (berkeley_ipblacklist tokenbucket, berkeley_tokenbucketadd)
-+ karma, against the same server without them, on LMDB (store_sync 1, 1s and 0) and on
-Redis; Postfix's smtp-source drives 50 concurrent sessions. Run by hand (not a test):
++ karma, against the same server without them, on LMDB (store_sync 1s, the default, 1
+and 0) and on Redis; Postfix's smtp-source drives 50 concurrent sessions. Run by hand (not a test):
 
     .venv/bin/python bench/shared_state.py                  # about 4 minutes
     .venv/bin/python bench/shared_state.py --rounds 3 --only "1/sess"
@@ -34,20 +34,20 @@ import run as R  # noqa: E402  bench/run.py: Server, measure, cpu_ms, loadavg
 
 STATE_PLUGINS = ["karma", "berkeley_ipblacklist method tokenbucket",
                  "berkeley_tokenbucketadd method tokenbucket", "greylisting"]
+REFRESH = STATE_PLUGINS[:3] + ["greylisting white_refresh 60"]
 VARIANTS = {           # name -> (stateful plugins, store files)
     "off": ((), {}),
-    "lmdb": (STATE_PLUGINS, {"store_sync": "1"}),
-    "lmdb-1s": (STATE_PLUGINS, {"store_sync": "1s"}),
+    "lmdb": (STATE_PLUGINS, {}),                            # the defaults: store_sync 1s
+    "lmdb-sync1": (STATE_PLUGINS, {"store_sync": "1"}),     # fsync every commit (the old default)
     "lmdb-nosync": (STATE_PLUGINS, {"store_sync": "0"}),
     "redis": (STATE_PLUGINS, {"store_backend": "redis"}),
     # greylisting white_refresh 60: a white triplet is rewritten at most once a minute
-    "lmdb-refresh": (STATE_PLUGINS[:3] + ["greylisting white_refresh 60"], {"store_sync": "1"}),
-    "lmdb-1s-refresh": (STATE_PLUGINS[:3] + ["greylisting white_refresh 60"], {"store_sync": "1s"}),
-    "redis-refresh": (STATE_PLUGINS[:3] + ["greylisting white_refresh 60"],
-                      {"store_backend": "redis"}),
+    "lmdb-refresh": (REFRESH, {}),
+    "redis-refresh": (REFRESH, {"store_backend": "redis"}),
     # diagnostics: only the per-connection reads (karma, bucket), or only greylisting
-    "reads-only": (STATE_PLUGINS[:3], {"store_sync": "0"}),
-    "greylisting-only": (STATE_PLUGINS[3:], {"store_sync": "0"}),
+    "reads-only": (STATE_PLUGINS[:3], {}),
+    "greylisting-only": (STATE_PLUGINS[3:], {}),
+    "greylisting-refresh": (REFRESH[3:], {}),
 }
 SCENARIOS = [("small s=50  1/sess", 50, 1, 0, 3000), ("small s=50 10/sess", 50, 10, 0, 5000)]
 REDIS_PORT = 6391
@@ -94,9 +94,7 @@ def profile(args):
     """In-process: the variant's plugins in one process, sessions read from a file
     (bench/profile_session.py's), pre-connection included; no sockets, no forks.
     Reports CPU ms per message and, unless --no-profile, cProfile's top functions."""
-    import cProfile
-    import pstats
-    from profile_session import session_bytes
+    from profile_session import session_bytes, timed
     from qpsmtpd_py.app import Qpsmtpd
     from qpsmtpd_py.channel import PipeChannel
     from qpsmtpd_py.config import Config
@@ -127,19 +125,37 @@ def profile(args):
 
     try:
         run()                                    # warm: imports, config, store handles
-        t0 = time.process_time()
-        if args.no_profile:
-            run()
-        else:
-            profiler = cProfile.Profile()
-            profiler.runcall(run)
-        cpu = time.process_time() - t0
-        print(f"{args.profile}: {args.n} messages, {per} per session: {cpu * 1000 / args.n:.3f} ms "
-              f"CPU per message{'' if args.no_profile else ' (profiled)'}")
-        if not args.no_profile:
-            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+        if args.procs > 1:
+            return forked(args, run, per)
+        timed(run, args, f"{args.profile}: {args.n} messages, {per} per session")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def forked(args, run, per):
+    """--procs N: N forked processes (as prefork's children: the app loaded before the
+    fork, the store opened after it) run the sessions at once on one store; the CPU of
+    all of them (rusage), so LMDB's writer lock and the cross-process costs count."""
+    args.n //= args.procs
+    t0 = time.perf_counter()
+    pids = []
+    for _ in range(args.procs):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    cpu = 0.0
+    for pid in pids:
+        _, status, usage = os.wait4(pid, 0)
+        cpu += usage.ru_utime + usage.ru_stime
+    wall = time.perf_counter() - t0
+    total = args.n * args.procs
+    print(f"{args.profile}: {args.procs} processes, {total} messages, {per} per session: "
+          f"{cpu * 1000 / total:.3f} ms CPU per message, {total / wall:.0f} msg/s")
+    return cpu * 1000 / total
 
 
 def main():
@@ -147,7 +163,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer messages")
     parser.add_argument("--only", help="only scenarios whose label contains this text")
-    parser.add_argument("--variants", default="off,lmdb,lmdb-1s,lmdb-nosync,redis")
+    parser.add_argument("--variants", default="off,lmdb,lmdb-sync1,redis")
     parser.add_argument("--port", type=int, default=3625)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--profile", metavar="VARIANT",
@@ -155,6 +171,8 @@ def main():
     parser.add_argument("-n", type=int, default=3000, help="--profile: messages")
     parser.add_argument("--per-session", type=int, default=1, help="--profile: messages a session")
     parser.add_argument("--no-profile", action="store_true", help="--profile: just time it")
+    parser.add_argument("--procs", type=int, default=1,
+                        help="--profile: this many processes at once on one store (no cProfile)")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--redis-port", type=int, default=6379,
