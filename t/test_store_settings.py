@@ -127,8 +127,9 @@ def test_fork_while_the_syncer_is_in_fsync(tmp_path):
         table.set("big", os.urandom(8 << 20))           # an fsync of 8 MB takes a while
         in_sync = time.monotonic() + 5
         while store._group.last_write and time.monotonic() < in_sync:
-            if store._group.io_lock.locked():            # the syncer is in its fsync: fork now
-                break
+            if not store._group.io_lock.acquire(blocking=False):
+                break                                    # the syncer is in its fsync: fork now
+            store._group.io_lock.release()
         pid = os.fork()
         if pid == 0:
             try:
@@ -147,3 +148,23 @@ def test_fork_while_the_syncer_is_in_fsync(tmp_path):
             pytest.fail(f"round {round_}: the child hung closing the inherited store")
         assert status == 0
     store.close()
+
+
+def test_stores_dropped_while_their_syncer_runs_close_and_never_block_a_fork(tmp_path):
+    """A Store nobody holds any more closes at once (so the directory can be opened
+    again), even when the last reference goes away in its syncer thread."""
+    script = f"""
+import gc, os
+from qpsmtpd_py.helpers.store import Store
+path = {str(tmp_path / "s")!r}
+for n in range(30):
+    Store(path, sync=0.01).table("t").set("k", os.urandom(1 << 20))
+    gc.collect()
+    pid = os.fork()                       # the at-fork hook takes every syncer's lock
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(Store(path).table("t").get("k") is not None)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr

@@ -138,6 +138,18 @@ def _sync_at_exit():
             pass
 
 
+def _weak_sync(store):
+    """Group commit's fsync for `store`, without keeping the store alive (its thread
+    must not stop a dropped Store from closing)."""
+    ref = weakref.ref(store)
+
+    def sync():
+        live = ref()
+        if live is not None:
+            live._sync_now()
+    return sync
+
+
 class Store:
     """One LMDB environment (a directory) with named tables.
 
@@ -163,7 +175,7 @@ class Store:
         self.sync = sync
         self.sync_every = None if isinstance(sync, bool) else float(sync)
         self._group = None if self.sync_every is None else GroupCommit(
-            self.path, self.sync_every, self._sync_now)
+            self.path, self.sync_every, _weak_sync(self))
         if self._group is not None:
             _WRITTEN.add(self)
         self._env = None
@@ -174,7 +186,6 @@ class Store:
         self._writes = 0
         self._next_reclaim = 0.0
         self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
-        self._tables = {}
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -316,6 +327,14 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"store_dir {self.path}: sync: {exc}") from None
 
+    def __del__(self):
+        """A Store dropped (a tool, a test opening the directory again) closes its
+        environment at once, as py-lmdb's would, after fsyncing what it owes."""
+        try:
+            self.close()
+        except Exception:
+            pass
+
     def _sync_now(self):
         """Group commit's fsync (called with its io_lock held, so never on a closed env)."""
         env = self._env
@@ -327,11 +346,7 @@ class Store:
 
     # -- tables ---------------------------------------------------------------------------
     def table(self, name):
-        """The table `name` (made once per store and name: plugins ask in every hook)."""
-        table = self._tables.get(name)
-        if table is None:
-            table = self._tables[name] = Table(self, name)
-        return table
+        return Table(self, name)
 
     def tables(self):
         """Names of the tables that exist."""

@@ -55,7 +55,9 @@ class GroupCommit:
         self.every = float(every)
         self.sync = sync
         self.lock = threading.Lock()      # the fields below (held only for moments)
-        self.io_lock = threading.Lock()   # an fsync vs the store closing its environment
+        # an fsync vs the store closing its environment; reentrant: a Store dropped while
+        # its syncer runs is finalised (and closed) in that thread, inside the fsync's lock
+        self.io_lock = threading.RLock()
         self.thread = None                # runs while commits wait for their fsync
         self.last_write = 0               # monotonic ns of this process's latest commit
         self.error = None                 # an fsync failure, raised at the next commit
@@ -64,7 +66,7 @@ class GroupCommit:
 
     def reset_after_fork(self):
         """The parent's thread is not in the child (the parent syncs its own commits)."""
-        self.lock, self.io_lock = threading.Lock(), threading.Lock()
+        self.lock, self.io_lock = threading.Lock(), threading.RLock()
         self.close()
         self.thread, self.last_write, self.error = None, 0, None
 
