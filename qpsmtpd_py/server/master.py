@@ -238,6 +238,8 @@ class Master:
     def prepare(self, app):
         """Server settings that outlive a reload are applied to every new app."""
         app.rdns = not self.args.no_rdns
+        if app.rdns:        # the PTR lookups' code, and their shared negative cache, before forking
+            from ..helpers import dns  # noqa: F401
         if self.args.debug:
             app.loglevel = C.LOGDEBUG
         return app
