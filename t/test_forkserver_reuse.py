@@ -25,6 +25,7 @@ def test_a_free_child_serves_the_next_client_then_leaves_when_quiet(mail_config)
             first = serving(server)
             assert c.send_message("a@b.test", ["u@example.test"], "Subject: 1\n\none")[0] == 250
             c.cmd("QUIT")
+            assert c.closed()              # no other process holds the connection open
         wait_until(lambda: server.title().endswith(" 0 of 15 connections"), what="the session to end")
         wait_until(lambda: server.children().get(first) == TITLE + "idle", what="the child to be free")
         forked = set(server.children())
@@ -32,6 +33,7 @@ def test_a_free_child_serves_the_next_client_then_leaves_when_quiet(mail_config)
             second = serving(server)
             assert c.send_message("a@b.test", ["u@example.test"], "Subject: 2\n\ntwo")[0] == 250
             c.cmd("QUIT")
+            assert c.closed()
         assert second in forked            # no fork for the second client
         assert len(srv.messages()) == 2
         wait_until(lambda: not server.children(), timeout=8, what="the free children to leave")

@@ -150,23 +150,21 @@ class ForkServer(Master):
             try:
                 self.dispatch(client, peer, listener)
             finally:
-                client.close()
+                client.close()           # before any other fork: only the child holds it
+            if not self.free_children() and len(self.children) < self.limit + SPARES:
+                self.spawn()             # ahead of demand: the next client finds it ready
 
     def dispatch(self, client, peer, listener):
-        """Pass the client to a free child, or to a new one; then keep a spare."""
+        """Pass the client to a free child, or to a new one."""
         ip = peer_ip(peer)
         others = [record.ip for record in self.children.values() if record.ip is not None]
         message = " ".join([str(self.listeners.index(listener)), str(peer[0]), str(peer[1]), *others])
         for pid, record in self.free_children():
             if self.hand_over(record, client, message, ip):
                 return
-        record = self.spawn()
+        record = self.spawn(client)
         if record is None or not self.hand_over(record, client, message, ip):
             self.log(C.LOGERROR, f"no child to serve {ip}: connection closed")
-            return
-        if not any(True for _ in self.free_children()) \
-                and len(self.children) < self.limit + SPARES:
-            self.spawn()                 # ahead of demand: the next client finds it ready
 
     def free_children(self):
         return [(pid, r) for pid, r in self.children.items()
@@ -214,9 +212,11 @@ class ForkServer(Master):
             timeout = min(timeout, max(0.0, min(free) + IDLE_RETIRE - time.monotonic()) + 0.01)
         return super().wake_within(timeout)
 
-    def spawn(self):
+    def spawn(self, client=None):
         """Fork a child that waits for connections on its end of a socket pair; its
-        record (None when it cannot be forked)."""
+        record (None when it cannot be forked). `client`, the master's copy of an
+        accepted socket, is closed in the child: it gets its own over the pair, and
+        a copy left open would keep the connection up after the session closes it."""
         slot = self.board.claim()
         if slot is None:
             return None
@@ -231,6 +231,8 @@ class ForkServer(Master):
             return None
         if pid == 0:
             ours.close()
+            if client is not None:
+                client.close()
             self.worker(theirs, slot)              # never returns
         theirs.close()
         ours.setblocking(False)
