@@ -49,7 +49,8 @@ SPARES = 1                    # children forked ahead of demand (when none is fr
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Forking qpsmtpd daemon: one child process per SMTP connection.",
+        description="Forking qpsmtpd daemon: the master accepts, a child process serves each "
+                    "SMTP connection (one at a time, up to 100 each).",
         epilog="Signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs. "
                "-c is --limit-connections here, as in qpsmtpd's forkserver (in `qpsmtpd` "
                "-c is --config): scripts and units had better use the long forms. "
