@@ -352,6 +352,8 @@ class Master:
         loaded so far out of the collector's sight, so children share those pages
         copy-on-write instead of touching them at each GC."""
         warm_up()
+        if self.watchdog is not None:
+            self.watchdog.arm_master()
         gc.unfreeze()
         gc.collect()
         gc.freeze()
