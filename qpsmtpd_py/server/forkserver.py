@@ -13,7 +13,8 @@ address and child_addrs. The master forks one spare child ahead of demand when n
 is free, retires a child after WORKER_SESSIONS sessions and any child idle for
 IDLE_RETIRE seconds (a quiet server is just the master, as before), and never
 reuses a child that was forked before a reload or during a stop: it closes its end
-of the pair, and a waiting child that reads end-of-file exits.
+of the pair, and a waiting child that reads end-of-file exits. After USR1 (log files
+reopened in the master) the children are retired the same way.
 
 Signals to the master: HUP reloads config and plugins for the connections that
 follow (running ones are unaffected); TERM/INT stop accepting and give running
@@ -244,12 +245,18 @@ class ForkServer(Master):
 
     def begin_stop(self, why):
         super().begin_stop(why)
-        for record in self.children.values():
-            record.retire()             # free children leave now, busy ones after their session
+        self.retire_all()               # free children leave now, busy ones after their session
 
     def after_reload(self):
+        self.retire_all()               # the next connections get children of the new config
+
+    def reopen_logs(self):
+        super().reopen_logs()
+        self.retire_all()               # a child forked before holds the old log files
+
+    def retire_all(self):
         for record in self.children.values():
-            record.retire()             # the next connections get children of the new config
+            record.retire()
 
     def install_child_signals(self):
         # a running session always finishes: TERM, INT and HUP wait for it; but TERM
