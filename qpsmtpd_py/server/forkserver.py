@@ -161,7 +161,7 @@ class ForkServer(Master):
         ip = peer_ip(peer)
         others = [record.ip for record in self.children.values() if record.ip is not None]
         message = " ".join([str(self.listeners.index(listener)), str(peer[0]), str(peer[1]), *others])
-        for pid, record in self.free_children():
+        for record in self.free_children():
             if self.hand_over(record, client, message, ip):
                 return
         record = self.spawn(client)
@@ -169,8 +169,7 @@ class ForkServer(Master):
             self.log(C.LOGERROR, f"no child to serve {ip}: connection closed")
 
     def free_children(self):
-        return [(pid, r) for pid, r in self.children.items()
-                if r.free_since is not None and r.sock is not None]
+        return [r for r in self.children.values() if r.free_since is not None and r.sock is not None]
 
     def hand_over(self, record, client, message, ip):
         try:
@@ -204,12 +203,12 @@ class ForkServer(Master):
 
     def retire_idle(self):
         now = time.monotonic()
-        for pid, record in self.free_children():
+        for record in self.free_children():
             if now - record.free_since >= IDLE_RETIRE:
                 record.retire()
 
     def wake_within(self, timeout):
-        free = [r.free_since for _, r in self.free_children()]
+        free = [r.free_since for r in self.free_children()]
         if free:
             timeout = min(timeout, max(0.0, min(free) + IDLE_RETIRE - time.monotonic()) + 0.01)
         return super().wake_within(timeout)
@@ -297,9 +296,12 @@ class ForkServer(Master):
             for served in range(1, WORKER_SESSIONS + 1):
                 self.board.mark(slot, IDLE)
                 daemon.set_title(f"{PROG} child: idle")
-                message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+                try:
+                    message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+                except OSError:
+                    break
                 if not fds:
-                    break                  # the master closed our pair: leave
+                    break                  # the master closed our pair (retired us): leave
                 client = socket.socket(fileno=fds[0])
                 try:
                     self.serve(client, message.decode("ascii").split(), slot)
@@ -307,9 +309,10 @@ class ForkServer(Master):
                     client.close()
                     self.client = None
                 if served < WORKER_SESSIONS:
-                    sock.send(b"free")
-        except (BrokenPipeError, ConnectionResetError):
-            pass                           # the master retired us, stopped or has gone
+                    try:
+                        sock.send(b"free")
+                    except OSError:        # the master retired us, stopped or has gone
+                        break
         except BaseException:              # never let a child return into the master's code
             code = 1
             self.app.log(C.LOGERROR, f"session with {self.ip} failed:\n{traceback.format_exc().rstrip()}")
