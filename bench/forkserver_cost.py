@@ -16,7 +16,6 @@ warm-up are subtracted).
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from bench.run import (CLK_TCK, PLUGINS, SOURCE, USER, in_private_netns, process_tree,  # noqa: E402
-                       rollup, write_config)
+from bench.run import (CLK_TCK, PLUGINS, SOURCE, USER, Server, in_private_netns,  # noqa: E402
+                       process_tree, rollup, write_config)
 
 
 def reexec_in_netns():
@@ -51,18 +50,6 @@ def master_counters(pid):
     return ns / 1e6, minflt, (cutime + cstime) * 1000.0 / CLK_TCK, cminflt
 
 
-def greets(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.settimeout(10)
-            ok = s.recv(512).startswith(b"220")
-            s.sendall(b"QUIT\r\n")
-            s.recv(512)
-            return ok
-    except OSError:
-        return False
-
-
 def wait_for(condition, seconds=60):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -79,14 +66,11 @@ def one_run(tree, base, port, sessions, total, limit):
     argv = [sys.executable, "-m", "qpsmtpd_py.server.forkserver", "--listen-address", "127.0.0.1",
             "--port", str(port), "--user", USER, "-H", "--config", os.path.join(base, "config"),
             "--limit-connections", str(limit)]
-    with open(os.path.join(base, "server.log"), "ab") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=base, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    server = Server("forkserver", argv, port, env, base, None).start()
+    proc = server.proc
     try:
-        if not wait_for(lambda: proc.poll() is not None or greets(port)) or proc.poll() is not None:
-            raise SystemExit(f"the forkserver did not come up: see {base}/server.log")
         for _ in range(20):              # a few sessions first (the master's lazy set-up)
-            greets(port)
+            server._greets()
         wait_for(lambda: len(process_tree(proc.pid)) == 1)
         before = master_counters(proc.pid)
         t0 = time.perf_counter()
@@ -99,8 +83,7 @@ def one_run(tree, base, port, sessions, total, limit):
         after = master_counters(proc.pid)
         pss = rollup(proc.pid) / 1024
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
     d = [(a - b) / total for a, b in zip(after, before)]
     return {"master_ms": d[0], "master_faults": d[1], "child_ms": d[2], "child_faults": d[3],
             "total_ms": d[0] + d[2], "total_faults": d[1] + d[3], "rate": total / wall,
