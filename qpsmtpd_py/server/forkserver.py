@@ -69,7 +69,7 @@ def parse_args(argv):
     return args
 
 
-class Connection:
+class Child:
     """The master's record of one child: its scoreboard slot, its end of the
     socket pair, and its client's IP while it serves one (None while free)."""
 
@@ -259,7 +259,7 @@ class ForkServer(Master):
         theirs.close()
         ours.setblocking(False)
         self.board.set_pid(slot, pid)
-        record = self.children[pid] = Connection(slot, ours)
+        record = self.children[pid] = Child(slot, ours)
         record.free_since = time.monotonic()      # it takes a connection as soon as it runs
         return record
 
