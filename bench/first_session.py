@@ -19,24 +19,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.profile_session import PLUGINS, session_bytes      # noqa: E402
 from qpsmtpd_py.app import Qpsmtpd                          # noqa: E402
-from qpsmtpd_py.channel import PipeChannel                    # noqa: E402
 from qpsmtpd_py.config import Config                          # noqa: E402
-from qpsmtpd_py.server.common import new_connection           # noqa: E402
-from qpsmtpd_py.session import SMTPSession                    # noqa: E402
-
+from qpsmtpd_py.server import warmup                          # noqa: E402
 
 FAULTS = []
 
 
 def one_session(app, path):
-    rfd = os.open(path, os.O_RDONLY)
-    wfd = os.open(os.devnull, os.O_WRONLY)
-    try:
-        SMTPSession(app, PipeChannel(rfd, wfd, timeout=10),
-                    new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))).run()
-    finally:
-        os.close(rfd)
-        os.close(wfd)
+    warmup.session_from_file(app, path, client=("127.0.0.1", 40000))
 
 
 def children(app, path, n):
@@ -64,7 +54,6 @@ def children(app, path, n):
 
 def main():
     import tempfile
-    from qpsmtpd_py.server import warmup
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=200)
     args = parser.parse_args()

@@ -14,50 +14,106 @@ from .constants import (  # noqa: F401  return codes, log levels and their helpe
 from .address import Address, valid_address_literal  # noqa: F401
 from .config import ConfigError, ConfigLine, beside  # noqa: F401  beside: config-relative paths
 from .plugin import Plugin, isa_plugin, parse_pairs  # noqa: F401
-from .helpers.dns import DNSFailure, DNSTimeout, reverse_ip  # noqa: F401  self.resolver's failures, list-zone names
-from .helpers import dnslist  # noqa: F401  DNS list helpers: list answers, TXT reply text, lookups collected once
-from .helpers.store import StoreError  # noqa: F401  self.store's "cannot be used" error
 from .arguments import (  # noqa: F401  declared config/plugins arguments (Plugin.arguments)
     REJECT, REJECT_TYPE, AnyKeyword, Arg, ArgumentError, Bool, Checked, Choice, Domains, Flag,
-    Host, Int, Keyword, LogLevel, Number, Path, Positional, Text,
+    Host, Int, Keyword, LogLevel, Number, Path, Positional, Text, parse_arguments,
 )
 
 # -- helper libraries for plugins (their engine modules may move; these names stay) --------
-from .helpers.addrlist import (  # noqa: F401  address lists (badmailfrom syntax), local domains
-    NO_MAILBOX, AddressList, address_list, compile_pattern, is_local_domain, user_candidates,
-)
-from .helpers.netmatch import (  # noqa: F401  IP lists
-    IPList, cached_iplist, ip_candidates, ip_prefixes, parse_ip,
-)
-from .helpers.aliases import AliasTable, parse_sendmail_aliases  # noqa: F401  alias files
-from .helpers.cdb import CDB  # noqa: F401  constant databases (tinycdb format)
-from .helpers.filecache import FileCache, file_signature  # noqa: F401  parsed files, re-read on change
-from .helpers.logsink import line_text, session_id  # noqa: F401  logging/* plugins
-from .helpers.smtpclient import SMTPClient, SMTPError, stream_socket, xtext  # noqa: F401  queue/smtp-forward
-from .helpers.passwords import validate_password  # noqa: F401  auth plugins
-from .helpers.store import check_store, open_store, redis_store  # noqa: F401  the shared store (see also self.store)
-from .helpers.store_redis import StoreUnavailable  # noqa: F401  a Redis store that cannot be reached now
-from .helpers import greylist  # noqa: F401  greylisting's triplets (the plugin and qpsmtpd-store)
-from .helpers import karma as karma_records  # noqa: F401  karma's per-IP records (the plugin and karma_tool)
-from .helpers import tokenbucket  # noqa: F401  token buckets in the store (berkeley_* plugins and tool)
-from .arguments import parse_arguments  # noqa: F401  a settings file in a plugin's argument syntax
-from .helpers.scanner import Scanner, ScannerError  # noqa: F401  the client for content scanners
-from .helpers.scanprog import (  # noqa: F401  scanner programs, temp message files, failure policy
-    ProgramError, ProgramResult, ScanProgram, message_file, scan_arguments, scan_failed,
-    virus_found,
-)
-from .helpers.mime import content_type, fold as fold_header, is_multipart, walk as mime_parts  # noqa: F401
-from .helpers.milter import MilterError, MilterSession  # noqa: F401  the MTA side of the milter protocol
-from .helpers.outbound import queue_new_message  # noqa: F401  mail a plugin sends through the queue plugins
-from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugin.start_tls)
-from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
-from .helpers.auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins
-from .helpers.remote_login import RemoteLoginPlugin, login_arguments  # noqa: F401  auth by remote login
-from .helpers.extras import require as require_extra  # noqa: F401  a plugin's optional library (setup.cfg extra)
-from .helpers.durable import fsync_dir, unlink_quietly  # noqa: F401  crash-safe queue files
-from .helpers.mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
-    SigningKey, SigningKeyError, aligned, key_to_sign_with, message_bytes, organizational_domain,
-    printable, set_auth_result, signing_key,
-)
-from .helpers import domainkeys  # noqa: F401  DomainKeys (RFC 4870): domainkeys and domainkeys_sign
-from .helpers import geoip  # noqa: F401  MaxMind databases: ident/geoip, geo_blacklist_whitelist
+# Imported on first use (module __getattr__, PEP 562): a server whose plugins need no
+# DNS, DKIM or scanner maps none of dnspython, cryptography, email ... (issue 15: the
+# master's image, which every child shares, is smaller). A plugin's own
+# `from qpsmtpd_py.api import X` runs when it is loaded, in the master, before any fork.
+_LAZY = {
+    # name: (module under qpsmtpd_py, attribute; None = the module itself)
+    "DNSFailure": ("helpers.dns", "DNSFailure"),      # self.resolver's failures
+    "DNSTimeout": ("helpers.dns", "DNSTimeout"),
+    "reverse_ip": ("helpers.dns", "reverse_ip"),      # list-zone names
+    "dnslist": ("helpers.dnslist", None),              # DNS list answers, TXT reply text
+    "StoreError": ("helpers.store", "StoreError"),    # self.store's "cannot be used" error
+    "check_store": ("helpers.store", "check_store"),  # the shared store (see also self.store)
+    "open_store": ("helpers.store", "open_store"),
+    "redis_store": ("helpers.store", "redis_store"),
+    "StoreUnavailable": ("helpers.store_redis", "StoreUnavailable"),
+    "NO_MAILBOX": ("helpers.addrlist", "NO_MAILBOX"),  # address lists (badmailfrom syntax)
+    "AddressList": ("helpers.addrlist", "AddressList"),
+    "address_list": ("helpers.addrlist", "address_list"),
+    "compile_pattern": ("helpers.addrlist", "compile_pattern"),
+    "is_local_domain": ("helpers.addrlist", "is_local_domain"),
+    "user_candidates": ("helpers.addrlist", "user_candidates"),
+    "IPList": ("helpers.netmatch", "IPList"),          # IP lists
+    "cached_iplist": ("helpers.netmatch", "cached_iplist"),
+    "ip_candidates": ("helpers.netmatch", "ip_candidates"),
+    "ip_prefixes": ("helpers.netmatch", "ip_prefixes"),
+    "parse_ip": ("helpers.netmatch", "parse_ip"),
+    "AliasTable": ("helpers.aliases", "AliasTable"),  # alias files
+    "parse_sendmail_aliases": ("helpers.aliases", "parse_sendmail_aliases"),
+    "CDB": ("helpers.cdb", "CDB"),                     # constant databases (tinycdb format)
+    "FileCache": ("helpers.filecache", "FileCache"),  # parsed files, re-read on change
+    "file_signature": ("helpers.filecache", "file_signature"),
+    "line_text": ("helpers.logsink", "line_text"),    # logging/* plugins
+    "session_id": ("helpers.logsink", "session_id"),
+    "SMTPClient": ("helpers.smtpclient", "SMTPClient"),  # queue/smtp-forward
+    "SMTPError": ("helpers.smtpclient", "SMTPError"),
+    "stream_socket": ("helpers.smtpclient", "stream_socket"),
+    "xtext": ("helpers.smtpclient", "xtext"),
+    "validate_password": ("helpers.passwords", "validate_password"),  # auth plugins
+    "greylist": ("helpers.greylist", None),            # greylisting's triplets
+    "karma_records": ("helpers.karma", None),          # karma's per-IP records
+    "tokenbucket": ("helpers.tokenbucket", None),      # token buckets in the store
+    "Scanner": ("helpers.scanner", "Scanner"),        # the client for content scanners
+    "ScannerError": ("helpers.scanner", "ScannerError"),
+    "ProgramError": ("helpers.scanprog", "ProgramError"),  # scanner programs, temp files
+    "ProgramResult": ("helpers.scanprog", "ProgramResult"),
+    "ScanProgram": ("helpers.scanprog", "ScanProgram"),
+    "message_file": ("helpers.scanprog", "message_file"),
+    "scan_arguments": ("helpers.scanprog", "scan_arguments"),
+    "scan_failed": ("helpers.scanprog", "scan_failed"),
+    "virus_found": ("helpers.scanprog", "virus_found"),
+    "content_type": ("helpers.mime", "content_type"),
+    "fold_header": ("helpers.mime", "fold"),
+    "is_multipart": ("helpers.mime", "is_multipart"),
+    "mime_parts": ("helpers.mime", "walk"),
+    "MilterError": ("helpers.milter", "MilterError"),  # the MTA side of the milter protocol
+    "MilterSession": ("helpers.milter", "MilterSession"),
+    "queue_new_message": ("helpers.outbound", "queue_new_message"),  # mail a plugin sends
+    "TLSFailed": ("tls", "TLSFailed"),                 # the tls plugin (Plugin.start_tls)
+    "default_ssl_dir": ("tls", "default_ssl_dir"),
+    "DEFAULT_TLS_FILES": ("tls", "DEFAULT_FILES"),
+    "build_tls_context": ("tls", "build_context"),
+    "AuthPlugin": ("helpers.auth_plugin", "AuthPlugin"),  # password-checking auth plugins
+    "AuthUnavailable": ("helpers.auth_plugin", "AuthUnavailable"),
+    "RemoteLoginPlugin": ("helpers.remote_login", "RemoteLoginPlugin"),  # auth by remote login
+    "login_arguments": ("helpers.remote_login", "login_arguments"),
+    "require_extra": ("helpers.extras", "require"),   # a plugin's optional library (setup.cfg extra)
+    "fsync_dir": ("helpers.durable", "fsync_dir"),    # crash-safe queue files
+    "unlink_quietly": ("helpers.durable", "unlink_quietly"),
+    "SigningKey": ("helpers.mailauth", "SigningKey"),  # SPF, DKIM, DomainKeys, DMARC plugins
+    "SigningKeyError": ("helpers.mailauth", "SigningKeyError"),
+    "aligned": ("helpers.mailauth", "aligned"),
+    "key_to_sign_with": ("helpers.mailauth", "key_to_sign_with"),
+    "message_bytes": ("helpers.mailauth", "message_bytes"),
+    "organizational_domain": ("helpers.mailauth", "organizational_domain"),
+    "printable": ("helpers.mailauth", "printable"),
+    "set_auth_result": ("helpers.mailauth", "set_auth_result"),
+    "signing_key": ("helpers.mailauth", "signing_key"),
+    "domainkeys": ("helpers.domainkeys", None),        # DomainKeys (RFC 4870)
+    "geoip": ("helpers.geoip", None),                  # MaxMind databases
+}
+
+
+def __getattr__(name):
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    import importlib
+    value = importlib.import_module("." + module, "qpsmtpd_py")
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value          # looked up once
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -15,7 +15,6 @@ from . import auth, envelope, limits, metrics, trace
 from . import constants as C
 from .channel import LineTooLong
 from .data_reader import DataReader
-from .helpers.dns import reverse_name
 from .errors import ClientGone, ClientTimeout, Disconnect
 from .hooks import reply_for
 from .plugin import Plugin
@@ -247,6 +246,7 @@ class SMTPSession:
         the session's resolver, so fcrdns and helo share the answer."""
         conn = self.connection
         if conn.remote_host is None and getattr(self.app, "rdns", True) and conn.remote_ip:
+            from .helpers.dns import reverse_name    # dnspython only when looking up (-H: never)
             conn.remote_host_from(reverse_name(self.app, conn.remote_ip, conn))
 
     def read_and_dispatch(self):

@@ -16,7 +16,7 @@ try:            # the dkim extra; the domainkeys plugins name it when it is miss
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
-except ImportError:     # qpsmtpd_py.api imports this module for every plugin
+except ImportError:     # importable without it: the plugins name the missing extra
     InvalidSignature = hashes = serialization = padding = rsa = None
 
 _WSP = re.compile(rb"[ \t\r\n]")

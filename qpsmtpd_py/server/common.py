@@ -16,11 +16,14 @@ def load_app():
     return Qpsmtpd(Config(config_dirs())).load()
 
 
-def import_plugin_modules():
+def import_plugin_modules(rdns=True):
     """Import the configured plugins' files (module code only, no plugin object is
     made) while the process is still root: they, and the standard-library modules
     they import, may be unreadable after --user (a Python under /root). Errors are
-    left for the real load, which reports them with file and line."""
+    left for the real load, which reports them with file and line. With `rdns` the
+    engine's PTR lookup code too (imported only when needed: see preload_dns)."""
+    if rdns:
+        preload_dns()
     config = Config(config_dirs())
     loader = PluginLoader(config.get_list("plugin_dirs") or default_plugin_dirs())
     for line in config.get_list("logging") + config.get_list("plugins"):
@@ -35,6 +38,13 @@ def import_plugin_modules():
             import redis  # noqa: F401
         except ImportError:     # reported by the real load (check_store names the extra)
             pass
+
+
+def preload_dns():
+    """dnspython and the PTR lookups' code (helpers/dns.py, with its shared negative
+    cache page) in the master before forking, when reverse DNS is on; a server
+    started with -H and no DNS plugin never maps them."""
+    from ..helpers import dns  # noqa: F401
 
 
 def build_app(config_dir=None):

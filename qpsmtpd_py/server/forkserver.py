@@ -1,9 +1,20 @@
-"""`qpsmtpd-forkserver`: the master accepts, and forks one child per connection.
+"""`qpsmtpd-forkserver`: the master accepts, and hands each connection to a child.
 
 The child runs the pre-connection hooks with the master's snapshot of the other
 connections' IPs (child_addrs, for hosts_allow and --max-from-ip), then the
-session, then exits. At --limit-connections the master stops accepting until a
-child exits; new clients wait in the listen backlog meanwhile.
+session. At --limit-connections the master stops accepting until a session ends;
+new clients wait in the listen backlog meanwhile.
+
+A fork per connection cost 3.5-7 ms of CPU (issue 15: the fork, then copy-on-write
+faults in child and master, then exit). So a child, once forked, may serve more
+connections: after a session it tells the master it is free, and the master passes
+it the next accepted socket over a unix socket pair (SCM_RIGHTS) with the client's
+address and child_addrs. The master forks one spare child ahead of demand when none
+is free, retires a child after WORKER_SESSIONS sessions and any child idle for
+IDLE_RETIRE seconds (a quiet server is just the master, as before), and never
+reuses a child that was forked before a reload or during a stop: it closes its end
+of the pair, and a waiting child that reads end-of-file exits. After USR1 (log files
+reopened in the master) the children are retired the same way.
 
 Signals to the master: HUP reloads config and plugins for the connections that
 follow (running ones are unaffected); TERM/INT stop accepting and give running
@@ -15,8 +26,11 @@ keepalive) for twice the SMTP timeout has its stack logged and is killed
 
 import argparse
 import os
+import select
 import signal
+import socket
 import sys
+import time
 import traceback
 
 from .. import constants as C
@@ -25,16 +39,20 @@ from .connect import peer_ip, serve_client
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .master import Master, add_common_options, finish_common_options, ignore_signal
 from .orphan import SessionBound, cut_session, orphaned
-from .scoreboard import BUSY, Scoreboard
+from .scoreboard import BUSY, IDLE, Scoreboard
 
 PROG = "qpsmtpd-forkserver"
 DEFAULT_USER = "smtpd"        # qpsmtpd's forkserver becomes this user when started as root
+WORKER_SESSIONS = 100         # connections one child serves at most, then it exits
+IDLE_RETIRE = 2.0             # seconds a free child is kept for the next connection
+SPARES = 1                    # children forked ahead of demand (when none is free)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Forking qpsmtpd daemon: one child process per SMTP connection.",
+        description="Forking qpsmtpd daemon: the master accepts, a child process serves each "
+                    "SMTP connection (one at a time, up to 100 each).",
         epilog="Signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs. "
                "-c is --limit-connections here, as in qpsmtpd's forkserver (in `qpsmtpd` "
                "-c is --config): scripts and units had better use the long forms. "
@@ -51,15 +69,27 @@ def parse_args(argv):
     return args
 
 
-class Connection:
-    """The master's record of one child: its client and scoreboard slot."""
+class Child:
+    """The master's record of one child: its scoreboard slot, its end of the
+    socket pair, and its client's IP while it serves one (None while free)."""
 
-    __slots__ = ("ip", "slot", "killed")
+    __slots__ = ("ip", "slot", "killed", "sock", "free_since", "served")
 
-    def __init__(self, ip, slot):
-        self.ip = ip
+    def __init__(self, slot, sock):
+        self.ip = None
         self.slot = slot
         self.killed = False
+        self.sock = sock              # None once the child may not be given more work
+        self.free_since = None        # monotonic time it became free; None while busy/starting
+        self.served = 0
+
+    def retire(self):
+        """Give this child no more connections: a free one reads end-of-file and exits,
+        a busy one exits after its session."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.free_since = None
 
 
 class ForkServer(Master):
@@ -70,7 +100,8 @@ class ForkServer(Master):
     def __init__(self, args):
         super().__init__(args)
         self.limit = args.limit_connections
-        self.board = Scoreboard(self.limit)
+        # busy children, free ones, and retired ones until they are reaped
+        self.board = Scoreboard(2 * self.limit + SPARES)
         self.watchdog = Watchdog(self.board)
         self.shown_status = None
 
@@ -92,41 +123,160 @@ class ForkServer(Master):
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
-            full = len(self.children) >= self.limit
-            ready = self.wait(timeout, [] if full else self.listeners)
+            full = self.busy >= self.limit
+            workers = [r.sock for r in self.children.values() if r.sock is not None and r.free_since is None]
+            ready = self.wait(timeout, workers if full else self.listeners + workers)
             self.reap()                  # first, so child_addrs and the limit are current
-            for listener in ready:
-                self.accept_from(listener)
+            for each in ready:
+                if isinstance(each, socket.socket):
+                    self.worker_said(each)
+            for each in ready:
+                if not isinstance(each, socket.socket):
+                    self.accept_from(each)
+            self.retire_idle()
             self.kill_hung()
             self.show_status()
             self.notifier.ping_watchdog()
         self.finish_stop()
         return 0
 
+    @property
+    def busy(self):
+        """Connections being served (the --limit-connections count)."""
+        return sum(1 for record in self.children.values() if record.ip is not None)
+
     def accept_from(self, listener):
-        while len(self.children) < self.limit and not self.stopping:
+        while self.busy < self.limit and not self.stopping:
             client, peer = listener.accept()
             if client is None:
                 return
             try:
-                self.spawn(client, peer, listener)
+                self.dispatch(client, peer, listener)
             finally:
-                client.close()
+                client.close()           # before any other fork: only the child holds it
+            if not self.free_children() and len(self.children) < self.limit + SPARES:
+                self.collect_free()
+                if not self.free_children():
+                    self.spawn()         # ahead of demand: the next client finds it ready
 
-    def spawn(self, client, peer, listener):
+    def dispatch(self, client, peer, listener):
+        """Pass the client to a free child, or to a new one."""
         ip = peer_ip(peer)
-        others = [record.ip for record in self.children.values()]
+        others = [record.ip for record in self.children.values() if record.ip is not None]
+        message = " ".join([str(self.listeners.index(listener)), str(peer[0]), str(peer[1]), *others])
+        for attempt in range(2):
+            for record in self.free_children():
+                if self.hand_over(record, client, message, ip):
+                    return
+            if attempt == 0:
+                self.collect_free()
+        record = self.spawn(client)
+        if record is None or not self.hand_over(record, client, message, ip):
+            self.log(C.LOGERROR, f"no child to serve {ip}: connection closed")
+
+    def free_children(self):
+        return [r for r in self.children.values() if r.free_since is not None and r.sock is not None]
+
+    def hand_over(self, record, client, message, ip):
+        try:
+            socket.send_fds(record.sock, [message.encode("ascii")], [client.fileno()])
+        except OSError:                  # the child has gone: reaped later
+            record.retire()
+            return False
+        record.ip = ip
+        record.free_since = None
+        record.served += 1
+        if record.served >= WORKER_SESSIONS:
+            record.retire()             # it exits after this session
+        return True
+
+    def collect_free(self):
+        """Read the notices of children that have just finished (one poll, no wait)
+        before forking: a burst of short sessions otherwise forks a child for nearly
+        every connection whose predecessor's notice is still unread (61 forks for
+        smtp-source -s 10 -m 100 with --limit-connections 60)."""
+        socks = {r.sock.fileno(): r.sock for r in self.children.values()
+                 if r.sock is not None and r.free_since is None}
+        if not socks:
+            return
+        poller = select.poll()
+        for fd in socks:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(0):
+            self.worker_said(socks[fd])
+
+    def worker_said(self, sock):
+        """A child's end of the pair is readable: it is free again, or it has gone."""
+        record = next((r for r in self.children.values() if r.sock is sock), None)
+        if record is None:
+            return
+        try:
+            data = sock.recv(16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        record.ip = None
+        if data and not self.stopping:
+            record.free_since = time.monotonic()
+        else:
+            record.retire()
+
+    def retire_idle(self):
+        now = time.monotonic()
+        for record in self.free_children():
+            if now - record.free_since >= IDLE_RETIRE:
+                record.retire()
+
+    def wake_within(self, timeout):
+        free = [r.free_since for r in self.free_children()]
+        if free:
+            timeout = min(timeout, max(0.0, min(free) + IDLE_RETIRE - time.monotonic()) + 0.01)
+        return super().wake_within(timeout)
+
+    def spawn(self, client=None):
+        """Fork a child that waits for connections on its end of a socket pair; its
+        record (None when it cannot be forked). `client`, the master's copy of an
+        accepted socket, is closed in the child: it gets its own over the pair, and
+        a copy left open would keep the connection up after the session closes it."""
         slot = self.board.claim()
+        if slot is None:
+            return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             pid = self.fork()
         except OSError as exc:
             self.board.release(slot)
-            self.log(C.LOGERROR, f"cannot fork for {ip}: {exc.strerror}")
-            return
+            ours.close()
+            theirs.close()
+            self.log(C.LOGERROR, f"cannot fork: {exc.strerror}")
+            return None
         if pid == 0:
-            self.child(client, peer, listener, ip, others, slot)     # never returns
+            ours.close()
+            if client is not None:
+                client.close()
+            self.worker(theirs, slot)              # never returns
+        theirs.close()
+        ours.setblocking(False)
         self.board.set_pid(slot, pid)
-        self.children[pid] = Connection(ip, slot)
+        record = self.children[pid] = Child(slot, ours)
+        record.free_since = time.monotonic()      # it takes a connection as soon as it runs
+        return record
+
+    def begin_stop(self, why):
+        super().begin_stop(why)
+        self.retire_all()               # free children leave now, busy ones after their session
+
+    def after_reload(self):
+        self.retire_all()               # the next connections get children of the new config
+
+    def reopen_logs(self):
+        super().reopen_logs()
+        self.retire_all()               # a child forked before holds the old log files
+
+    def retire_all(self):
+        for record in self.children.values():
+            record.retire()
 
     def install_child_signals(self):
         # a running session always finishes: TERM, INT and HUP wait for it; but TERM
@@ -146,45 +296,75 @@ class ForkServer(Master):
         cut_session(self.client, self.app.me, lambda msg: self.app.log(C.LOGWARN, msg))
         self.child_exit(1)
 
-    def child(self, client, peer, listener, ip, others, slot):
+    def worker(self, sock, slot):
+        """A child: serve the connections the master passes until it closes our
+        pair, or WORKER_SESSIONS; never returns."""
         code = 0
-        self.client = client
         try:
+            for record in self.children.values():   # the other children's pairs
+                if record.sock is not None:
+                    record.sock.close()
+            self.children = {}
             for each in self.listeners:
                 each.close()
-            self.board.mark(slot, BUSY, ip)
-
-            def on_command(session):
-                daemon.set_title(f"{PROG} child: {ip} {session.verb}")
-
-            self.app.on_command = on_command
+            self.ip = None
+            self.app.on_command = lambda session: daemon.set_title(f"{PROG} child: {self.ip} {session.verb}")
             self.app.heartbeat = Heartbeat(lambda: self.board.heartbeat(slot),
                                            heartbeat_interval(self.app.timeout))
             # stress (limits.py): every connection in use, new clients wait in the backlog
             self.app.stress = lambda: self.board.states().count(BUSY) >= self.limit
-            daemon.set_title(f"{PROG} child: {ip} connect")
             self.app.hooks.run("post-fork", None)
-            peer, local = self.proxied(client, peer, listener)
-            if peer is None:
-                return
-            if local is not None:            # behind a proxy: the real client from here on
-                ip = peer_ip(peer)
-                self.board.mark(slot, BUSY, ip)
-                others = self.board.busy_addrs(exclude=slot)
-                daemon.set_title(f"{PROG} child: {ip} connect")
-            serve_client(self.app, client, peer, listener.smtps, self.max_conn_ip, others,
-                         self.refusals, local=local)
-        except BaseException:            # never let a child return into the master's code
+            for served in range(1, WORKER_SESSIONS + 1):
+                self.board.mark(slot, IDLE)
+                daemon.set_title(f"{PROG} child: idle")
+                try:
+                    message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+                except OSError:
+                    break
+                if not fds:
+                    break                  # the master closed our pair (retired us): leave
+                client = socket.socket(fileno=fds[0])
+                try:
+                    self.serve(client, message.decode("ascii").split(), slot)
+                finally:
+                    client.close()
+                    self.client = None
+                if served < WORKER_SESSIONS:
+                    try:
+                        sock.send(b"free")
+                    except OSError:        # the master retired us, stopped or has gone
+                        break
+        except BaseException:              # never let a child return into the master's code
             code = 1
-            self.app.log(C.LOGERROR, f"session with {ip} failed:\n{traceback.format_exc().rstrip()}")
+            self.app.log(C.LOGERROR, f"session with {self.ip} failed:\n{traceback.format_exc().rstrip()}")
         finally:
             self.child_exit(code)
 
+    def serve(self, client, words, slot):
+        """One connection in a child: PROXY header, pre-connection hooks, session."""
+        listener = self.listeners[int(words[0])]
+        peer, others = (words[1], int(words[2])), words[3:]
+        self.client = client
+        self.ip = ip = peer_ip(peer)
+        self.board.mark(slot, BUSY, ip)
+        daemon.set_title(f"{PROG} child: {ip} connect")
+        peer, local = self.proxied(client, peer, listener)
+        if peer is None:
+            return
+        if local is not None:            # behind a proxy: the real client from here on
+            self.ip = ip = peer_ip(peer)
+            self.board.mark(slot, BUSY, ip)
+            others = self.board.busy_addrs(exclude=slot)
+            daemon.set_title(f"{PROG} child: {ip} connect")
+        serve_client(self.app, client, peer, listener.smtps, self.max_conn_ip, others,
+                     self.refusals, local=local)
+
     def child_gone(self, pid, record, status):
+        record.retire()
         self.board.release(record.slot)
 
     def status_text(self):
-        return f"{len(self.children)} of {self.limit} connections"
+        return f"{self.busy} of {self.limit} connections"
 
     def show_status(self):
         text = self.status_text()

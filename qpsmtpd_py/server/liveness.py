@@ -75,6 +75,7 @@ class Watchdog:
         self.grace = grace
         self.dumps = {}          # pid -> dump file descriptor
         self.ending = {}         # pid -> when the dump signal was sent
+        self.dump_slot = None    # the fd faulthandler writes to (arm_master)
 
     # -- forking (Master.fork) -------------------------------------------------------------
     def before_fork(self):
@@ -87,6 +88,14 @@ class Watchdog:
     def fork_failed(self, fd):
         os.close(fd)
 
+    def arm_master(self):
+        """Once, before the first fork: faulthandler set up on a reserved descriptor
+        (/dev/null in the master), so a child only points that descriptor at its own
+        dump file. Setting faulthandler up in every child cost ~150 KB of private
+        memory per child (issue 15, bench/forkserver_cost.py)."""
+        self.dump_slot = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self._enable(self.dump_slot)
+
     def arm_child(self, fd):
         """In the new child: drop the other children's files, dump into our own on
         DUMP_SIGNAL (the process goes on) and on a fatal signal."""
@@ -94,6 +103,14 @@ class Watchdog:
             os.close(other)
         self.dumps = {}
         self.ending = {}
+        if self.dump_slot is None:
+            self._enable(fd)
+        else:
+            os.dup2(fd, self.dump_slot, inheritable=False)
+            os.close(fd)
+
+    @staticmethod
+    def _enable(fd):
         faulthandler.enable(file=fd, all_threads=True)
         faulthandler.register(DUMP_SIGNAL, file=fd, all_threads=True, chain=False)
 

@@ -24,7 +24,7 @@ from .. import constants as C
 from ..config import ConfigError
 from ..metrics import MetricsError, MetricsService
 from . import daemon
-from .common import import_plugin_modules, load_app
+from .common import import_plugin_modules, load_app, preload_dns
 from .daemon import DaemonError, PidFile
 from .listen import SMTPS_PORT, ListenError, bind_all, inherited_listeners, listen_specs, parse_port
 from .proxy import ProxyError, ProxyProtocol
@@ -162,7 +162,7 @@ class Master:
                 self.metrics = MetricsService(args.metrics_listen)
             self.before_privilege_drop()
             if user:
-                import_plugin_modules()
+                import_plugin_modules(rdns=not args.no_rdns)
                 daemon.drop_privileges(user)
         except (DaemonError, ListenError, MetricsError) as exc:
             self.die(str(exc))
@@ -238,6 +238,8 @@ class Master:
     def prepare(self, app):
         """Server settings that outlive a reload are applied to every new app."""
         app.rdns = not self.args.no_rdns
+        if app.rdns:
+            preload_dns()
         if self.args.debug:
             app.loglevel = C.LOGDEBUG
         return app
@@ -350,6 +352,8 @@ class Master:
         loaded so far out of the collector's sight, so children share those pages
         copy-on-write instead of touching them at each GC."""
         warm_up()
+        if self.watchdog is not None:
+            self.watchdog.arm_master()
         gc.unfreeze()
         gc.collect()
         gc.freeze()

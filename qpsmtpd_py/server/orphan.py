@@ -22,19 +22,17 @@ from ..alarm import ALARMS
 PR_SET_PDEATHSIG = 1
 DEATH_SIGNAL = signal.SIGTERM
 
-_libc = None
+try:            # looked up once, in the master: a child only calls it (less memory per child)
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None                # not Linux: the getppid() checks have to do
 
 
 def ask_for_death_signal(master_pid, signum=DEATH_SIGNAL):
     """In a new child: have the kernel send `signum` when the master dies. Returns
     True when the master is already gone (it died before we asked)."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass                     # not Linux: the getppid() checks have to do
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
     return orphaned(master_pid)
 
 

@@ -28,6 +28,19 @@ _SESSION = (b"EHLO warm.example.invalid\r\n" + _MESSAGE + b"RSET\r\nNOOP\r\n" + 
             + b"HELO warm.example.invalid\r\n" + _MESSAGE + b"QUIT\r\n")
 
 
+def session_from_file(app, path, client=("192.0.2.1", 40000)):
+    """One SMTP session through `app`: the client's side read from `path`, the
+    replies into /dev/null (also bench/first_session.py's unit of work)."""
+    rfd = os.open(path, os.O_RDONLY)
+    wfd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        SMTPSession(app, PipeChannel(rfd, wfd, timeout=10),
+                    new_connection(client, ("192.0.2.2", 25))).run()
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+
+
 def warm_up(sessions=SESSIONS):
     """Run `sessions` sessions through a throw-away app; never raises (a warm-up
     that fails only costs the children their cold start)."""
@@ -46,14 +59,7 @@ def warm_up(sessions=SESSIONS):
         with open(path, "wb") as fh:
             fh.write(_SESSION)
         for _ in range(sessions):
-            rfd = os.open(path, os.O_RDONLY)
-            wfd = os.open(os.devnull, os.O_WRONLY)
-            try:
-                SMTPSession(app, PipeChannel(rfd, wfd, timeout=10),
-                            new_connection(("192.0.2.1", 40000), ("192.0.2.2", 25))).run()
-            finally:
-                os.close(rfd)
-                os.close(wfd)
+            session_from_file(app, path)
         return True
     except Exception:
         return False
