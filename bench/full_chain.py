@@ -180,7 +180,7 @@ def config_dir(base, kind, spamd_socket, plugin_dirs):
     return d
 
 
-def make_servers(base, names, spamd_socket, port0, pool=60):
+def make_servers(base, names, spamd_socket, port0, pool=60, profile=False):
     perl_plugins = os.path.join(base, "perl-plugins")
     os.makedirs(os.path.join(perl_plugins, "queue"))
     with open(os.path.join(perl_plugins, "queue", "discard"), "w") as fh:
@@ -195,9 +195,12 @@ def make_servers(base, names, spamd_socket, port0, pool=60):
             from qpsmtpd_py.plugin import default_plugin_dirs
             conf = config_dir(base, "py", spamd_socket,
                               [os.path.join(HERE, "full_chain", "plugins"), *default_plugin_dirs()])
-            argv = [os.path.join(run.BIN, "qpsmtpd-prefork"), *listen, "--config", conf,
+            prog = ([sys.executable, os.path.join(HERE, "profile_prefork.py")] if profile
+                    else [os.path.join(run.BIN, "qpsmtpd-prefork")])
+            argv = [*prog, *listen, "--config", conf,
                     "--children", str(pool), "--idle-children", str(pool), "--max-requests", "100"]
-            servers.append(run.Server(name, argv, port, env, base, pool))
+            servers.append(run.Server(name, argv, port, dict(env, QPB_PROFILE_DIR=profile or ""),
+                                      base, pool))
         elif name == "perl-prefork":
             conf = config_dir(base, "perl", spamd_socket,
                               ["/usr/share/qpsmtpd/plugins", perl_plugins, os.path.join(HERE, "perl")])
@@ -302,6 +305,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=22300)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument("--profile", metavar="DIR", help="our children under cProfile (bench/"
+                        "profile_prefork.py), stats into DIR; then profile_prefork.py --report DIR")
     args = parser.parse_args()
     if os.environ.get("QPB_NETNS") != "1":
         reexec_in_namespace()
@@ -315,7 +320,7 @@ def main():
         nsd = start_nsd(base, helpers)
         print(f"# Perl resolves through the private resolv.conf: PTR 127.0.0.1 -> {perl_resolves()}")
         spamd, sock = start_spamd(base, helpers)
-        servers = make_servers(base, names, sock, args.port)
+        servers = make_servers(base, names, sock, args.port, profile=args.profile)
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {run.cpu_model()}  "
               f"load {run.loadavg()}  work dir {base}", flush=True)
         for server in servers:
@@ -353,14 +358,7 @@ def main():
                   f"{perl[1] / py[1]:.2f}x less, with spamd and nsd {perl[2] / py[2]:.2f}x less")
         print(f"load average at the end: {run.loadavg()}")
     finally:
-        for server in servers:
-            server.stop()
-        for proc in helpers:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        run.stop_all(servers, helpers)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 

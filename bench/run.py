@@ -514,12 +514,22 @@ def main():
             for line in FAILURES:
                 print(f"  {line}")
     finally:
-        for server in servers:
-            server.stop()
-        for proc in helpers:
-            proc.terminate()
+        stop_all(servers, helpers)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_all(servers, helpers):
+    """Stop the servers, then the helper processes we started (DNS, spamd)."""
+    for server in servers:
+        server.stop()
+    for proc in helpers:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def memory_servers(base, names, port0):
