@@ -120,14 +120,14 @@ remote-control:
     raise SystemExit(f"nsd does not answer; see {d}/nsd.out")
 
 
-def start_spamd(base, helpers):
+def start_spamd(base, helpers, children):
     d = os.path.join(base, "spamd")
     os.makedirs(d)
     shutil.chown(d, "debian-spamd", "debian-spamd")
     sock = os.path.join(d, "spamd.sock")
     # --local: no network tests (RBL/URIBL/razor); as t/services runs it
     proc = subprocess.Popen(["spamd", "--listen", sock, "--socketmode=0666", "--local",
-                             "--min-children=2", "--max-children=2",
+                             f"--min-children={children}", f"--max-children={children}",
                              "--username=debian-spamd", "--groupname=debian-spamd",
                              f"--helper-home-dir={d}", f"--syslog={d}/spamd.log"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -302,6 +302,8 @@ def main():
     parser.add_argument("--messages", type=int, default=1500, help="messages per round and server")
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--sample", type=int, default=10, help="every Nth message goes to spamd")
+    parser.add_argument("--spamd-children", type=int, default=4,
+                        help="spamd's pool (2 caps the scans at ~8/s on this machine)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=22300)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
@@ -319,7 +321,7 @@ def main():
     try:
         nsd = start_nsd(base, helpers)
         print(f"# Perl resolves through the private resolv.conf: PTR 127.0.0.1 -> {perl_resolves()}")
-        spamd, sock = start_spamd(base, helpers)
+        spamd, sock = start_spamd(base, helpers, args.spamd_children)
         servers = make_servers(base, names, sock, args.port, profile=args.profile)
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {run.cpu_model()}  "
               f"load {run.loadavg()}  work dir {base}", flush=True)
