@@ -46,9 +46,10 @@ RCPTS = 10               # greylisting triplets: 127.0.0.1, src@example.test, rc
 SENDER = "src@example.test"
 
 
-def chain(greylist_dir, spamd_socket):
-    """The plugins file, the same for both servers."""
-    return "\n".join([
+def chain(greylist_dir, spamd_socket, drop=()):
+    """The plugins file, the same for both servers; `drop`: plugins left out (to see
+    what one costs)."""
+    return "\n".join(line for line in [
         "check_earlytalker action log wait 0",
         "fcrdns",
         "check_relay",
@@ -65,7 +66,7 @@ def chain(greylist_dir, spamd_socket):
         "bench_sample",
         f"spamassassin spamd_socket {spamd_socket}",
         "queue/discard",
-    ])
+    ] if line.split()[0] not in drop)
 
 
 # -- the namespace: nsd on 127.0.0.1:53, a private resolv.conf, spamd -----------------------
@@ -149,7 +150,7 @@ def perl_resolves():
 
 
 # -- configs and servers --------------------------------------------------------------------
-def config_dir(base, kind, spamd_socket, plugin_dirs):
+def config_dir(base, kind, spamd_socket, plugin_dirs, drop=(), log=True):
     """A copy of Debian's /etc/qpsmtpd with the chain and this run's paths."""
     nobody = pwd.getpwnam(run.USER)
     d = os.path.join(base, f"{kind}-config")
@@ -160,7 +161,7 @@ def config_dir(base, kind, spamd_socket, plugin_dirs):
         os.makedirs(dirs[name], mode=0o700)
         os.chown(dirs[name], nobody.pw_uid, nobody.pw_gid)
     files = {
-        "plugins": chain(dirs["greylist"], spamd_socket),
+        "plugins": chain(dirs["greylist"], spamd_socket, drop),
         "plugin_dirs": "\n".join(plugin_dirs),
         "spool_dir": dirs["spool"],
         "store_dir": dirs["store"],
@@ -170,8 +171,10 @@ def config_dir(base, kind, spamd_socket, plugin_dirs):
         "rhsbl_zones": "rhsbl.test",
         "dns_servers": "127.0.0.1",
         "me": "bench.example.test",
-        "logging": f"logging/file loglevel LOGINFO {base}/{kind}-qpsmtpd.log",
+        "logging": f"logging/file loglevel LOGINFO {base}/{kind}-qpsmtpd.log" if log else "",
     }
+    if not log:                   # --no-log: no logging plugin, warnings to stderr
+        files["loglevel"] = "4"
     for name, text in files.items():
         with open(os.path.join(d, name), "w") as fh:
             fh.write(text + "\n")
@@ -180,7 +183,7 @@ def config_dir(base, kind, spamd_socket, plugin_dirs):
     return d
 
 
-def make_servers(base, names, spamd_socket, port0, pool=60, profile=False):
+def make_servers(base, names, spamd_socket, port0, pool=60, profile=False, drop=(), log=True):
     perl_plugins = os.path.join(base, "perl-plugins")
     os.makedirs(os.path.join(perl_plugins, "queue"))
     with open(os.path.join(perl_plugins, "queue", "discard"), "w") as fh:
@@ -194,7 +197,8 @@ def make_servers(base, names, spamd_socket, port0, pool=60, profile=False):
             sys.path.insert(0, ROOT)
             from qpsmtpd_py.plugin import default_plugin_dirs
             conf = config_dir(base, "py", spamd_socket,
-                              [os.path.join(HERE, "full_chain", "plugins"), *default_plugin_dirs()])
+                              [os.path.join(HERE, "full_chain", "plugins"), *default_plugin_dirs()],
+                              drop, log)
             prog = ([sys.executable, os.path.join(HERE, "profile_prefork.py")] if profile
                     else [os.path.join(run.BIN, "qpsmtpd-prefork")])
             argv = [*prog, *listen, "--config", conf,
@@ -203,7 +207,8 @@ def make_servers(base, names, spamd_socket, port0, pool=60, profile=False):
                                       base, pool))
         elif name == "perl-prefork":
             conf = config_dir(base, "perl", spamd_socket,
-                              ["/usr/share/qpsmtpd/plugins", perl_plugins, os.path.join(HERE, "perl")])
+                              ["/usr/share/qpsmtpd/plugins", perl_plugins, os.path.join(HERE, "perl")],
+                              drop, log)
             # GreylistP0f.pm: 0.94's greylisting dies on a missing method without it
             argv = ["perl", "-T", "-w", "-I" + os.path.join(HERE, "perl"), "-MGreylistP0f",
                     "/usr/bin/qpsmtpd-prefork", *listen,
@@ -305,6 +310,9 @@ def main():
     parser.add_argument("--spamd-children", type=int, default=4,
                         help="spamd's pool (2 caps the scans at ~8/s on this machine)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--drop", default="", help="plugins to leave out of the chain, comma-separated")
+    parser.add_argument("--no-log", action="store_true",
+                        help="no logging/file plugin, loglevel 4 (Debian's: logging/file at LOGINFO)")
     parser.add_argument("--port", type=int, default=22300)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--profile", metavar="DIR", help="our children under cProfile (bench/"
@@ -322,7 +330,8 @@ def main():
         nsd = start_nsd(base, helpers)
         print(f"# Perl resolves through the private resolv.conf: PTR 127.0.0.1 -> {perl_resolves()}")
         spamd, sock = start_spamd(base, helpers, args.spamd_children)
-        servers = make_servers(base, names, sock, args.port, profile=args.profile)
+        servers = make_servers(base, names, sock, args.port, profile=args.profile,
+                               drop=[d for d in args.drop.split(",") if d], log=not args.no_log)
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {run.cpu_model()}  "
               f"load {run.loadavg()}  work dir {base}", flush=True)
         for server in servers:
