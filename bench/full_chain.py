@@ -193,12 +193,18 @@ def make_servers(base, names, spamd_socket, port0, pool=60, profile=False, drop=
     for i, name in enumerate(names):
         port = port0 + i
         listen = ["--listen-address", "127.0.0.1", "--port", str(port), "--user", run.USER]
-        if name == "py-prefork":
+        if name.startswith("py-prefork"):
+            # variants for an A/B in one run: py-prefork-nolog (no logging plugin),
+            # py-prefork-no-PLUGIN[+PLUGIN] (the chain without those plugins)
+            variant = name[len("py-prefork"):]
+            if variant not in ("", "-nolog") and not variant.startswith("-no-"):
+                raise SystemExit(f"unknown server {name}")
             sys.path.insert(0, ROOT)
             from qpsmtpd_py.plugin import default_plugin_dirs
-            conf = config_dir(base, "py", spamd_socket,
+            conf = config_dir(base, "py" + variant, spamd_socket,
                               [os.path.join(HERE, "full_chain", "plugins"), *default_plugin_dirs()],
-                              drop, log)
+                              [*drop, *variant[4:].split("+")] if variant.startswith("-no-") else drop,
+                              log and variant != "-nolog")
             prog = ([sys.executable, os.path.join(HERE, "profile_prefork.py")] if profile
                     else [os.path.join(run.BIN, "qpsmtpd-prefork")])
             argv = [*prog, *listen, "--config", conf,
