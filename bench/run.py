@@ -40,7 +40,7 @@ USER = "nobody"
 GROW_IDLE = 5            # the growing pool: --children 60 --idle-children 5
 TINY_DNS_PORT = 5399     # bench/tiny_dns.py inside the namespace
 AIOSMTPD_PYTHON = os.environ.get("QPB_AIOSMTPD_PYTHON", "/tmp/qpb-aiosmtpd/bin/python")
-HARAKA_PREFIX = os.environ.get("QPB_HARAKA", "/tmp/qpb-haraka")   # npm install --prefix DIR Haraka
+HARAKA_PREFIX = os.environ.get("QPB_HARAKA", "/tmp/qpb-haraka")   # cd DIR && npm install Haraka
 SOURCE = ["smtp-source", "-f", "src@example.test", "-t", "rcpt@example.test", "-M", "client.example.test"]
 
 
@@ -207,7 +207,8 @@ def haraka_server(name, port, base, env):
     its documented way to scale), running as nobody."""
     haraka = os.path.join(HARAKA_PREFIX, "node_modules", "Haraka", "bin", "haraka")
     if not os.path.exists(haraka):
-        raise SystemExit(f"no {haraka}: npm install --prefix {HARAKA_PREFIX} Haraka (or set QPB_HARAKA)")
+        raise SystemExit(f"no {haraka}: mkdir -p {HARAKA_PREFIX} && cd {HARAKA_PREFIX} && "
+                         "npm install Haraka (or set QPB_HARAKA)")
     directory = os.path.join(base, f"haraka-{port}")
     subprocess.run(["node", haraka, "-i", directory], check=True, capture_output=True)
     shutil.copytree(os.path.join(HERE, "haraka"), directory, dirs_exist_ok=True)
