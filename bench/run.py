@@ -29,6 +29,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "t"))
+import mta  # noqa: E402  (t/mta.py: the private Postfix config, shared with the tests)
 BIN = os.path.dirname(sys.executable)
 PLUGINS = ["relay", "count_unrecognized_commands", "dont_require_anglebrackets", "rcpt_ok",
            "queue/discard"]
@@ -38,6 +40,7 @@ USER = "nobody"
 GROW_IDLE = 5            # the growing pool: --children 60 --idle-children 5
 TINY_DNS_PORT = 5399     # bench/tiny_dns.py inside the namespace
 AIOSMTPD_PYTHON = os.environ.get("QPB_AIOSMTPD_PYTHON", "/tmp/qpb-aiosmtpd/bin/python")
+HARAKA_PREFIX = os.environ.get("QPB_HARAKA", "/tmp/qpb-haraka")   # cd DIR && npm install Haraka
 SOURCE = ["smtp-source", "-f", "src@example.test", "-t", "rcpt@example.test", "-M", "client.example.test"]
 
 
@@ -152,55 +155,22 @@ class Server:
 
 
 class PostfixServer(Server):
-    """A private Postfix (own config and queue, as t/mta.py) whose smtpd listens on
-    127.0.0.1:port, accepts mail for example.test from 127.0.0.0/8 and delivers it
-    to the discard transport; no DNS (smtpd_peername_lookup = no). CPU is the tree
-    under Postfix's master (smtpd, cleanup, qmgr, trivial-rewrite, discard)."""
+    """A private Postfix (t/mta.py's private_postfix: own config and queue) whose smtpd
+    listens on 127.0.0.1:port, accepts mail for example.test from 127.0.0.0/8 and
+    delivers it to the discard transport; no DNS (smtpd_peername_lookup = no). CPU is
+    the tree under Postfix's master (smtpd, cleanup, qmgr, trivial-rewrite, discard)."""
 
     def __init__(self, name, port, base, pool):
         super().__init__(name, None, port, None, base, None)
         self.dir = os.path.join(base, f"postfix-{port}")
-        self.etc, self.spool = os.path.join(self.dir, "etc"), os.path.join(self.dir, "spool")
-        data = os.path.join(self.dir, "data")
-        for d in (self.etc, self.spool, data):
-            os.makedirs(d)
-        shutil.chown(data, "postfix")
-        shutil.copy("/etc/postfix/master.cf", os.path.join(self.etc, "master.cf"))
-        with open(os.path.join(self.etc, "main.cf"), "w") as fh:
-            fh.write(f"""compatibility_level = 3.6
-queue_directory = {self.spool}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.example.test
-mydomain = example.test
-mydestination =
-relay_domains = example.test
-relay_transport = discard:
-default_transport = discard:
-local_transport = discard:
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-message_size_limit = 0
-smtp_dns_support_level = disabled
-default_process_limit = {pool + 10}
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-anvil_rate_time_unit = 60s
-alias_maps =
-alias_database =
-biff = no
-maillog_file_prefixes = {self.dir}
-maillog_file = {self.dir}/maillog
-""")
-        self._postconf("-M#", "smtp/inet")
-        self._postconf("-M", f"127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - {pool} smtpd")
-        self._postconf("-F", "*/*/chroot = n")
-
-    def _postconf(self, *args):
-        subprocess.run(["postconf", "-c", self.etc, *args], check=True, capture_output=True)
+        self.etc, self.spool, self.maillog = mta.private_postfix(self.dir, {
+            "myhostname": "postfix.example.test", "relay_domains": "example.test",
+            "relay_transport": "discard:", "default_transport": "discard:",
+            "local_transport": "discard:", "smtpd_peername_lookup": "no",
+            "message_size_limit": "0", "default_process_limit": str(pool + 10),
+            "smtpd_client_connection_count_limit": "0",
+            "smtpd_client_connection_rate_limit": "0", "anvil_rate_time_unit": "60s",
+        }, [f"127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - {pool} smtpd"])
 
     def start(self):
         subprocess.run(["postfix", "-c", self.etc, "start"], check=True, capture_output=True,
@@ -209,13 +179,9 @@ maillog_file = {self.dir}/maillog
         pid = 0
         while time.time() < deadline and not (pid and self._greets()):
             time.sleep(0.2)
-            try:
-                with open(os.path.join(self.spool, "pid", "master.pid")) as fh:
-                    pid = int(fh.read().strip() or 0)
-            except (OSError, ValueError):
-                pass
+            pid = mta.postfix_master_pid(self.spool, 0) or pid
         if not pid:
-            raise RuntimeError(f"postfix did not come up; see {self.dir}/maillog")
+            raise RuntimeError(f"postfix did not come up; see {self.maillog}")
         self.proc = _Pid(pid)
         return self
 
@@ -233,6 +199,28 @@ class _Pid:
 
     def poll(self):
         return None if os.path.exists(f"/proc/{self.pid}") else 0
+
+
+def haraka_server(name, port, base, env):
+    """Haraka (npm) with `haraka -i`'s default config plus bench/haraka/: no PTR lookup,
+    rcpt_to.in_host_list (example.test), queue/discard; one worker per core (nodes=cpus,
+    its documented way to scale), running as nobody."""
+    haraka = os.path.join(HARAKA_PREFIX, "node_modules", "Haraka", "bin", "haraka")
+    if not os.path.exists(haraka):
+        raise SystemExit(f"no {haraka}: mkdir -p {HARAKA_PREFIX} && cd {HARAKA_PREFIX} && "
+                         "npm install Haraka (or set QPB_HARAKA)")
+    directory = os.path.join(base, f"haraka-{port}")
+    subprocess.run(["node", haraka, "-i", directory], check=True, capture_output=True)
+    shutil.copytree(os.path.join(HERE, "haraka"), directory, dirs_exist_ok=True)
+    with open(os.path.join(directory, "config", "smtp.ini"), "w") as fh:
+        fh.write(f"[main]\nlisten=127.0.0.1:{port}\nuser={USER}\ngroup=nogroup\nnodes=cpus\n")
+    ini = os.path.join(directory, "config", "connection.ini")
+    with open(ini) as fh:
+        text = fh.read()
+    with open(ini, "w") as fh:             # the memory run's 50 MB message (default 25 MB)
+        fh.write(text.replace("bytes=26214400", "bytes=104857600"))
+    argv = ["node", haraka, "-c", directory]
+    return Server(name, argv, port, dict(env, YES_REALLY_DO_DISCARD="1"), base, None)
 
 
 def write_config(directory, spool, plugin_dirs=None, extra=None):
@@ -293,6 +281,8 @@ def make_servers(base, names, pool, port0):
             servers.append(Server(name, argv, port, env, base, None))
         elif name == "postfix":
             servers.append(PostfixServer(name, port, base, pool))
+        elif name == "haraka":
+            servers.append(haraka_server(name, port, base, env))
         elif name == "py-forkserver":
             argv = [os.path.join(BIN, "qpsmtpd-forkserver"), *listen, *pyconf,
                     "--limit-connections", str(pool)]
@@ -525,12 +515,22 @@ def main():
             for line in FAILURES:
                 print(f"  {line}")
     finally:
-        for server in servers:
-            server.stop()
-        for proc in helpers:
-            proc.terminate()
+        stop_all(servers, helpers)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_all(servers, helpers):
+    """Stop the servers, then the helper processes we started (DNS, spamd)."""
+    for server in servers:
+        server.stop()
+    for proc in helpers:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def memory_servers(base, names, port0):

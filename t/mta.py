@@ -10,6 +10,8 @@ Both live in a directory under /tmp (mode 755, not the test's tmp dir): their
 daemons drop privileges (postfix, Debian-exim) and must reach their queues.
 Postfix is started by `postfix start` and stopped by its master's pid; Exim runs
 only while `submit` does (-odi).  Neither looks up DNS: the relay is an IP literal.
+private_postfix() writes the private Postfix config; bench/run.py uses it too (its
+discarding smtpd peer).
 """
 
 import os
@@ -43,50 +45,73 @@ def _alive(pid):
         return False
 
 
+POSTFIX_BASE = {   # every private Postfix: own queue and log, loopback, no DNS, no aliases
+    "compatibility_level": "3.6", "mail_owner": "postfix", "setgid_group": "postdrop",
+    "mydomain": "example.test", "mydestination": "", "inet_interfaces": "127.0.0.1",
+    "inet_protocols": "ipv4", "mynetworks": "127.0.0.0/8", "smtp_dns_support_level": "disabled",
+    "alias_maps": "", "alias_database": "", "biff": "no",
+}
+
+
+def postconf(etc, *args):
+    code, out = run(["postconf", "-c", etc, *args])
+    if code != 0:
+        raise RuntimeError(f"postconf {' '.join(args)}: {out}")
+
+
+def private_postfix(directory, settings, services=()):
+    """Write a Postfix config_directory (DIR/etc) and queue (DIR/spool) of its own:
+    POSTFIX_BASE plus `settings` in main.cf, Debian's master.cf without its port-25
+    listener and without chroot, plus `services` (postconf -M entries). Used by the
+    tests (PostfixRelay) and by bench/run.py (a discarding smtpd peer).
+    Returns (etc, spool, maillog)."""
+    etc, spool = os.path.join(directory, "etc"), os.path.join(directory, "spool")
+    data, maillog = os.path.join(directory, "data"), os.path.join(directory, "maillog")
+    for d in (etc, spool, data):
+        os.makedirs(d)
+    shutil.chown(data, "postfix")
+    shutil.copy("/etc/postfix/master.cf", os.path.join(etc, "master.cf"))
+    main = {**POSTFIX_BASE, "queue_directory": spool, "data_directory": data,
+            "maillog_file_prefixes": directory, "maillog_file": maillog, **settings}
+    with open(os.path.join(etc, "main.cf"), "w") as fh:
+        fh.write("".join(f"{key} = {value}\n" for key, value in main.items()))
+    postconf(etc, "-M#", "smtp/inet")                  # no listener on port 25
+    postconf(etc, "-F", "*/*/chroot = n")
+    for service in services:
+        postconf(etc, "-M", service)
+    return etc, spool, maillog
+
+
+def postfix_master_pid(spool, timeout=10):
+    """The pid in spool/pid/master.pid once its process is alive, else None."""
+    path = os.path.join(spool, "pid", "master.pid")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as fh:
+                pid = int(fh.read().strip() or 0)
+            if pid and _alive(pid):
+                return pid
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
 class PostfixRelay:
     """A Postfix with its own config_directory and queue_directory whose relayhost is
     [127.0.0.1]:<port>; mail is submitted with its sendmail (pickup), not over SMTP."""
 
     def __init__(self, port, myhostname="postfix.example.test"):
         self.dir = private_dir("qpt-postfix-")
-        self.etc = os.path.join(self.dir, "etc")
-        self.spool = os.path.join(self.dir, "spool")
-        self.maillog = os.path.join(self.dir, "maillog")
         self.pid = None
-        data = os.path.join(self.dir, "data")
-        for d in (self.etc, self.spool, data):
-            os.makedirs(d)
-        shutil.chown(data, "postfix")
-        shutil.copy("/etc/postfix/master.cf", os.path.join(self.etc, "master.cf"))
-        with open(os.path.join(self.etc, "main.cf"), "w") as fh:
-            fh.write(f"""compatibility_level = 3.6
-queue_directory = {self.spool}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = {myhostname}
-mydomain = example.test
-myorigin = $mydomain
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:{port}
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-smtp_line_length_limit = 998
-message_size_limit = 52428800
-mailbox_size_limit = 0
-local_transport = error:local delivery disabled
-alias_maps =
-alias_database =
-biff = no
-maillog_file_prefixes = {self.dir}
-maillog_file = {self.maillog}
-""")
         try:
-            self._postconf("-M#", "smtp/inet")          # no listener on port 25
-            self._postconf("-F", "*/*/chroot = n")
+            self.etc, self.spool, self.maillog = private_postfix(self.dir, {
+                "myhostname": myhostname, "myorigin": "$mydomain",
+                "relayhost": f"[127.0.0.1]:{port}", "smtp_host_lookup": "native",
+                "smtp_line_length_limit": "998", "message_size_limit": "52428800",
+                "mailbox_size_limit": "0", "local_transport": "error:local delivery disabled"})
             code, out = run(["postfix", "-c", self.etc, "start"], stdin=subprocess.DEVNULL)
             if code != 0:
                 raise RuntimeError(f"postfix start failed ({code}): {out}\n{self.log()}")
@@ -95,24 +120,11 @@ maillog_file = {self.maillog}
             self.stop()
             raise
 
-    def _postconf(self, *args):
-        code, out = run(["postconf", "-c", self.etc, *args])
-        if code != 0:
-            raise RuntimeError(f"postconf {' '.join(args)}: {out}")
-
     def _master_pid(self, timeout=10):
-        path = os.path.join(self.spool, "pid", "master.pid")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with open(path) as fh:
-                    pid = int(fh.read().strip() or 0)
-                if pid and _alive(pid):
-                    return pid
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"postfix wrote no master.pid in {timeout}s\n{self.log()}")
+        pid = postfix_master_pid(self.spool, timeout)
+        if not pid:
+            raise RuntimeError(f"postfix wrote no master.pid in {timeout}s\n{self.log()}")
+        return pid
 
     def submit(self, message, rcpt, sender=SENDER):
         """sendmail -C <config> -oi -f sender rcpt < message; returns (status, output)."""
