@@ -18,6 +18,11 @@ Each limit is a config file in the config directory:
                             command (a DATA upload in progress is never cut)
                                                                         3600 (stress 300)
     stress_timeout          the command time-out in stress mode              10
+    front_max_per_ip        connections one client IP may have waiting in the
+                            prefork front (a file descriptor each); past it a new
+                            one gets 421 4.7.0 and is closed; 0 = no cap.
+                            127.0.0.1 and ::1 are exempt (Postfix's
+                            postscreen_client_connection_count_limit)       50
 
 Stress mode is on while the server says so (app.stress: prefork and forkserver
 set it from their scoreboard when the pool is nearly full; single sessions never
@@ -38,6 +43,7 @@ _SETTINGS = {                # name: (default, value in stress mode or None)
     "hard_error_limit": (20, 1),
     "max_session_time": (3600, 300),
     "stress_timeout": (10, None),
+    "front_max_per_ip": (50, None),
 }
 
 
@@ -59,6 +65,7 @@ class Policy:
         self.errors = (values["hard_error_limit"], _SETTINGS["hard_error_limit"][1])
         self.session_time = (values["max_session_time"], _SETTINGS["max_session_time"][1])
         self.stress_timeout = values["stress_timeout"] or self.timeout
+        self.front_max_per_ip = values["front_max_per_ip"]
 
     def stressed(self):
         stress = getattr(self.app, "stress", None)
