@@ -30,6 +30,7 @@ def auth_server(session_server, tmp_path):
     return make
 
 
+@pytest.mark.no_services
 def test_each_refused_password_waits_longer_then_421(auth_server, clock):
     srv = auth_server()
     d = srv.talk("EHLO c.test", plain(USER, "guess1"), plain(USER, "guess2"),
@@ -40,6 +41,7 @@ def test_each_refused_password_waits_longer_then_421(auth_server, clock):
     assert "3 failed AUTH attempts from 192.0.2.10; disconnecting" in d.log
 
 
+@pytest.mark.no_services
 def test_the_delay_is_capped(auth_server, clock):
     srv = auth_server(auth_max_failures="0", auth_max_failures_ip="0",
                       auth_failure_delay="1", auth_failure_delay_max="4")
@@ -50,6 +52,7 @@ def test_the_delay_is_capped(auth_server, clock):
     assert "reply delayed 4s" in d.log
 
 
+@pytest.mark.no_services
 def test_malformed_exchanges_count_but_are_not_delayed(auth_server, clock):
     srv = auth_server()
     d = srv.talk("EHLO c.test", "AUTH PLAIN !!", "AUTH LOGIN", "*", plain(USER, PASSWORD))
@@ -57,6 +60,7 @@ def test_malformed_exchanges_count_but_are_not_delayed(auth_server, clock):
     assert clock.sleeps == []
 
 
+@pytest.mark.no_services
 def test_a_client_that_reconnects_is_refused_auth_for_a_while(auth_server, clock):
     srv = auth_server(auth_max_failures_ip="4", auth_failure_window="600")
     for _ in range(2):                                     # two guesses per connection
