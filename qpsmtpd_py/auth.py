@@ -10,6 +10,12 @@ Differences from qpsmtpd, all deliberate and safe:
   * empty passwords never reach the plugins;
   * after `auth_max_failures` (default 3, 0 = unlimited) failed AUTH commands the
     client gets 421 and is disconnected;
+  * brute force is slowed and cut off (limits.py): from the second refused
+    password of a session on, the reply waits auth_failure_delay seconds, doubling,
+    at most auth_failure_delay_max; refused passwords are counted per client IP in the
+    shared store (table `auth_failures`, auth_failure_window seconds), and an IP
+    with auth_max_failures_ip of them gets 421 to AUTH without a try. Only refused
+    credentials count there: malformed exchanges test no password;
   * a failure reply does not carry the plugin's message (no user enumeration);
   * no state survives an aborted exchange (CVE-2011-1720 shape), and passwords
     are never logged.
@@ -23,6 +29,10 @@ import time
 
 from . import constants as C
 from .channel import LineTooLong
+from .helpers.store import StoreError, open_store
+from .limits import policy
+
+FAILURE_TABLE = "auth_failures"  # store table: client IP -> refused passwords lately
 
 MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 SASL_LINE_LIMIT = 12288          # RFC 4954 4: the longest AUTH or response line
@@ -90,6 +100,7 @@ class AuthHandler:
             return session.respond(503, "but you already said AUTH ...")
         if session.transaction is not None and session.transaction.sender is not None:
             return session.respond(503, "AUTH not permitted during a mail transaction")
+        self._refuse_blocked_ip()
         parsed = session.plugin_parse("auth", rest, rest)     # an auth_parse hook's parser
         if parsed is False:
             return None
@@ -134,18 +145,79 @@ class AuthHandler:
         if code in (C.DENYSOFT, C.DENYSOFT_DISCONNECT):
             self._failed(454, "Temporary authentication failure, try again later", "4.7.0")
         else:
+            self._slow_down()
             self._failed(535, f"{mech} authentication failed for {user} from {conn.remote_ip}",
                          "5.7.8")
         if C.is_disconnect(code):
             session.disconnect()
         return None
 
+    # -- brute force ------------------------------------------------------------------------
+    def _failures_table(self):
+        """The store's table of refused passwords per IP, or None when counting
+        across sessions is off or the store cannot be used (logged; AUTH goes on
+        with the per-session limits only)."""
+        if not policy(self.session.app).auth_max_failures_ip:
+            return None
+        try:
+            return open_store(self.session.app).table(FAILURE_TABLE)
+        except StoreError as exc:
+            self.session.log(C.LOGERROR, f"error, store: {exc}; AUTH failures are not "
+                                         "counted across sessions")
+            return None
+
+    def _ip_failures(self, table, add=0):
+        ip = self.session.connection.remote_ip or "unknown"
+        limits = policy(self.session.app)
+        try:
+            if add:
+                return table.incr(ip, add, ttl=limits.auth_failure_window)
+            return int(table.get(ip, 0) or 0)
+        except (StoreError, ValueError) as exc:
+            self.session.log(C.LOGERROR, f"error, store: {exc}; AUTH failures of {ip} "
+                                         "not counted")
+            return 0
+
+    def _refuse_blocked_ip(self):
+        """An IP with auth_max_failures_ip refused passwords in the window: 421, no try."""
+        table = self._failures_table()
+        if table is None:
+            return
+        limits = policy(self.session.app)
+        count = self._ip_failures(table)
+        if count < limits.auth_max_failures_ip:
+            return
+        session = self.session
+        ip = session.connection.remote_ip
+        session.log(C.LOGNOTICE, f"auth: refused AUTH from {ip}: {count} failed attempts "
+                                 f"from it within {limits.auth_failure_window}s "
+                                 "(auth_max_failures_ip); disconnecting")
+        session.respond(421, f"{session.me} Too many failed authentication attempts from "
+                             f"{ip}; try again later", enhanced="4.7.0")
+        session.disconnect()
+
+    def _slow_down(self):
+        """A refused password: counted for the IP in the store, and for the session,
+        whose second and later ones wait before their reply (on the app's clock)."""
+        session = self.session
+        notes = session.connection.notes
+        notes["auth_refused"] = notes.get("auth_refused", 0) + 1
+        table = self._failures_table()
+        if table is not None:
+            self._ip_failures(table, add=1)
+        delay = policy(session.app).auth_delay(notes["auth_refused"])
+        if delay:
+            session.log(C.LOGINFO, f"auth: {notes['auth_refused']} passwords refused to "
+                                   f"{session.connection.remote_ip} in this session; "
+                                   f"reply delayed {delay}s")
+            session.app.clock.sleep(delay)
+
     def _failed(self, code, text, enhanced=None):
         """Answer a failed AUTH; the last allowed failure gets 421 and a disconnect."""
         session = self.session
         notes = session.connection.notes
         notes["auth_failures"] = notes.get("auth_failures", 0) + 1
-        limit = self.config.get_int("auth_max_failures", 3)
+        limit = policy(session.app).auth_max_failures
         if limit and notes["auth_failures"] >= limit:
             session.log(C.LOGNOTICE, f"auth: {notes['auth_failures']} failed AUTH attempts from "
                                      f"{session.connection.remote_ip}; disconnecting")

@@ -18,6 +18,23 @@ Each limit is a config file in the config directory:
                             command (a DATA upload in progress is never cut)
                                                                         3600 (stress 300)
     stress_timeout          the command time-out in stress mode              10
+    front_max_per_ip        connections one client IP may have waiting in the
+                            prefork front (a file descriptor each); past it a new
+                            one gets 421 4.7.0 and is closed; 0 = no cap.
+                            127.0.0.1 and ::1 are exempt (Postfix's
+                            postscreen_client_connection_count_limit)       50
+
+AUTH brute force (Postfix's error sleep and anvil, Haraka's auth limits; auth.py):
+
+    auth_max_failures       failed AUTH commands in one session; the last gets
+                            421 4.7.0 and the session ends; 0 = no limit          3
+    auth_failure_delay      seconds the reply to a refused password waits, from the
+                            second one in a session on, doubling each time         1
+    auth_failure_delay_max  the longest such wait                                  4
+    auth_max_failures_ip    refused passwords one client IP may have in the shared
+                            store (helpers/store.py, table auth_failures) before its
+                            AUTH is answered 421 4.7.0 without a try; 0 = off       10
+    auth_failure_window     seconds an IP's count lives, from its first failure   900
 
 Stress mode is on while the server says so (app.stress: prefork and forkserver
 set it from their scoreboard when the pool is nearly full; single sessions never
@@ -38,6 +55,12 @@ _SETTINGS = {                # name: (default, value in stress mode or None)
     "hard_error_limit": (20, 1),
     "max_session_time": (3600, 300),
     "stress_timeout": (10, None),
+    "front_max_per_ip": (50, None),
+    "auth_max_failures": (3, None),
+    "auth_failure_delay": (1, None),
+    "auth_failure_delay_max": (4, None),
+    "auth_max_failures_ip": (10, None),
+    "auth_failure_window": (900, None),
 }
 
 
@@ -59,6 +82,12 @@ class Policy:
         self.errors = (values["hard_error_limit"], _SETTINGS["hard_error_limit"][1])
         self.session_time = (values["max_session_time"], _SETTINGS["max_session_time"][1])
         self.stress_timeout = values["stress_timeout"] or self.timeout
+        self.front_max_per_ip = values["front_max_per_ip"]
+        self.auth_max_failures = values["auth_max_failures"]
+        self.auth_failure_delay = values["auth_failure_delay"]
+        self.auth_failure_delay_max = values["auth_failure_delay_max"]
+        self.auth_max_failures_ip = values["auth_max_failures_ip"]
+        self.auth_failure_window = values["auth_failure_window"] or 1
 
     def stressed(self):
         stress = getattr(self.app, "stress", None)
@@ -97,6 +126,14 @@ class Policy:
 
     def max_session_time(self, stressed):
         return self.pick(self.session_time, stressed)
+
+    def auth_delay(self, failures):
+        """Seconds to wait before answering the `failures`-th refused password: none
+        for the first (a typo), then auth_failure_delay doubling, at most _max."""
+        if failures < 2 or not self.auth_failure_delay:
+            return 0
+        return min(self.auth_failure_delay * 2 ** min(failures - 2, 30),
+                   self.auth_failure_delay_max)
 
 
 def policy(app):

@@ -8,7 +8,7 @@ processes spoken to over real sockets.
         assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
 
 Every config dir gets `dns_servers` pointing at the loopback test DNS server so no
-query can leave the machine, and `me` = mx.example.test.
+query can leave the machine, `me` = mx.example.test, and its own `store_dir`.
 """
 
 import os
@@ -55,6 +55,8 @@ class ConfigDir:
         self.write("dns_servers", f"127.0.0.1:{os.environ.get('QPT_DNS_PORT', '5353')}")
         self.write("dns_timeout", "2")
         self.write("spool_dir", os.path.join(self.tmp, "spool"))
+        # the shared store (AUTH failures per IP, stateful plugins) of this test only
+        self.write("store_dir", os.path.join(self.tmp, "store"))
         self.set_plugins(plugins)
         for name, content in (files or {}).items():
             self.write(name, content)

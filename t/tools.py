@@ -159,6 +159,13 @@ def _exim():
         return _prints([path, "-C", conf, "-bV"], "Exim version")()
 
 
+def _nmap():
+    """nmap runs and has the smtp-open-relay script (t/test_open_relay_nmap.py)."""
+    why = _prints(["nmap", "--version"], "Nmap version")()
+    script = "/usr/share/nmap/scripts/smtp-open-relay.nse"
+    return why or (None if os.path.exists(script) else f"{script} is missing")
+
+
 # name -> (what to install, probe: None when the tool works, else why not)
 TOOLS = {
     "fortune": ("apt-get install fortune-mod fortunes-min", _fortune),
@@ -175,6 +182,8 @@ TOOLS = {
     "haproxy": ("apt-get install haproxy", _prints([sbin("haproxy"), "-v"], "HAProxy version")),
     "clamscan": ("apt-get install clamav", _prints(["clamscan", "--version"], "ClamAV")),
     "clamdscan": ("apt-get install clamdscan", _prints(["clamdscan", "--version"], "ClamAV")),
+    "nmap": ("apt-get install nmap", _nmap),
+    "testssl.sh": ("apt-get install testssl.sh", _prints(["testssl", "--version"], "testssl")),
 }
 
 _PROBED = {}

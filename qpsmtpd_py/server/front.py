@@ -19,8 +19,12 @@ handshake or header first and go to the workers directly) and decides per client
 Silent clients and clients dripping bytes therefore never hold a worker: they
 wait here until the time-out (stress_timeout in stress, else timeout; in stress a
 command line must also be complete within 3 s of its first byte) and get 421.
-The 127.0.0.1 and ::1 clients are exempt from --max-from-ip (the host itself:
-content filters, local submission), as Postfix exempts $mynetworks.
+One IP may have at most `front_max_per_ip` (limits.py, default 50) connections
+waiting here; past that a new one is answered 421 4.7.0 and closed at once, so a
+single address cannot take the master's file descriptors (postscreen's
+postscreen_client_connection_count_limit). The 127.0.0.1 and ::1 clients are
+exempt from both caps (the host itself: content filters, local submission), as
+Postfix exempts $mynetworks.
 """
 
 import collections
@@ -44,6 +48,7 @@ READ_MAX = 8192           # bytes read here at most (a command line is 512)
 EXEMPT = frozenset(("127.0.0.1", "::1"))
 ACCEPT_BATCH = 64
 USAGE_HALF_LIFE = 30.0    # s: how fast an IP's count of recent hand-offs fades
+CAP_LOG_EVERY = 60.0      # s: an IP refused by front_max_per_ip is logged this often
 _HELLO = re.compile(rb"(EHLO|HELO) ", re.I)   # how a real client's first command starts
 
 
@@ -75,6 +80,8 @@ class Front:
         for listener in self.listeners:
             self.selector.register(listener.sock, selectors.EVENT_READ, listener)
         self.held = {}                # fd -> Held
+        self.per_ip = collections.Counter()   # IP -> clients held now
+        self.capped = {}              # IP -> when its refusal was last logged
         self.capacity = _capacity(master.max_children)
         self.stats = collections.Counter()
         self.usage = collections.Counter()    # IP -> hand-offs lately (halved every 30 s)
@@ -119,19 +126,40 @@ class Front:
 
     # -- accepting ---------------------------------------------------------------------------
     def _accept(self, listener, now):
+        app = self.master.app
+        per_ip = policy(app).front_max_per_ip
         for _ in range(ACCEPT_BATCH):
             sock, peer = listener.accept()
             if sock is None:
                 return
             if len(self.held) >= self.capacity:
                 self.stats["refused_full"] += 1
-                _say(sock, f"421 4.3.2 {self.master.app.me} Service busy, try again later")
+                _say(sock, f"421 4.3.2 {app.me} Service busy, try again later")
                 sock.close()
                 continue
+            ip = peer_ip(peer)
+            if per_ip and ip not in EXEMPT and self.per_ip[ip] >= per_ip:
+                self._refuse_ip(sock, ip, per_ip, now)
+                continue
             sock.setblocking(False)
-            held = Held(sock, peer_ip(peer), now)
+            held = Held(sock, ip, now)
             self.held[sock.fileno()] = held
+            self.per_ip[ip] += 1
             self.selector.register(sock, selectors.EVENT_READ, None)
+
+    def _refuse_ip(self, sock, ip, cap, now):
+        """One IP already has `cap` clients waiting here: 421 and closed; logged
+        at most once a minute per IP (a reconnect loop is not a log flood)."""
+        app = self.master.app
+        self.stats["refused_ip"] += 1
+        _say(sock, f"421 4.7.0 {app.me} Error: too many connections from {ip}")
+        sock.close()
+        if now - self.capped.get(ip, now - CAP_LOG_EVERY) >= CAP_LOG_EVERY:
+            if len(self.capped) > 10000:
+                self.capped.clear()
+            self.capped[ip] = now
+            app.log(C.LOGNOTICE, f"front: {ip} has {cap} connections waiting "
+                                 f"(front_max_per_ip); refusing more with 421")
 
     # -- reading -----------------------------------------------------------------------------
     def _read(self, held, now, stressed):
@@ -294,7 +322,10 @@ class Front:
             self.selector.unregister(held.sock)
         except (KeyError, ValueError):
             pass
-        self.held.pop(held.sock.fileno(), None)
+        if self.held.pop(held.sock.fileno(), None) is not None:
+            left = self.per_ip[held.ip] = self.per_ip[held.ip] - 1
+            if left <= 0:
+                del self.per_ip[held.ip]
 
     def _drop(self, held, reply=None):
         if reply:

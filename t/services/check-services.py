@@ -3,8 +3,8 @@
 pytest runs, every external tool and service the tests use must *work*, not merely be
 installed: one real round trip with every component that t/services/start-services.sh
 started, and every program of t/tools.py TOOLS (fortune prints a cookie, Perl qpsmtpd
-answers a session, swaks, msmtp, cdb, openssl, systemd-analyze, smtp-sink, exim when the
-exim component ran).  A failure names what to install.  Not a test of qpsmtpd_py.
+answers a session, swaks, msmtp, cdb, openssl, systemd-analyze, smtp-sink, nmap with its
+smtp-open-relay script, testssl.sh, exim when the exim component ran).  A failure names what to install.  Not a test of qpsmtpd_py.
 
 STATE_DIR defaults to $QPT_STATE_DIR, then /tmp/qpt-state.  Needs the [test] extra of
 setup.cfg (checked first).  Run as root (PAM pam_unix and checkpw need it).  Prints one

@@ -69,11 +69,13 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # swaks, msmtp: real SMTP clients for the client tests.
 # dovecot-lmtpd: the lmtp component (queue/lmtp). haproxy: started by the PROXY protocol
 # tests themselves (their own config on loopback), never as a service.
+# nmap (its smtp-open-relay script), testssl.sh: run by t/test_open_relay_nmap.py and
+# t/test_testssl.py against a server the test starts.
 # scripts/test probes all of them for *working* before pytest (t/services/check-services.py).
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
       postfix checkpw swaks msmtp openssl mmdb-bin tinycdb python3-venv qpsmtpd libnet-ip-perl
-      fortune-mod fortunes-min systemd redis-server dovecot-lmtpd haproxy"
+      fortune-mod fortunes-min systemd redis-server dovecot-lmtpd haproxy nmap testssl.sh"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }
