@@ -53,7 +53,7 @@ from .tls import TLSFailed, default_ssl_dir  # noqa: F401  the tls plugin (Plugi
 from .tls import DEFAULT_FILES as DEFAULT_TLS_FILES, build_context as build_tls_context  # noqa: F401
 from .helpers.auth_plugin import AuthPlugin, AuthUnavailable  # noqa: F401  password-checking auth plugins
 from .helpers.remote_login import RemoteLoginPlugin, login_arguments  # noqa: F401  auth by remote login
-from .helpers.extras import require as require_extra  # noqa: F401  a plugin's optional library (setup.cfg extra)
+from .helpers.extras import require as require_extra  # noqa: F401  a plugin's optional library (pyproject.toml extra)
 from .helpers.durable import fsync_dir, unlink_quietly  # noqa: F401  crash-safe queue files
 from .helpers.mailauth import (  # noqa: F401  SPF, DKIM, DomainKeys, DMARC plugins
     SigningKey, SigningKeyError, aligned, key_to_sign_with, message_bytes, organizational_domain,
