@@ -161,6 +161,7 @@ def test_the_installed_config_is_our_own_and_checks_clean(installed):
     plugins = (conf / "plugins").read_text()
     assert "queue/maildir /var/lib/qpsmtpd-py/Maildir" in plugins
     assert (conf / "spool_dir").read_text().splitlines()[-1] == "/var/lib/qpsmtpd-py/spool"
+    assert (conf / "store_dir").read_text().splitlines()[-1] == "/var/lib/qpsmtpd-py/store"   # writable there
     assert not (conf / "dns_servers").exists()        # the system's resolver
     assert not (installed / "etc" / "qpsmtpd").exists()
     tool = installed / "opt/qpsmtpd-py/bin/qpsmtpd-check-config"
