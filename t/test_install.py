@@ -182,3 +182,20 @@ def test_a_second_run_keeps_the_admins_config(installed):
     assert "kept the existing config" in result.stderr
     assert conf.read_text() == "mail.example.org\n"
     assert unit.read_text() == before
+
+
+def test_manual_text_that_looks_like_roff_is_shown_as_written(tmp_path):
+    """A plugin manual is plain text: a line starting with '.' or "'", or a backslash,
+    must print as written, not act as a roff request or escape (no checkout install)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "odd.py").write_text(
+        '"""odd - a manual that looks like roff\n\n.TH not a request\n\'quoted line\n'
+        'a backslash \\\\fB stays, -- too\n\n  .indented dot\n"""\n')
+    from harness import BIN_DIR
+    subprocess.run([os.path.join(BIN_DIR, "qpsmtpd-man"), "-q", "--plugin-dir", str(plugins),
+                    str(tmp_path / "man")], check=True, timeout=60)
+    text, warnings = render([tmp_path / "man/man7/qpsmtpd-plugin-odd.7"])
+    assert warnings == ""
+    for line in (".TH not a request", "'quoted line", "a backslash \\fB stays, -- too", ".indented dot"):
+        assert line in text, text
