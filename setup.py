@@ -1,5 +1,6 @@
-"""Packaging. The plugins/ tree is installed as data inside the package
-(qpsmtpd_py/_plugins) so an installed server finds its plugins without a checkout."""
+"""The one thing pyproject.toml cannot say: the plugins/ tree (sub-directories that
+are not packages) is installed as data inside the package, qpsmtpd_py/_plugins, so an
+installed server finds its plugins without a checkout. Everything else: pyproject.toml."""
 
 import os
 

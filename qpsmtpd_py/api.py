@@ -85,7 +85,7 @@ _LAZY = {
     "AuthUnavailable": ("helpers.auth_plugin", "AuthUnavailable"),
     "RemoteLoginPlugin": ("helpers.remote_login", "RemoteLoginPlugin"),  # auth by remote login
     "login_arguments": ("helpers.remote_login", "login_arguments"),
-    "require_extra": ("helpers.extras", "require"),   # a plugin's optional library (setup.cfg extra)
+    "require_extra": ("helpers.extras", "require"),   # a plugin's optional library (pyproject.toml extra)
     "fsync_dir": ("helpers.durable", "fsync_dir"),    # crash-safe queue files
     "unlink_quietly": ("helpers.durable", "unlink_quietly"),
     "SigningKey": ("helpers.mailauth", "SigningKey"),  # SPF, DKIM, DomainKeys, DMARC plugins

@@ -37,6 +37,14 @@ def journal_lines(level, text):
     return "".join(f"<{level}>{line}\n" for line in text.rstrip("\n").split("\n"))
 
 
+def early_log(level, text, stream=None):
+    """A line written before there is a loaded app to log it (a bad config, a port in
+    use, bad options): on stderr, with the journal's '<N>' prefix like every later line."""
+    stream = stream or sys.stderr
+    stream.write(journal_lines(level, text) if journal_stream(stream) else text.rstrip("\n") + "\n")
+    stream.flush()
+
+
 class Qpsmtpd:
     """Everything a session needs that does not change per connection."""
 

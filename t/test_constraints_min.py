@@ -1,10 +1,10 @@
-"""t/constraints-min.txt pins every lower bound of setup.cfg (install_requires and every
+"""t/constraints-min.txt pins every lower bound of pyproject.toml (dependencies and every
 extra) exactly, so that the minimum-versions run of scripts/test (.venv-min, which
 installs the `test` extra: it lists every backend's library too) really tests the
 versions we promise."""
 
-import configparser
 import os
+import tomllib
 
 import pytest
 from packaging.requirements import Requirement
@@ -14,13 +14,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.no_services
 
 
+def project():
+    """pyproject.toml's [project] table (also used by t/test_extras_optional.py)."""
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as fh:
+        return tomllib.load(fh)["project"]
+
+
 def requirements():
-    cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(REPO, "setup.cfg"))
-    lines = cfg["options"]["install_requires"].splitlines()
-    for extra in cfg["options.extras_require"].values():
-        lines += extra.splitlines()
-    return [Requirement(line) for line in map(str.strip, lines) if line]
+    meta = project()
+    lines = list(meta["dependencies"])
+    for extra in meta["optional-dependencies"].values():
+        lines += extra
+    return [Requirement(line) for line in lines]
 
 
 def pins():
@@ -49,6 +54,6 @@ def test_every_lower_bound_is_pinned_to_exactly_that_version():
                          "that version passes the minimum-versions run (QPT_MIN_VERSIONS=1 scripts/test)")
 
 
-def test_nothing_is_pinned_that_setup_cfg_does_not_bound():
+def test_nothing_is_pinned_that_pyproject_does_not_bound():
     bounded = {r.name.lower() for r in requirements() if any(s.operator == ">=" for s in r.specifier)}
     assert set(pins()) - bounded == set()

@@ -2,7 +2,6 @@
 (pam), cryptography (tls-cert; dkim for domainkeys). The server runs without them, and a
 plugin or tool that needs one stops with the pip command naming its extra."""
 
-import configparser
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import textwrap
 import pytest
 
 from inproc import InProcessServer
+from test_constraints_min import project
 
 pytestmark = pytest.mark.no_services
 
@@ -24,15 +24,18 @@ def run_without(mods, code):
                           cwd=REPO, timeout=60)
 
 
-def test_setup_cfg_keeps_them_out_of_install_requires():
-    cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(REPO, "setup.cfg"))
-    required = cfg["options"]["install_requires"]
-    extras = cfg["options.extras_require"]
+def test_pyproject_keeps_them_out_of_the_dependencies():
+    meta = project()
+    required = " ".join(meta["dependencies"])
+    extras = {name: " ".join(reqs) for name, reqs in meta["optional-dependencies"].items()}
     for name, extra in (("ldap3", "ldap"), ("pymysql", "sql"), ("python-pam", "pam"),
-                        ("cryptography", "tls-cert"), ("cryptography", "dkim")):
+                        ("cryptography", "tls-cert"), ("cryptography", "dkim"),
+                        ("maxminddb", "geoip"), ("redis", "redis"), ("dkimpy", "dkim"),
+                        ("Pillow", "captcha"), ("publicsuffixlist", "dmarc")):
         assert name not in required
         assert name in extras[extra]
+    for extra in ("ldap", "sql", "pam", "tls-cert", "spf", "dkim", "dmarc", "geoip", "redis", "captcha"):
+        assert extra in extras["all"]
 
 
 @pytest.mark.parametrize("line, hidden, extra", [
@@ -42,6 +45,12 @@ def test_setup_cfg_keeps_them_out_of_install_requires():
     ("auth/authpam", "pam", "pam"),
     ("domainkeys", "cryptography", "dkim"),
     ("domainkeys_sign", "cryptography", "dkim"),
+    ("dkim", "dkim", "dkim"),
+    ("sender_permitted_from", "spf", "spf"),
+    ("dmarc", "publicsuffixlist", "dmarc"),
+    ("ident/geoip", "maxminddb", "geoip"),
+    ("geo_blacklist_whitelist", "maxminddb", "geoip"),
+    ("autowhitelist_captcha", "PIL", "captcha"),
 ])
 def test_a_plugin_without_its_library_names_the_extra(mail_config, monkeypatch, line, hidden, extra):
     for name in list(sys.modules):

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -174,15 +175,22 @@ def session_child(server):
                       what="the child serving the session")[0]
 
 
-@pytest.mark.parametrize("program", SERVERS)
-def test_slow_data_upload_is_not_taken_for_a_hang(make_config, program):
-    """One DATA line every 0.5 s for 5 s with the hung limit at 2 s: accepted."""
-    srv = liveness_config(make_config)
+@contextmanager
+def session_in_data(make_config, program, data, *plugins):
+    """A real `program` with `plugins` and one session past DATA's 354 that has sent
+    `data`: yields (srv, server, client, pid of the child serving it, time data was sent)."""
+    srv = liveness_config(make_config, *plugins)
     with Server(program, srv, *server_args(program)) as server:
         c = open_session(server)
         child = session_child(server)
-        c.send("Subject: slow\r\n\r\n")
-        started = time.monotonic()
+        c.send(data)
+        yield srv, server, c, child, time.monotonic()
+
+
+@pytest.mark.parametrize("program", SERVERS)
+def test_slow_data_upload_is_not_taken_for_a_hang(make_config, program):
+    """One DATA line every 0.5 s for 5 s with the hung limit at 2 s: accepted."""
+    with session_in_data(make_config, program, "Subject: slow\r\n\r\n") as (srv, server, c, child, started):
         n = 0
         while time.monotonic() - started < 5:
             time.sleep(0.5)
@@ -200,12 +208,8 @@ def test_slow_data_upload_is_not_taken_for_a_hang(make_config, program):
 
 @pytest.mark.parametrize("program", SERVERS)
 def test_plugin_calling_keepalive_outlives_the_limit(make_config, program):
-    srv = liveness_config(make_config, "t_slow 4 keepalive")
-    with Server(program, srv, *server_args(program)) as server:
-        c = open_session(server)
-        child = session_child(server)
-        c.send("Subject: scanned slowly\r\n\r\nbody\r\n.\r\n")
-        started = time.monotonic()
+    data = "Subject: scanned slowly\r\n\r\nbody\r\n.\r\n"
+    with session_in_data(make_config, program, data, "t_slow 4 keepalive") as (srv, server, c, child, started):
         assert c.read_reply()[0] == 250, c.text
         assert time.monotonic() - started >= 4
         assert alive(child)
@@ -217,12 +221,8 @@ def test_plugin_calling_keepalive_outlives_the_limit(make_config, program):
 
 @pytest.mark.parametrize("program", SERVERS)
 def test_stuck_plugin_is_killed_with_its_stack_in_the_log(make_config, program):
-    srv = liveness_config(make_config, "t_slow 60")
-    with Server(program, srv, *server_args(program)) as server:
-        c = open_session(server)
-        child = session_child(server)
-        c.send("Subject: stuck\r\n\r\nbody\r\n.\r\n")
-        started = time.monotonic()
+    data = "Subject: stuck\r\n\r\nbody\r\n.\r\n"
+    with session_in_data(make_config, program, data, "t_slow 60") as (srv, server, c, child, started):
         assert c.closed(timeout=15)              # EOF: no reply, the connection closed
         took = time.monotonic() - started
         assert 2.0 < took < 8, took              # limit 2 s, grace 1 s, checks once a second

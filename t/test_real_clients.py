@@ -194,7 +194,7 @@ def test_smtplib(server, attachment):
 
 
 def test_aiosmtplib(server, attachment):
-    aiosmtplib = pytest.importorskip("aiosmtplib", reason="pip install aiosmtplib (setup.cfg test extra)")
+    aiosmtplib = pytest.importorskip("aiosmtplib", reason="pip install aiosmtplib (pyproject.toml test extra)")
     sent = long_line_message("aiosmtplib", attachment)
 
     async def send():

@@ -124,6 +124,15 @@ def _systemd_analyze():
         return _run(["systemd-analyze", "verify", unit])[0]
 
 
+def _man():
+    """`man -l` renders a page (the manual pages scripts/install makes, t/test_install.py)."""
+    with tempfile.TemporaryDirectory(prefix="qpt-man-probe.") as tmp:
+        page = os.path.join(tmp, "probe.1")
+        with open(page, "w") as fh:
+            fh.write('.TH PROBE 1\n.SH NAME\nprobe \\- a probe\n.SH OPTIONS\n.TP\n\\fB\\-\\-flag\\fR\nworks\n')
+        return _prints(["man", "--warnings=w", "-l", page], "--flag")()
+
+
 def _smtp_sink():
     """smtp-sink on a free port greets with 220 (the way test_queue_smtp_forward runs it)."""
     with socket.socket() as s:
@@ -176,6 +185,7 @@ TOOLS = {
     "openssl": ("apt-get install openssl", _prints(["openssl", "version"], "OpenSSL")),
     "cdb": ("apt-get install tinycdb", _cdb),
     "systemd-analyze": ("apt-get install systemd", _systemd_analyze),
+    "man": ("apt-get install man-db groff-base", _man),
     "smtp-sink": ("apt-get install postfix", _smtp_sink),
     "postfix": ("apt-get install postfix", _prints([sbin("postconf"), "-d", "mail_version"], "mail_version")),
     "exim": ("bash t/services/start-services.sh STATE exim (unpacks exim4-daemon-light)", _exim),

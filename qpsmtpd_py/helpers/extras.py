@@ -1,4 +1,4 @@
-"""Optional Python libraries that single plugins need (setup.cfg extras).
+"""Optional Python libraries that single plugins need (pyproject.toml extras).
 
 A plugin imports its library with `require("dkim", "dkimpy", "dkim")` at the top
 of its file, so a missing library stops start-up with the command that installs

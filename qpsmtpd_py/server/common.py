@@ -3,7 +3,8 @@
 import os
 import sys
 
-from ..app import Qpsmtpd
+from .. import constants as C
+from ..app import Qpsmtpd, early_log
 from ..config import Config, ConfigError, config_dirs
 from ..connection import Connection
 from ..plugin import PluginLoader, default_plugin_dirs
@@ -54,7 +55,7 @@ def build_app(config_dir=None):
     try:
         app = load_app()
     except ConfigError as exc:
-        sys.stderr.write(f"qpsmtpd: configuration error: {exc}\n")
+        early_log(C.LOGERROR, f"qpsmtpd: configuration error: {exc}")
         sys.exit(78)     # EX_CONFIG
     return app
 

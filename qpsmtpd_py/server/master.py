@@ -21,6 +21,7 @@ import time
 
 from .. import __version__
 from .. import constants as C
+from ..app import early_log
 from ..config import ConfigError
 from ..metrics import MetricsError, MetricsService
 from . import daemon
@@ -133,14 +134,12 @@ class Master:
         if self.app is not None:
             self.app.log(level, msg)
         else:
-            sys.stderr.write(f"{self.prog}: {msg}\n")
-            sys.stderr.flush()
+            early_log(level, f"{self.prog}: {msg}")
 
     def die(self, msg, code=1):
         if self.pidfile:
             self.pidfile.remove()
-        sys.stderr.write(f"{self.prog}: {msg}\n")
-        sys.stderr.flush()
+        early_log(C.LOGERROR, f"{self.prog}: {msg}")
         sys.exit(code)
 
     # -- start-up ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import time
 import traceback
 
 from .. import constants as C
+from ..app import early_log
 from . import daemon
 from .connect import Handoff, peer_ip, serve_client
 from .front import Front
@@ -661,8 +662,7 @@ def _drain(fd):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if os.geteuid() == 0 and not args.user and not args.allow_root:
-        sys.stderr.write(f"{PROG}: --user is required when started as root "
-                         "(or --allow-root)\n")
+        early_log(C.LOGERROR, f"{PROG}: --user is required when started as root (or --allow-root)")
         return EX_USAGE
     return PreforkMaster(args).run()
 

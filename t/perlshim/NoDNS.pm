@@ -8,20 +8,7 @@ package NoDNS;
 # Set NODNS_LOG=1 to have every blocked lookup noted on STDERR.
 use strict;
 use warnings;
-
-sub _note {
-    print STDERR "NoDNS: blocked @_\n" if $ENV{NODNS_LOG};
-    return;
-}
-
-BEGIN {
-    no warnings 'redefine';
-    *CORE::GLOBAL::gethostbyaddr = sub { _note('gethostbyaddr'); $? = 1; return; };
-    *CORE::GLOBAL::gethostbyname = sub { _note('gethostbyname', $_[0]); return; };
-}
-
-require Net::DNS;
-require Net::DNS::Resolver;
+use LibcNoDNS 'NoDNS';     # the libc lookups fail; Net::DNS::Resolver loaded; _note
 
 {
     no strict 'refs';

@@ -7,7 +7,7 @@ answers a session, swaks, msmtp, cdb, openssl, systemd-analyze, smtp-sink, nmap 
 smtp-open-relay script, testssl.sh, exim when the exim component ran).  A failure names what to install.  Not a test of qpsmtpd_py.
 
 STATE_DIR defaults to $QPT_STATE_DIR, then /tmp/qpt-state.  Needs the [test] extra of
-setup.cfg (checked first).  Run as root (PAM pam_unix and checkpw need it).  Prints one
+pyproject.toml (checked first).  Run as root (PAM pam_unix and checkpw need it).  Prints one
 line per check and 'N passed, N failed' at the end; exit 1 on a failure."""
 import base64, imaplib, importlib, os, smtplib, socket, struct, subprocess, sys, time, glob
 
@@ -54,7 +54,7 @@ for module, pip_name in MODULES.items():
         missing.append(f'{pip_name} ({module}: {e})')
 if missing:
     print(f"FAIL python packages: {'; '.join(missing)}\n"
-          f"     fix: {sys.executable} -m pip install -e '.[test]' (setup.cfg)")
+          f"     fix: {sys.executable} -m pip install -e '.[test]' (pyproject.toml)")
     sys.exit(1)
 print(f'PASS python packages: {len(MODULES)} modules import')
 

@@ -67,6 +67,7 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # systemd: only for `systemd-analyze verify` of systemd/*.{service,socket} (never booted;
 # installing it in a container without systemd as PID 1 just adds the tools).
 # swaks, msmtp: real SMTP clients for the client tests.
+# man-db, groff-base: `man -l` renders the manual pages scripts/install makes (t/test_install.py).
 # dovecot-lmtpd: the lmtp component (queue/lmtp). haproxy: started by the PROXY protocol
 # tests themselves (their own config on loopback), never as a service.
 # nmap (its smtp-open-relay script), testssl.sh: run by t/test_open_relay_nmap.py and
@@ -75,7 +76,8 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 PKGS="nsd bind9-dnsutils spamassassin spamd spamc clamav clamav-daemon clamdscan
       slapd ldap-utils dovecot-imapd mariadb-server libpam-pwdfile opendkim opendkim-tools
       postfix checkpw swaks msmtp openssl mmdb-bin tinycdb python3-venv qpsmtpd libnet-ip-perl
-      fortune-mod fortunes-min systemd redis-server dovecot-lmtpd haproxy nmap testssl.sh"
+      fortune-mod fortunes-min systemd redis-server dovecot-lmtpd haproxy nmap testssl.sh
+      man-db groff-base"
 
 log()  { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now()  { date +%s.%N; }
