@@ -127,6 +127,30 @@ class MetricsService:
         self.recv.close()
         return pid
 
+    def stop(self, timeout=2.0):
+        """End the metrics process and reap it before the master exits: a process left
+        behind is SIGKILLed (and logged) by systemd's KillMode=mixed at every stop."""
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done == pid:
+                return
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.01)
+
 
 class Aggregator:
     def __init__(self, board=None, store_path=None):

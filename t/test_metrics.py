@@ -3,6 +3,7 @@ up the events of every forked child, for qpsmtpd-prefork and qpsmtpd-forkserver.
 
 import os
 import re
+import signal
 import urllib.request
 
 import pytest
@@ -180,3 +181,20 @@ def test_store_size(mail_config, tmp_path):
         text = scrape(port)
     size = value(text, "qpsmtpd_store_bytes")
     assert size is not None and size > 0, text
+
+
+@pytest.mark.parametrize("program", ["qpsmtpd-prefork", "qpsmtpd-forkserver"])
+def test_stop_reaps_the_metrics_process(mail_config, program):
+    """The master ends and reaps its metrics process before it exits: systemd
+    (KillMode=mixed) SIGKILLs whatever is left of the unit and logs it at every stop.
+    The metrics process is stopped (SIGSTOP) first, so it cannot end by itself on its
+    death signal: the master has to kill it past the grace period."""
+    port = free_port()
+    with Server(program, mail_config(), "--metrics-listen", f"127.0.0.1:{port}") as server:
+        metrics = wait_until(lambda: [pid for pid, title in server.children().items()
+                                      if title.endswith(" metrics")], what="metrics process")[0]
+        os.kill(metrics, signal.SIGSTOP)
+        server.signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=15) == 0
+        assert not os.path.exists(f"/proc/{metrics}"), \
+            f"metrics process {metrics} outlived the master: {open(f'/proc/{metrics}/status').read()[:200]}"

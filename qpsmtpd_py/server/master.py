@@ -467,6 +467,8 @@ class Master:
                 except ChildProcessError:
                     pass
                 self.child_gone(pid, self.children.pop(pid), 0)
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.pidfile:
             self.pidfile.remove()
         self.log(C.LOGNOTICE, "stopped")
