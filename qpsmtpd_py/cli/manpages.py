@@ -255,6 +255,16 @@ CONFIG_FILES = [
     ("plugin_timeout", "seconds a plugin call may go without progress before a 451 (default: timeout)"),
     ("smtpgreeting", "the text of the 220 greeting"),
     ("auth_max_failures", "failed AUTH attempts before the connection is closed (default 3)"),
+    ("auth_failure_delay, auth_failure_delay_max", "seconds the reply to a refused password "
+                                                   "waits, doubling (defaults 1 and 4)"),
+    ("auth_max_failures_ip, auth_failure_window", "refused passwords one client IP may have "
+                                                  "in the store within the window before AUTH "
+                                                  "gets 421 without a try (defaults 10 and 900 s)"),
+    ("junk_command_limit, hard_error_limit, max_session_time, min_data_rate, stress_timeout",
+     "limits on clients that hold a worker without sending mail, and their values under "
+     "stress (FRONT AND STRESS in " + DOCDIR + "/servers.md)"),
+    ("front_max_per_ip", "connections one client IP may have waiting in qpsmtpd-prefork's "
+                         "front; more get 421 (default 50, loopback exempt, 0: no cap)"),
     ("dns_servers", "ip[:port] a line: the resolvers to ask (default: /etc/resolv.conf)"),
     ("dns_timeout", "seconds a DNS lookup may take (default 5)"),
     ("store_dir", "the LMDB store of greylisting, karma, token buckets (default "
