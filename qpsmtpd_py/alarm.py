@@ -9,7 +9,7 @@ handler runs in the main thread as soon as the blocking call returns to Python
 
 Each process has one ITIMER_REAL; `add()` keeps every pending deadline and sets
 the timer for the earliest. A forked child starts with none (timers are not
-inherited, and the list is dropped when the pid changes). Only the main thread
+inherited, and the list is dropped in the child). Only the main thread
 can take signals: elsewhere `add()` returns None and nothing is armed.
 """
 
@@ -66,7 +66,14 @@ class _Alarms:
             raise timed_out
 
 
+    def forked(self):
+        """In a new child: no timer is running (they are not inherited)."""
+        self.pid = None
+        self.pending = {}
+
+
 ALARMS = _Alarms()
+os.register_at_fork(after_in_child=ALARMS.forked)
 
 
 class CallTimeout(BaseException):
@@ -78,8 +85,14 @@ class CallTimeout(BaseException):
 class CallLimit:
     """One plugin call may go `seconds` without calling keepalive() (hooks.py);
     0 = no limit. Nested calls (a logging hook inside another hook) run under the
-    outer limit. keepalive() (renew) costs no system call: the timer, when it
-    fires, looks at when the plugin last said it was alive and waits on."""
+    outer limit.
+
+    Cheap per call (hooks run tens of times per message): start() and stop() only
+    set fields. The timer is armed when a call starts and none of ours is pending,
+    and is never cancelled; when it fires it looks at the call in progress, if any:
+    no call, and it lapses; a call that started or said keepalive() since, and it
+    is set again for what that call has left; a call silent for `seconds`, and
+    CallTimeout is raised into it."""
 
     def __init__(self, seconds=0):
         self.seconds = seconds
@@ -92,27 +105,34 @@ class CallLimit:
         if self.active:
             self.renewed = time.monotonic()
 
+    def start(self):
+        """A plugin call begins; True when this call is the one limited (call
+        stop() after it), False for a nested call or no limit."""
+        if self.active or not self.seconds or self.seconds <= 0:
+            return False
+        self.renewed = time.monotonic()
+        self.active = True               # before the check: a timer firing now re-arms
+        if self.token not in ALARMS.pending:
+            self.token = ALARMS.add(self.seconds, self._expired)
+            if self.token is None:       # not the main thread: no limit
+                self.active = False
+                return False
+        return True
+
+    def stop(self):
+        self.active = False              # the pending timer finds no call and lapses
+
     @contextlib.contextmanager
     def guard(self):
-        if self.active or not self.seconds or self.seconds <= 0:
-            yield
-            return
-        self.renewed = time.monotonic()
-        self.token = ALARMS.add(self.seconds, self._expired)
-        if self.token is None:           # not the main thread
-            yield
-            return
-        self.active = True
+        started = self.start()
         try:
             yield
         finally:
-            # cleared before the timer is cancelled: a signal that comes after
-            # this point finds the call over and does nothing
-            self.active = False
-            ALARMS.cancel(self.token)
-            self.token = None
+            if started:
+                self.stop()
 
     def _expired(self):
+        self.token = None
         if not self.active:
             return
         left = self.renewed + self.seconds - time.monotonic()

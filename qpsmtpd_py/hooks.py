@@ -1,6 +1,5 @@
 """Hook names, their order, and the return-code semantics of running a chain."""
 
-import contextlib
 import re
 import traceback
 
@@ -89,11 +88,15 @@ class HookRunner:
         of the last one, as in qpsmtpd (queue: `451 Unable to queue message (71)`).
         """
         declined_messages = []
-        guard = self.call_limit.guard if hook not in _QUIET_HOOKS else contextlib.nullcontext
+        limit = self.call_limit if hook not in _QUIET_HOOKS else None
         for plugin, func in self.registry[hook]:
             try:
-                with guard():
+                limited = limit is not None and limit.start()
+                try:
                     result = func(transaction, *args)
+                finally:
+                    if limited:
+                        limit.stop()
             except CallTimeout as exc:
                 self.log(LOGERROR, f"plugin {plugin.plugin_name} in hook {hook} {exc} "
                          "(plugin_timeout): interrupted", hook=hook, plugin=plugin.plugin_name)
