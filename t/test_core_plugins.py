@@ -279,17 +279,22 @@ def test_logging_file_per_session_files_and_pipe(make_config, tmp_path):
     assert piped.read_text().count("sender <a@b.test> accepted") == 2
 
 
-def test_logging_file_reopens_a_rotated_file(make_config, tmp_path):
+@pytest.mark.no_services
+def test_logging_file_reopens_a_rotated_file(session_server, clock, tmp_path):
+    """logrotate renames the file: lines go on into the renamed one for at most a
+    second (the name is looked at once a second, not for every line), then into a new
+    file under the configured name."""
     path = tmp_path / "rot.log"
-    srv = make_config(files={**LOCAL, "logging": f"logging/file loglevel LOGINFO {path}"})
-    with srv.session() as c:
-        c.ehlo()
-        c.cmd("MAIL FROM:<first@b.test>")
-        os.rename(path, tmp_path / "rot.log.1")       # what logrotate does
-        c.cmd("MAIL FROM:<second@b.test>")
-        c.cmd("QUIT")
-    assert "first@b.test" in (tmp_path / "rot.log.1").read_text()
-    assert "second@b.test" in path.read_text()
+    server = session_server(files={**LOCAL, "logging": f"logging/file loglevel LOGINFO {path}"})
+    server.talk("EHLO c.test", "MAIL FROM:<first@b.test>", "RSET",
+                lambda: os.rename(path, tmp_path / "rot.log.1"),    # what logrotate does
+                "MAIL FROM:<second@b.test>", "RSET",
+                lambda: clock.advance(1.5),
+                "MAIL FROM:<third@b.test>", "QUIT")
+    rotated = (tmp_path / "rot.log.1").read_text()
+    assert "first@b.test" in rotated and "second@b.test" in rotated
+    assert "third@b.test" in path.read_text()
+    assert "second@b.test" not in path.read_text()
 
 
 @pytest.fixture

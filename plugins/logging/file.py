@@ -16,8 +16,9 @@ PATH (or COMMAND) may hold strftime(3) codes, and %i, a per-connection session
 id (a new file for each connection). The output is reopened whenever the
 expanded name changes, so `%Y-%m-%d` gives one file per day. A file is created
 (mode 0640) if missing and appended to; its directory must exist. A file that
-was renamed or deleted (logrotate) is noticed and reopened at the next line, so
-no signal is needed (SIGUSR1 to the server also closes it at once). COMMAND is
+was renamed or deleted (logrotate) is noticed within a second (a line logged
+in that second still goes to the old file) and reopened, so no signal is
+needed (SIGUSR1 to the server also closes it at once). COMMAND is
 run by /bin/sh with the log on its stdin.
 
 Options:
@@ -73,6 +74,12 @@ class File(Plugin):
         self.out = None
         self.proc = None
         self.current = None
+        self.identity = None         # (st_dev, st_ino) of the file we opened
+        self.checked = None          # app clock's monotonic() at the last rotation check
+        self.second = None           # the stamp and name are made once per second
+        self.stamp = ""
+        self.tm = None
+        self.names = (None, None)    # (second and session id, expanded output name)
         self.outside_notes = {}      # stands in for connection notes outside a session
 
     def hook_logging(self, transaction, level, hook, plugin, msg):
@@ -80,14 +87,14 @@ class File(Plugin):
             return DECLINED
         conn = self.connection
         notes = conn.notes if conn is not None else self.outside_notes
+        self.tick()
         if self.out is None or not (self.nosplit and notes.get(self.plugin_name + ":logged")):
             if not self.maybe_reopen(notes):
                 return DECLINED
             notes[self.plugin_name + ":logged"] = True
-        stamp = time.strftime(self.tsformat, time.localtime())
         text = line_text(hook, plugin, msg).replace("\n", "\n\t")
         try:
-            self.out.write(f"{stamp} {self.hostname}[{os.getpid()}]: {text}\n")
+            self.out.write(f"{self.stamp} {self.hostname}[{os.getpid()}]: {text}\n")
             self.out.flush()
         except (OSError, ValueError) as exc:
             sys.stderr.write(f"logging/file: cannot write to {self.current}: {exc}\n")
@@ -99,9 +106,21 @@ class File(Plugin):
             self.close()
         return DECLINED
 
+    def tick(self):
+        """The time stamp of this second (strftime once a second, not per line)."""
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.tm = time.localtime(now)
+            self.stamp = time.strftime(self.tsformat, self.tm)
+
     def output_name(self):
-        name = self.template.replace("%i", session_id(self.connection).replace("%", "%%"))
-        return time.strftime(name, time.localtime())
+        """The expanded output name, made once per second and session."""
+        key = (self.second, session_id(self.connection))
+        if self.names[0] != key:
+            name = self.template.replace("%i", key[1].replace("%", "%%"))
+            self.names = (key, time.strftime(name, self.tm))
+        return self.names[1]
 
     def maybe_reopen(self, notes):
         """Open the output when it is closed, its name changed, `reopen` wants a
@@ -120,6 +139,9 @@ class File(Plugin):
             else:
                 fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
                 self.out = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+                mine = os.fstat(fd)
+                self.identity = (mine.st_dev, mine.st_ino)
+                self.checked = self.app.clock.monotonic()
         except OSError as exc:
             if name != self.current:
                 sys.stderr.write(f"logging/file: cannot open {'|' if self.pipe else ''}{name}: {exc}\n")
@@ -130,14 +152,19 @@ class File(Plugin):
         return True
 
     def rotated(self):
+        """Is the file under our name no longer the one we write? Looked at once a
+        second (a stat), not for every line."""
         if self.pipe:
             return False
+        now = self.app.clock.monotonic()
+        if self.checked is not None and now - self.checked < 1.0:
+            return False
+        self.checked = now
         try:
             disk = os.stat(self.current)
-            mine = os.fstat(self.out.fileno())
-        except (OSError, ValueError):
+        except OSError:
             return True
-        return (disk.st_dev, disk.st_ino) != (mine.st_dev, mine.st_ino)
+        return (disk.st_dev, disk.st_ino) != self.identity
 
     def reopen_logs(self):
         """SIGUSR1 (after logrotate): close now; the next log line reopens the file."""
