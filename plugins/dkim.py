@@ -123,15 +123,16 @@ class Dkim(Plugin):
         except dkim.DKIMException as exc:
             return [sig_result("permerror", reason=f"unparseable message: {exc}")]
         count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
-        return [self.verify_one(message, index) for index in range(count)]
+        return [self.verify_one(checker, index) for index in range(count)]
 
-    def verify_one(self, message, index):
-        checker = dkim.DKIM(message, logger=_QUIET)
+    def verify_one(self, checker, index):
+        """One signature, on the message parsed once (each verify_sig call keeps its
+        own state)."""
         try:
             prep = checker.verify_headerprep(index)
         except dkim.DKIMException as exc:
             return sig_result("permerror", reason=f"malformed signature: {exc}")
-        sig = prep[0]
+        sig, include_headers, sigheaders = prep
         info = {key: printable(sig.get(tag, b"").decode("ascii", "replace"))
                 for key, tag in (("domain", b"d"), ("selector", b"s"), ("identity", b"i"))}
         name = f"{info['selector']}._domainkey.{info['domain']}"
@@ -154,7 +155,8 @@ class Dkim(Plugin):
         except (dkim.DKIMException, ValueError) as exc:
             return sig_result("permerror", reason=f"bad key: {printable(exc, 80)}", **info)
         try:
-            ok = checker.verify(index, dnsfunc=lambda _name, timeout=5: record)
+            ok = checker.verify_sig(sig, include_headers, sigheaders[index],
+                                    dnsfunc=lambda _name, timeout=5: record)
         except dkim.ValidationError as exc:
             reason = "body hash did not verify" if "body hash" in str(exc) else printable(exc, 80)
             return sig_result("fail" if "body hash" in str(exc) else "permerror", reason=reason,
