@@ -166,6 +166,38 @@ def test_user_switch_after_bind(program):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_redis_store_works_after_the_user_switch():
+    """The Redis client reads its package metadata when it connects (redis-py >= 5),
+    which imports email.parser: in a child, after --user, a Python under /root cannot
+    read it, and the store failed (greylisting silently off). The master loads it first."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    host, port = os.environ.get("QPT_REDIS_HOST"), os.environ.get("QPT_REDIS_PORT")
+    if not (host and port):
+        if os.environ.get("CI") == "true":
+            pytest.fail("QPT_REDIS_HOST/QPT_REDIS_PORT not set: the redis component of t/services")
+        pytest.skip("no test Redis")
+    base = tempfile.mkdtemp(prefix="qpt-user-redis-")
+    try:
+        os.chmod(base, 0o755)
+        srv = ConfigDir(_Path(base), plugins=["greylisting", "rcpt_ok", "queue/discard"],
+                        files={**FILES, "store_backend": "redis", "store_redis": f"{host}:{port}",
+                               "store_redis_prefix": f"user-switch-{os.getpid()}-{free_port()}:"})
+        user = pwd.getpwnam("nobody")
+        os.makedirs(os.path.join(base, "spool"), exist_ok=True)
+        os.chown(os.path.join(base, "spool"), user.pw_uid, user.pw_gid)
+        with Server("qpsmtpd-prefork", srv, "--user", "nobody", "--children", "1", "-H",
+                    allow_root=False) as server:
+            with server.client() as c:
+                c.ehlo()
+                code, text = c.cmd("MAIL FROM:<a@b.test>")     # a new client: deferred
+                assert code == 450, (code, text, server.log)
+            assert "450 4.7.1 This mail is temporarily denied (greylisting)" in server.log
+            assert "Traceback" not in server.log, server.log
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 class _Path(str):
     """Just enough of pathlib for ConfigDir outside pytest's tmp_path."""
 

@@ -37,7 +37,14 @@ def import_plugin_modules(rdns=True):
     if str(config.get("store_backend") or "").strip().lower() == "redis":
         try:                    # the store's client library, and the stdlib it pulls in
             import redis  # noqa: F401
+            from importlib import metadata
+            from ..helpers import store_redis  # noqa: F401
+            # a client reads its version from the package metadata when it connects
+            # (redis-py >= 5): that loads email.parser, in the child, after --user
+            metadata.version("redis")
         except ImportError:     # reported by the real load (check_store names the extra)
+            pass
+        except metadata.PackageNotFoundError:
             pass
 
 
