@@ -74,24 +74,37 @@ class Channel:
             return self._last + self.timeout - now if self._data else self._t0 + self.timeout - now
         stressed = limits.stressed()
         wait = limits.wait(stressed)
+        # the reason is kept as (format, value) and made into text only on a time-out
         if self._data:
-            end, why = self._last + wait, f"sent nothing for {wait:g} seconds"
+            end, why = self._last + wait, ("sent nothing for {:g} seconds", wait)
             rate = limits.min_data_rate
             if rate:
                 slow = self._t0 + max(limits.data_grace(stressed), self._got / rate)
                 if slow < end:
-                    end, why = slow, f"sent less than {rate} bytes/s of message data"
+                    end, why = slow, ("sent less than {} bytes/s of message data", rate)
         else:
-            end, why = self._t0 + wait, f"sent no complete command within {wait:g} seconds"
+            end, why = self._t0 + wait, ("sent no complete command within {:g} seconds", wait)
             line = limits.line_time(stressed)
             if line and self._first is not None and self._first + line < end:
-                end, why = self._first + line, f"took over {line:g} seconds for one command line"
+                end, why = self._first + line, ("took over {:g} seconds for one command line", line)
             if self.cap is not None and self.cap < end:
-                end, why = self.cap, "session lasted too long (max_session_time)"
-        if stressed:
-            why += " (stress)"
-        self.why = why
+                end, why = self.cap, ("session lasted too long (max_session_time)", None)
+        self._why = (*why, stressed)
         return end - now
+
+    @property
+    def why(self):
+        """Why the request ran out of time (after _left), or None."""
+        if self._why is None:
+            return None
+        if isinstance(self._why, str):
+            return self._why
+        text, value, stressed = self._why
+        return text.format(value) + (" (stress)" if stressed else "")
+
+    @why.setter
+    def why(self, text):
+        self._why = text
 
     def _take(self, data):
         """Bytes just read: EOF check, liveness, the request's counters."""

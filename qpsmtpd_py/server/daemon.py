@@ -191,4 +191,9 @@ def set_title(text):
     command word): anything not printable ASCII is shown as '?', so a stray byte
     can never raise here."""
     if _setproctitle is not None:
-        _setproctitle("".join(ch if " " <= ch <= "~" else "?" for ch in text))
+        if not (text.isascii() and text.isprintable()):     # the common case costs no loop
+            text = _UNPRINTABLE.sub("?", text)
+        _setproctitle(text)
+
+
+_UNPRINTABLE = re.compile(r"[^ -~]")
