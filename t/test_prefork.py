@@ -69,9 +69,32 @@ def test_fifty_concurrent_clients_all_delivered(mail_config):
         assert len(server.children()) <= 20
 
 
+def test_warm_children_stay_for_the_next_burst(mail_config):
+    """Children a burst made the pool fork stay for --max-idle seconds: a second burst
+    a few seconds later is served by the same, warm, processes (no fork)."""
+    srv = mail_config(files=LOG)
+    with Server(PREFORK, srv, "--children", "6", "--idle-children", "2", "--max-idle", "30") as server:
+        wait_until(lambda: pool(server) == (2, 0), what="2 idle children")
+        for burst in range(2):
+            clients = []
+            for _ in range(4):
+                clients.append(server.client())
+                wait_until(lambda: pool(server)[0] >= min(2, 6 - len(clients)), 1.0,
+                           what="the pool to grow")
+            if burst == 0:
+                warm = set(server.children())
+            else:
+                assert set(server.children()) == warm, "a child was forked for the second burst"
+            for c in clients:
+                c.cmd("QUIT")
+                c.close()
+            time.sleep(3)                  # the old rule retired surplus children after 3 s
+            assert len(server.children()) == 6, server.children()
+
+
 def test_pool_grows_within_a_second_and_shrinks_back(mail_config):
     srv = mail_config(files=LOG)
-    with Server(PREFORK, srv, "--children", "6", "--idle-children", "2") as server:
+    with Server(PREFORK, srv, "--children", "6", "--idle-children", "2", "--max-idle", "1") as server:
         wait_until(lambda: pool(server) == (2, 0), what="2 idle children")
         clients, latencies = [], []
         for _ in range(4):

@@ -7,8 +7,8 @@ marks itself busy on the scoreboard and writes one byte to the master's status
 pipe, so the master wakes at once and forks another (never more than
 --children in all). While it has to grow, it forks ahead of demand: up to
 --idle-children plus half as many spare children as are busy. Surplus idle
-children are retired one a second, once the pool has not grown for SHRINK_AFTER
-seconds (warm children are kept through a burst's pauses).
+children are retired one a second, once the pool has not grown for --max-idle
+seconds (warm children are kept between bursts, as Postfix's max_idle does).
 
 New connections on the plain listeners are taken by the master's front
 (front.py, postscreen's way): when calm they go to an idle child at once, before
@@ -54,7 +54,8 @@ from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
 from .stress import StressFlag
 
 PROG = "qpsmtpd-prefork"
-SHRINK_AFTER = 3.0       # seconds after the pool last grew before surplus idle children retire
+MAX_IDLE = 60             # default --max-idle: seconds after the pool last grew before surplus
+                          # idle children retire (Postfix's max_idle is 100)
 
 
 def parse_args(argv):
@@ -77,6 +78,10 @@ def parse_args(argv):
                         help="each child serves up to N more sessions than --max-requests, "
                              "a random number per child, so children are not all replaced "
                              "at once (default: a tenth of --max-requests; 0 = off)")
+    parser.add_argument("--max-idle", type=float, default=MAX_IDLE, metavar="SECONDS",
+                        help="surplus idle children (beyond --idle-children) are retired, one "
+                             "a second, once the pool has not grown for this long, so a "
+                             f"burst finds warm children (default {MAX_IDLE}; Postfix: max_idle)")
     parser.add_argument("--renice-parent", type=int, default=5, metavar="N",
                         help="when started as root, the master runs N nice levels higher "
                              "priority than its children (default 5; 0 = off)")
@@ -96,6 +101,8 @@ def parse_args(argv):
         args.max_from_ip = args.children
     if args.max_requests < 1:
         parser.error("--max-requests must be at least 1")
+    if args.max_idle < 0:
+        parser.error("--max-idle must not be negative")
     if args.max_requests_jitter is None:
         args.max_requests_jitter = args.max_requests // 10
     if args.max_requests_jitter < 0:
@@ -144,7 +151,8 @@ class PreforkMaster(Master):
         self.status_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = None                # the Worker being forked
         self.last_shrink = 0.0
-        self.last_grow = 0.0              # warm children stay SHRINK_AFTER s after a burst
+        self.last_grow = 0.0              # warm children stay --max-idle s after a burst
+        self.max_idle = args.max_idle
         self.next_spawn = 0.0
         self.backoff = 0.0
         self.shown_status = None
@@ -333,7 +341,7 @@ class PreforkMaster(Master):
                     self.spawn()
             return
         if (spare > self.idle_target and now - self.last_shrink >= 1.0
-                and now - self.last_grow >= SHRINK_AFTER):
+                and now - self.last_grow >= self.max_idle):
             for pid, record in current.items():
                 if self.board.read(record.slot)[1] == IDLE and record.slot not in self.assigned:
                     self.last_shrink = now
