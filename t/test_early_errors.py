@@ -80,3 +80,16 @@ def test_plain_lines_when_stderr_is_not_the_journal(mail_config, tmp_path):
                       "--config", config], tmp_path, journal=False, env={"JOURNAL_STREAM": "1:1"})
     assert code == 78
     assert text.startswith("qpsmtpd-prefork: configuration error: ") and "<3>" not in text, text
+
+
+@pytest.mark.parametrize("program", ["qpsmtpd-prefork", "qpsmtpd-forkserver", "qpsmtpd"])
+def test_a_bad_option_is_an_error_line_for_the_journal(tmp_path, program):
+    """A typo in ExecStart: the usage and the error carry <3>, so `journalctl -p err`
+    says why the unit did not start (argparse alone writes them unprefixed)."""
+    code, text = run([bin_path(program), "--no-such-option"], tmp_path)
+    assert code == 2, text
+    lines = text.splitlines()
+    assert lines and all(line.startswith("<3>") for line in lines), text
+    assert f"<3>{program}: error: unrecognized arguments: --no-such-option" in lines, text
+    code, text = run([bin_path(program), "--no-such-option"], tmp_path, journal=False)
+    assert code == 2 and "<3>" not in text and "error: unrecognized arguments" in text, text

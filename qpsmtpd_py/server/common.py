@@ -1,5 +1,6 @@
 """Start-up shared by every server mode: options, loading, session creation."""
 
+import argparse
 import os
 import sys
 
@@ -9,6 +10,15 @@ from ..config import Config, ConfigError, config_dirs
 from ..connection import Connection
 from ..plugin import PluginLoader, default_plugin_dirs
 from ..session import SMTPSession
+
+
+class ServerArgumentParser(argparse.ArgumentParser):
+    """The servers' option parser: a usage error is a journal error line like every
+    other start-up error (under systemd, `journalctl -p err` shows a bad ExecStart)."""
+
+    def error(self, message):
+        early_log(C.LOGERROR, self.format_usage() + f"{self.prog}: error: {message}")
+        sys.exit(2)
 
 
 def load_app():

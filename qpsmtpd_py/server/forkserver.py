@@ -24,7 +24,6 @@ keepalive) for twice the SMTP timeout has its stack logged and is killed
 (liveness.py).
 """
 
-import argparse
 import os
 import select
 import signal
@@ -37,6 +36,7 @@ from .. import constants as C
 from . import daemon
 from .connect import peer_ip, serve_client
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
+from .common import ServerArgumentParser
 from .master import Master, add_common_options, finish_common_options, ignore_signal
 from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, Scoreboard
@@ -49,7 +49,7 @@ SPARES = 1                    # children forked ahead of demand (when none is fr
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = ServerArgumentParser(
         prog=PROG,
         description="Forking qpsmtpd daemon: the master accepts, a child process serves each "
                     "SMTP connection (one at a time, up to 100 each).",

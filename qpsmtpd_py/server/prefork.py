@@ -28,7 +28,6 @@ timeout, while starting or serving, has its stack logged and is killed
 (liveness.py).
 """
 
-import argparse
 import collections
 import json
 import math
@@ -48,6 +47,7 @@ from . import daemon
 from .connect import Handoff, peer_ip, serve_client
 from .front import Front
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
+from .common import ServerArgumentParser
 from .master import EX_USAGE, Master, add_common_options, finish_common_options, reopen_logs
 from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
@@ -59,7 +59,7 @@ MAX_IDLE = 60             # default --max-idle: seconds after the pool last grew
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = ServerArgumentParser(
         prog=PROG,
         description="Pre-forking qpsmtpd daemon: a pool of child processes, each "
                     "serving one SMTP session at a time.",

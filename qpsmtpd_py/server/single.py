@@ -5,17 +5,16 @@ Connection facts come from ucspi-tcp's environment (TCPREMOTEIP, TCPREMOTEHOST,
 TCPREMOTEINFO, TCPLOCALIP, TCPLOCALPORT ...), else from the socket itself.
 """
 
-import argparse
 import os
 import sys
 
 from .. import __version__
 from ..channel import channel_for_fd
-from .common import build_app, new_connection, run_session
+from .common import ServerArgumentParser, build_app, new_connection, run_session
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = ServerArgumentParser(
         prog="qpsmtpd",
         description="Run one SMTP session on standard input/output (inetd, xinetd, "
                     "tcpserver, systemd Accept=yes, or a pipe). Config is read from "
