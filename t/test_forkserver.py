@@ -26,7 +26,7 @@ def has_ipv6_loopback():
 
 def test_concurrent_clients_one_child_each(mail_config):
     srv = mail_config(files=LOG)
-    with Server(FORKSERVER, srv, "--limit-connections", "20") as server:
+    with Server(FORKSERVER, srv, "--limit-connections", "20", "--max-idle", "1") as server:
         results = []
 
         def deliver(n):

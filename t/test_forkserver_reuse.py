@@ -1,8 +1,9 @@
 """qpsmtpd-forkserver hands connections to children it already forked (issue 15:
 a fork per connection cost 3.5-7 ms of CPU); free children leave when the server
-is quiet, so at rest it is just the master, as before."""
+has been quiet for --max-idle seconds, so at rest it is just the master, as before."""
 
 import signal
+import time
 
 from serverproc import Server, wait_until
 
@@ -20,7 +21,7 @@ def serving(server):
 
 def test_a_free_child_serves_the_next_client_then_leaves_when_quiet(mail_config):
     srv = mail_config(files=LOG)
-    with Server(FORKSERVER, srv) as server:
+    with Server(FORKSERVER, srv, "--max-idle", "2") as server:
         with server.client() as c:
             first = serving(server)
             assert c.send_message("a@b.test", ["u@example.test"], "Subject: 1\n\none")[0] == 250
@@ -37,6 +38,22 @@ def test_a_free_child_serves_the_next_client_then_leaves_when_quiet(mail_config)
         assert second in forked            # no fork for the second client
         assert len(srv.messages()) == 2
         wait_until(lambda: not server.children(), timeout=8, what="the free children to leave")
+
+
+def test_free_children_wait_for_the_next_burst(mail_config):
+    """By default (--max-idle 60) a free child is still there for a client that comes a
+    few seconds later (it was retired after 2 s before), and serves it without a fork."""
+    srv = mail_config(files=LOG)
+    with Server(FORKSERVER, srv) as server:
+        with server.client() as c:
+            first = serving(server)
+            c.cmd("QUIT")
+        wait_until(lambda: server.children().get(first) == TITLE + "idle", what="the child to be free")
+        time.sleep(3)
+        assert server.children().get(first) == TITLE + "idle", server.children()
+        with server.client() as c:
+            assert serving(server) == first
+            c.cmd("QUIT")
 
 
 def test_after_a_reload_no_old_child_is_reused(mail_config):

@@ -11,7 +11,8 @@ connections: after a session it tells the master it is free, and the master pass
 it the next accepted socket over a unix socket pair (SCM_RIGHTS) with the client's
 address and child_addrs. The master forks one spare child ahead of demand when none
 is free, retires a child after WORKER_SESSIONS sessions and any child idle for
-IDLE_RETIRE seconds (a quiet server is just the master, as before), and never
+--max-idle seconds (default 60: a burst finds the children of the last one; a quiet
+server is then just the master, as before), and never
 reuses a child that was forked before a reload or during a stop: it closes its end
 of the pair, and a waiting child that reads end-of-file exits. After USR1 (log files
 reopened in the master) the children are retired the same way.
@@ -37,14 +38,14 @@ from . import daemon
 from .connect import peer_ip, serve_client
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .common import ServerArgumentParser
-from .master import Master, add_common_options, finish_common_options, ignore_signal
+from .master import (Master, add_common_options, add_max_idle_option, check_max_idle,
+                     finish_common_options, ignore_signal)
 from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, Scoreboard
 
 PROG = "qpsmtpd-forkserver"
 DEFAULT_USER = "smtpd"        # qpsmtpd's forkserver becomes this user when started as root
 WORKER_SESSIONS = 100         # connections one child serves at most, then it exits
-IDLE_RETIRE = 2.0             # seconds a free child is kept for the next connection
 SPARES = 1                    # children forked ahead of demand (when none is free)
 
 
@@ -60,12 +61,14 @@ def parse_args(argv):
                "qpsmtpd_py source, installed by scripts/install as "
                "/usr/share/doc/qpsmtpd-py/servers.md; `qpsmtpd-doc NAME` shows a plugin's.")
     add_common_options(parser, default_port=2525, max_from_ip=5)
+    add_max_idle_option(parser, "a free child is retired once it has been idle this long")
     parser.add_argument("-c", "--limit-connections", type=int, default=15, metavar="N",
                         help="concurrent connections (children) at most (default 15; "
                              "-c as in qpsmtpd's forkserver, not --config)")
     args = finish_common_options(parser.parse_args(argv))
     if args.limit_connections < 1:
         parser.error("--limit-connections must be at least 1")
+    check_max_idle(parser, args)
     return args
 
 
@@ -225,13 +228,13 @@ class ForkServer(Master):
     def retire_idle(self):
         now = time.monotonic()
         for record in self.free_children():
-            if now - record.free_since >= IDLE_RETIRE:
+            if now - record.free_since >= self.args.max_idle:
                 record.retire()
 
     def wake_within(self, timeout):
         free = [r.free_since for r in self.free_children()]
         if free:
-            timeout = min(timeout, max(0.0, min(free) + IDLE_RETIRE - time.monotonic()) + 0.01)
+            timeout = min(timeout, max(0.0, min(free) + self.args.max_idle - time.monotonic()) + 0.01)
         return super().wake_within(timeout)
 
     def spawn(self, client=None):

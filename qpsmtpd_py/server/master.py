@@ -95,6 +95,22 @@ def add_common_options(parser, default_port, max_from_ip):
     parser.set_defaults(default_max_from_ip=max_from_ip)
 
 
+MAX_IDLE = 60             # default --max-idle (Postfix's max_idle is 100)
+
+
+def add_max_idle_option(parser, rule):
+    """--max-idle: how long children a burst left idle are kept for the next one
+    (`rule`: which children are retired when, for the help)."""
+    parser.add_argument("--max-idle", type=float, default=MAX_IDLE, metavar="SECONDS",
+                        help=f"{rule}, so the next burst finds warm children "
+                             f"(default {MAX_IDLE}; Postfix: max_idle)")
+
+
+def check_max_idle(parser, args):
+    if args.max_idle < 0:
+        parser.error("--max-idle must not be negative")
+
+
 def finish_common_options(args):
     """Defaults that depend on whether an option was given."""
     args.max_from_ip_given = args.max_from_ip is not None

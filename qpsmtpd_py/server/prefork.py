@@ -48,14 +48,13 @@ from .connect import Handoff, peer_ip, serve_client
 from .front import Front
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .common import ServerArgumentParser
-from .master import EX_USAGE, Master, add_common_options, finish_common_options, reopen_logs
+from .master import (EX_USAGE, Master, add_common_options, add_max_idle_option, check_max_idle,
+                     finish_common_options, reopen_logs)
 from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
 from .stress import StressFlag
 
 PROG = "qpsmtpd-prefork"
-MAX_IDLE = 60             # default --max-idle: seconds after the pool last grew before surplus
-                          # idle children retire (Postfix's max_idle is 100)
 
 
 def parse_args(argv):
@@ -78,10 +77,8 @@ def parse_args(argv):
                         help="each child serves up to N more sessions than --max-requests, "
                              "a random number per child, so children are not all replaced "
                              "at once (default: a tenth of --max-requests; 0 = off)")
-    parser.add_argument("--max-idle", type=float, default=MAX_IDLE, metavar="SECONDS",
-                        help="surplus idle children (beyond --idle-children) are retired, one "
-                             "a second, once the pool has not grown for this long, so a "
-                             f"burst finds warm children (default {MAX_IDLE}; Postfix: max_idle)")
+    add_max_idle_option(parser, "surplus idle children (beyond --idle-children) are retired, one "
+                                "a second, once the pool has not grown for this long")
     parser.add_argument("--renice-parent", type=int, default=5, metavar="N",
                         help="when started as root, the master runs N nice levels higher "
                              "priority than its children (default 5; 0 = off)")
@@ -101,8 +98,7 @@ def parse_args(argv):
         args.max_from_ip = args.children
     if args.max_requests < 1:
         parser.error("--max-requests must be at least 1")
-    if args.max_idle < 0:
-        parser.error("--max-idle must not be negative")
+    check_max_idle(parser, args)
     if args.max_requests_jitter is None:
         args.max_requests_jitter = args.max_requests // 10
     if args.max_requests_jitter < 0:
