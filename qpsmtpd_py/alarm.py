@@ -13,7 +13,6 @@ inherited, and the list is dropped in the child). Only the main thread
 can take signals: elsewhere `add()` returns None and nothing is armed.
 """
 
-import contextlib
 import os
 import signal
 import threading
@@ -65,7 +64,6 @@ class _Alarms:
         if timed_out is not None:
             raise timed_out
 
-
     def forked(self):
         """In a new child: no timer is running (they are not inherited)."""
         self.pid = None
@@ -83,7 +81,8 @@ class CallTimeout(BaseException):
 
 
 class CallLimit:
-    """One plugin call may go `seconds` without calling keepalive() (hooks.py);
+    """One plugin call may go `seconds` without calling keepalive() (hooks.py runs
+    each call between start() and stop());
     0 = no limit. Nested calls (a logging hook inside another hook) run under the
     outer limit.
 
@@ -121,15 +120,6 @@ class CallLimit:
 
     def stop(self):
         self.active = False              # the pending timer finds no call and lapses
-
-    @contextlib.contextmanager
-    def guard(self):
-        started = self.start()
-        try:
-            yield
-        finally:
-            if started:
-                self.stop()
 
     def _expired(self):
         self.token = None

@@ -64,7 +64,7 @@ class Channel:
         self._got = 0
         self._first = None
         self._data = data
-        self.why = None
+        self._why = None
 
     def _left(self, now):
         """Seconds the next read may wait; <= 0 when the request is out of time
@@ -97,14 +97,8 @@ class Channel:
         """Why the request ran out of time (after _left), or None."""
         if self._why is None:
             return None
-        if isinstance(self._why, str):
-            return self._why
         text, value, stressed = self._why
         return text.format(value) + (" (stress)" if stressed else "")
-
-    @why.setter
-    def why(self, text):
-        self._why = text
 
     def _take(self, data):
         """Bytes just read: EOF check, liveness, the request's counters."""

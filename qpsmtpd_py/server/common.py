@@ -52,10 +52,8 @@ def import_plugin_modules(rdns=True):
             # a client reads its version from the package metadata when it connects
             # (redis-py >= 5): that loads email.parser, in the child, after --user
             metadata.version("redis")
-        except ImportError:     # reported by the real load (check_store names the extra)
-            pass
-        except metadata.PackageNotFoundError:
-            pass
+        except ImportError:     # reported by the real load (check_store names the extra);
+            pass                # also metadata's PackageNotFoundError
 
 
 def preload_dns():
