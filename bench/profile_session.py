@@ -19,10 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from qpsmtpd_py.app import Qpsmtpd                      # noqa: E402
-from qpsmtpd_py.channel import PipeChannel                # noqa: E402
 from qpsmtpd_py.config import Config                      # noqa: E402
-from qpsmtpd_py.server.common import new_connection       # noqa: E402
-from qpsmtpd_py.session import SMTPSession                  # noqa: E402
+from qpsmtpd_py.server.warmup import session_from_file     # noqa: E402
 
 PLUGINS = ["relay", "count_unrecognized_commands", "dont_require_anglebrackets", "rcpt_ok",
            "queue/discard"]
@@ -74,13 +72,7 @@ def main():
 
     def run():
         for _ in range(args.n // per):
-            rfd = os.open(path, os.O_RDONLY)
-            wfd = os.open(os.devnull, os.O_WRONLY)
-            channel = PipeChannel(rfd, wfd, timeout=10)
-            connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
-            SMTPSession(app, channel, connection).run()
-            os.close(rfd)
-            os.close(wfd)
+            session_from_file(app, path, ("127.0.0.1", 40000), ("127.0.0.1", 25))
 
     run()                                      # warm caches (config files, imports)
     timed(run, args, f"{args.n} messages of {args.size or 'default'} bytes")

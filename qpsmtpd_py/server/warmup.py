@@ -28,14 +28,14 @@ _SESSION = (b"EHLO warm.example.invalid\r\n" + _MESSAGE + b"RSET\r\nNOOP\r\n" + 
             + b"HELO warm.example.invalid\r\n" + _MESSAGE + b"QUIT\r\n")
 
 
-def session_from_file(app, path, client=("192.0.2.1", 40000)):
+def session_from_file(app, path, client=("192.0.2.1", 40000), local=("192.0.2.2", 25)):
     """One SMTP session through `app`: the client's side read from `path`, the
-    replies into /dev/null (also bench/first_session.py's unit of work)."""
+    replies into /dev/null (also the unit of work of bench/first_session.py and
+    bench/profile_session.py)."""
     rfd = os.open(path, os.O_RDONLY)
     wfd = os.open(os.devnull, os.O_WRONLY)
     try:
-        SMTPSession(app, PipeChannel(rfd, wfd, timeout=10),
-                    new_connection(client, ("192.0.2.2", 25))).run()
+        SMTPSession(app, PipeChannel(rfd, wfd, timeout=10), new_connection(client, local)).run()
     finally:
         os.close(rfd)
         os.close(wfd)
