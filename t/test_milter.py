@@ -76,7 +76,7 @@ def test_protocol_6_stages_and_macros(run, milters):
             recipients=("u@example.test", "v@example.test"))
     assert data_reply(d)[0] == 250
     assert milter.offered == (6, 0x1FF, V6_PROTOCOL)
-    stages = milter.stages()
+    stages = milter.quit_seen()
     assert stages[:6] == ["connect", "helo", "mail", "rcpt", "rcpt", "data"]
     assert stages[-4:] == ["eoh", "body", "eom", "quit"]
     seen = [entry for entry in milter.seen if entry[0] != "macro"]
@@ -225,7 +225,7 @@ def test_abort_after_rset(session_server, milters):
     milter = milters()
     srv = session_server(f"milter test {milter.address}")
     srv.talk("HELO c.test", "MAIL FROM:<a@b.test>", "RSET", "QUIT")
-    assert milter.stages() == ["connect", "helo", "mail", "abort", "quit"]
+    assert milter.quit_seen() == ["connect", "helo", "mail", "abort", "quit"]
 
 
 # -- failures ------------------------------------------------------------------------------------

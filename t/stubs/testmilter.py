@@ -15,6 +15,7 @@ stage's value and returns the packets.
 
 import socket
 import struct
+import time
 
 from .acceptor import serve_in_threads
 
@@ -167,6 +168,14 @@ class TestMilter:
 
     def stages(self):
         return [s for s, *_ in self.seen if s != "macro"]
+
+    def quit_seen(self, within=5.0):
+        """Stages once the MTA's quit has arrived: the MTA sends it as the session ends,
+        but this stub's thread may record it a moment after the client saw the close."""
+        deadline = time.monotonic() + within
+        while "quit" not in self.stages() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.stages()
 
     def macros(self, cmd):
         merged = {}
