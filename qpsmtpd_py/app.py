@@ -147,6 +147,11 @@ class Qpsmtpd:
         return values if code == C.OK else None
 
     # -- logging -----------------------------------------------------------------------------
+    def logs(self, level):
+        """Whether log(level, ...) would go anywhere: lets a caller skip building a
+        line nobody reads (a logging plugin sees every level; stderr up to loglevel)."""
+        return level <= self.loglevel or bool(self.hooks.registry["logging"])
+
     def log(self, level, msg, hook=None, plugin=None):
         """Send a log line to the logging plugins, or to stderr at or below loglevel."""
         if level > 7:

@@ -117,7 +117,7 @@ class HookRunner:
                                  + ("undef!" if result is None else repr(result)),
                                  hook=hook, plugin=plugin.plugin_name)
                     continue
-            if hook not in _QUIET_HOOKS:
+            if hook not in _QUIET_HOOKS and self.registry["deny" if code in DENY_CODES else "ok"]:
                 self._after_call(transaction, plugin, code, messages)
             if code != DECLINED:
                 return code, messages, plugin
@@ -127,15 +127,14 @@ class HookRunner:
     def _after_call(self, transaction, plugin, code, messages):
         """Run the deny or ok hooks after each plugin call, as qpsmtpd does."""
         follow = "deny" if code in DENY_CODES else "ok"
-        if self.registry[follow]:
-            text = " ".join(messages)
-            for other, func in self.registry[follow]:
-                try:
-                    func(transaction, plugin.plugin_name, code, text)
-                except Exception:
-                    self.log(LOGERROR, f"{follow} hook of {other.plugin_name} failed:\n"
-                             + traceback.format_exc().rstrip(), hook=follow,
-                             plugin=other.plugin_name)
+        text = " ".join(messages)
+        for other, func in self.registry[follow]:
+            try:
+                func(transaction, plugin.plugin_name, code, text)
+            except Exception:
+                self.log(LOGERROR, f"{follow} hook of {other.plugin_name} failed:\n"
+                         + traceback.format_exc().rstrip(), hook=follow,
+                         plugin=other.plugin_name)
 
     def run_parser(self, hook, transaction, verb, line, *args):
         """qpsmtpd's *_parse hooks (Qpsmtpd::Command): a plugin returns (OK, parser)

@@ -81,6 +81,9 @@ class Plugin:
     @property
     def store(self):
         """The server's LMDB store (docs/store.md): `self.store.table("greylist")`."""
+        store = getattr(self.app, "_store", None)     # opened once per app (open_store)
+        if store is not None:
+            return store
         from .helpers.store import open_store
         return open_store(self.app)
 
@@ -148,8 +151,13 @@ class Plugin:
 
     # -- logging --------------------------------------------------------------------------
     def log(self, level, *msg):
-        level = self._adjust_level(level)
-        self.app.log(level, " ".join(str(m) for m in msg), hook=None, plugin=self.plugin_name)
+        if self.loglevel_adjust is not None:
+            level = self._adjust_level(level)
+        app = self.app
+        if not app.logs(level):                  # most INFO/DEBUG lines: nothing to format
+            return
+        text = msg[0] if len(msg) == 1 and isinstance(msg[0], str) else " ".join(map(str, msg))
+        app.log(level, text, hook=None, plugin=self.plugin_name)
 
     def _adjust_level(self, level):
         if self.loglevel_adjust is None:
@@ -174,7 +182,10 @@ class Plugin:
     # -- policy helpers ---------------------------------------------------------------------
     def is_immune(self):
         """Relay clients and whitelisted hosts or senders skip policy checks."""
-        conn = self.connection
+        qp = self.qp
+        if qp is None:
+            return False
+        conn = qp.connection
         if conn is not None:
             if conn.relay_client:
                 self.log(C.LOGINFO, "skip, relay client")
@@ -182,7 +193,7 @@ class Plugin:
             if conn.notes.get("whitelisthost"):
                 self.log(C.LOGINFO, "skip, whitelisted host")
                 return True
-        txn = self.transaction
+        txn = qp.transaction
         if txn is not None and txn.notes.get("whitelistsender"):
             self.log(C.LOGINFO, "skip, whitelisted sender")
             return True

@@ -52,6 +52,9 @@ class CheckingApp(Qpsmtpd):
         self.report = report
         self.check_only = True
 
+    def logs(self, level):
+        return level <= C.LOGWARN
+
     def log(self, level, msg, hook=None, plugin=None):
         if str(msg).startswith("skipping Perl plugin "):
             return          # one warning on the plugin_dirs line says it for all

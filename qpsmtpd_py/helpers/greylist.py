@@ -61,6 +61,11 @@ def show_key(key):
 def parse_record(value):
     """'ts:new:black:white' -> 4 ints; missing or bad fields count 0."""
     fields = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).split(":")
+    if len(fields) == 4:
+        try:                                     # what we write: four integers
+            return int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3])
+        except ValueError:
+            pass
     out = []
     for i in range(4):
         try:
@@ -89,10 +94,9 @@ def step(old, now, black_timeout, grey_timeout, white_timeout, decision):
     -> (new record, ttl). The TTL lets the store forget a triplet once nothing
     can come of it: a deferred one after grey_timeout, a white one after
     white_timeout without deliveries. `decision` receives the verdict."""
-    fresh = (format_record(now, 1, 0, 0), grey_timeout)
     if old is None:
         decision.verdict, decision.message = DEFER, "fail: initial DENYSOFT, unknown"
-        return fresh
+        return format_record(now, 1, 0, 0), grey_timeout
     ts, new, black, white = parse_record(old)
     age = now - ts
     if white:
@@ -101,7 +105,7 @@ def step(old, now, black_timeout, grey_timeout, white_timeout, decision):
             decision.message = f"pass: white, {white + 1} deliveries"
             return format_record(now, new, black, white + 1), white_timeout
         decision.verdict, decision.message = DEFER, "fail: white entry timed out, DENYSOFT again"
-        return fresh
+        return format_record(now, 1, 0, 0), grey_timeout
     if age < black_timeout:
         decision.verdict = DEFER
         decision.message = f"fail: black DENYSOFT - {black + 1} deferred connections"
@@ -112,4 +116,4 @@ def step(old, now, black_timeout, grey_timeout, white_timeout, decision):
         return format_record(now, new, black, 1), white_timeout
     decision.verdict = DEFER
     decision.message = "fail: retried after grey_timeout, DENYSOFT again"
-    return fresh
+    return format_record(now, 1, 0, 0), grey_timeout
