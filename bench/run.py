@@ -261,13 +261,16 @@ def make_servers(base, names, pool, port0):
     for i, name in enumerate(names):
         port = port0 + i
         listen = ["--listen-address", "127.0.0.1", "--port", str(port), "--user", USER]
-        if name in ("py-prefork", "py-prefork-grow", "py-prefork-rdns", "py-prefork-rdnsfail"):
+        if name in ("py-prefork", "py-prefork-grow", "py-prefork-rdns", "py-prefork-rdnsfail",
+                    "py-prefork-nofront"):
             conf = pyconf
             if name.endswith("rdns") or name.endswith("rdnsfail"):   # no -H: the engine looks up PTR
                 conf = ["--config", os.path.join(base, "py-config-" + name.rsplit("-", 1)[1])]
             idle = GROW_IDLE if name.endswith("-grow") else pool
             argv = [os.path.join(BIN, "qpsmtpd-prefork"), *listen, *conf,
                     "--children", str(pool), "--idle-children", str(idle), "--max-requests", "100"]
+            if name.endswith("-nofront"):            # children accept() themselves
+                argv.append("--no-front")
             servers.append(Server(name, argv, port, env, base, idle))
         elif name == "perl-prefork-grow":
             argv = [*perl, "/usr/bin/qpsmtpd-prefork", *listen,
