@@ -96,6 +96,7 @@ def add_common_options(parser, default_port, max_from_ip):
 
 
 MAX_IDLE = 60             # default --max-idle (Postfix's max_idle is 100)
+HUNG_SCAN_EVERY = 0.25    # seconds between the master's scans for hung children
 
 
 def add_max_idle_option(parser, rule):
@@ -135,6 +136,7 @@ class Master:
         self.children = {}                # pid -> record with .slot and .killed
         self.board = None                 # Scoreboard: children's state and heartbeat
         self.watchdog = None              # liveness.Watchdog over the board
+        self.next_hung_scan = 0.0
         self.stopping = False
         self.stop_deadline = None
         self.signal_pipe = None
@@ -407,8 +409,15 @@ class Master:
         the log, then SIGKILL (liveness.py)."""
         if self.watchdog is None:
             return
+        # the limit is 2 x timeout (seconds to minutes): scanning every slot after each
+        # connection, as the main loop wakes, would cost more than it finds
+        now = time.monotonic()
+        stuck = []
         timeout = self.app.timeout
-        for pid, record, state, ip, silent in self.watchdog.stuck(self.children, limit_for(timeout)):
+        if now >= self.next_hung_scan:
+            self.next_hung_scan = now + HUNG_SCAN_EVERY
+            stuck = self.watchdog.stuck(self.children, limit_for(timeout))
+        for pid, record, state, ip, silent in stuck:
             doing = f"serving {ip}" if state == BUSY else "starting"
             self.log(C.LOGWARN, f"child {pid} {doing} hung: no progress for {silent:.1f}s "
                      f"(over 2 x timeout {timeout}s); dumping its stack, then killing it")

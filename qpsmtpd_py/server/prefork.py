@@ -289,9 +289,11 @@ class PreforkMaster(Master):
     def update_stress(self):
         """Stress: at least 80% of --children busy while clients wait in the front.
         Tightens the limits of every session (limits.py)."""
+        waiting = self.front.waiting() if self.front else 0
+        if not waiting and not self.stress():
+            return                       # calm, and nothing to count
         counts = self.board.counts(r.slot for r in self.children.values())
         busy = counts[BUSY]
-        waiting = self.front.waiting() if self.front else 0
         on = busy >= stress_threshold(self.max_children) and waiting > 0
         now = time.monotonic()
         if on == self.stress():
@@ -614,10 +616,11 @@ class Worker:
         self.client_ip = ip
         self.client = client
         self.board.mark(self.slot, BUSY, ip)
-        try:
-            os.write(self.status_fd, ACK.pack(self.slot))   # busy: the master may grow the pool
-        except OSError:
-            pass
+        if handoff is None:              # a handed-off client was acknowledged on taking it
+            try:
+                os.write(self.status_fd, ACK.pack(self.slot))   # busy: the master may grow the pool
+            except OSError:
+                pass
         self.title(f"{ip} connect")
         try:
             # child_addrs only matter to pre-connection plugins (hosts_allow), and are
