@@ -78,7 +78,7 @@ class Config:
         self.hook = None
         self.log = log or (lambda level, msg: None)
         self._cache = {}       # name -> (checked_at, signature, values)
-        self._maps = {}        # name -> (signature, CDB)
+        self._maps = {}        # name -> (checked at, signature, CDB or None)
 
     def clear(self):
         self._cache.clear()
@@ -128,20 +128,27 @@ class Config:
         return value.strip().lower() not in ("", "0", "no", "false", "off")
 
     def get_map(self, name):
-        """`<name>.cdb` as a CDB reader, or None when there is no such file."""
+        """`<name>.cdb` as a CDB reader, or None when there is no such file. Like
+        the other files, looked for again at most every RECHECK_SECONDS (most
+        connections ask for a map that is not there: morerelayclients)."""
+        now = time.monotonic()
+        cached = self._maps.get(name)
+        if cached and now - cached[0] < RECHECK_SECONDS:
+            return cached[2]
         path = self.path(name + ".cdb")
         if path is None:
+            self._maps[name] = (now, None, None)
             return None
         signature = _signature(path)
-        cached = self._maps.get(name)
-        if cached and cached[0] == signature:
-            return cached[1]
+        if cached and cached[1] == signature and cached[2] is not None:
+            self._maps[name] = (now, signature, cached[2])
+            return cached[2]
         try:
             reader = CDB(path)
         except (OSError, ValueError) as exc:
             self.log(3, f"cannot read {path}: {exc}")
             return None
-        self._maps[name] = (signature, reader)
+        self._maps[name] = (now, signature, reader)
         return reader
 
     # -- files ------------------------------------------------------------------

@@ -227,3 +227,33 @@ def test_harness_config_dir_is_standalone(tmp_path):
         c.cmd("HELO client.test")
         c.cmd("MAIL FROM:<a@b.test>")
         assert c.cmd("RCPT TO:<postmaster>")[0] == 250
+
+
+@pytest.mark.no_services
+def test_cdb_map_is_looked_for_at_most_once_a_recheck_period(tmp_path, monkeypatch):
+    """A missing map (morerelayclients.cdb on most servers) costs no stat per
+    connection; one that appears, or is rebuilt, is used after RECHECK_SECONDS."""
+    from qpsmtpd_py import config as config_module
+    from qpsmtpd_py.config import Config
+    now = [1000.0]
+    monkeypatch.setattr(config_module.time, "monotonic", lambda: now[0])
+    looked = []
+    real_isfile = os.path.isfile
+    monkeypatch.setattr(config_module.os.path, "isfile", lambda p: looked.append(p) or real_isfile(p))
+    config = Config([str(tmp_path)])
+    assert config.get_map("morerelayclients") is None
+    first = len(looked)
+    assert first >= 1
+    for _ in range(100):
+        assert config.get_map("morerelayclients") is None
+    assert len(looked) == first, "looked for again within the recheck period"
+    path = tmp_path / "morerelayclients.cdb"
+    subprocess.run(["cdb", "-c", str(path)], input=b"+9,0:127.0.0.5->\n\n", check=True)
+    assert config.get_map("morerelayclients") is None          # not yet looked for again
+    now[0] += config_module.RECHECK_SECONDS
+    found = config.get_map("morerelayclients")
+    assert found is not None and found.get(b"127.0.0.5") is not None
+    subprocess.run(["cdb", "-c", str(path)], input=b"+9,0:127.0.0.6->\n\n", check=True)
+    now[0] += config_module.RECHECK_SECONDS
+    rebuilt = config.get_map("morerelayclients")
+    assert rebuilt.get(b"127.0.0.6") is not None and rebuilt.get(b"127.0.0.5") is None
