@@ -109,3 +109,25 @@ def test_cached_answer_needs_no_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(qdns.Resolver, "_executor", lambda self: calls.append(1))
     assert qdns.reverse_name(app, "127.0.0.1", Connection(remote_ip="127.0.0.1"))() == first
     assert calls == []
+
+
+def test_a_found_name_comes_back_without_the_resolver_until_its_ttl_ends(tmp_path, monkeypatch):
+    """The client's PTR name is kept in the process for as long as the resolver's
+    cache keeps the answer (its TTL): later sessions get it without a lookup, and
+    after the TTL the resolver (and so the DNS server) is asked again."""
+    nsd = (service_env("QPT_DNS_HOST"), int(service_env("QPT_DNS_PORT")))
+    app = _app(tmp_path, nsd, "2")
+    monkeypatch.setattr(qdns, "_PTR_NAMES", {})
+    first = qdns.reverse_name(app, "127.0.0.1", Connection(remote_ip="127.0.0.1"))()
+    assert first
+    expires = qdns.resolver_for(app).expiration(qdns.ptr_name("127.0.0.1"), "PTR")
+    assert expires is not None and expires > time.time()
+    calls = _count_submits(monkeypatch)
+    for _ in range(5):
+        assert qdns.reverse_name(app, "127.0.0.1", Connection(remote_ip="127.0.0.1"))() == first
+        assert qdns.reverse_name(app, "127.0.0.1") == first
+    assert calls == []
+    real = time.time
+    monkeypatch.setattr(qdns.time, "time", lambda: real() + (expires - real()) + 1)
+    assert qdns.reverse_name(app, "127.0.0.1", Connection(remote_ip="127.0.0.1"))() == first
+    assert calls == [(qdns.ptr_name("127.0.0.1"), "PTR")]

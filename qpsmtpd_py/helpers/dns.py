@@ -132,6 +132,15 @@ class Resolver:
             return None
         return _texts(answer.rrset, rdtype)
 
+    def expiration(self, name, rdtype="A"):
+        """When the process's cached answer for (name, type) expires (time.time()
+        seconds), or None when nothing is cached."""
+        try:
+            answer = self._resolver.cache.get(_cache_key(name, rdtype))
+        except dns.exception.DNSException:
+            return None
+        return None if answer is None else answer.expiration
+
     def submit(self, name, rdtype="A", timeout=None):
         """Start a lookup and return at once; `Pending.result()` collects it. The
         lookup ends `timeout` seconds (default dns_timeout) after this call, even
@@ -448,15 +457,26 @@ class NegativeCache:
 ptr_failures = NegativeCache()
 
 
+_PTR_NAMES = {}              # (DNS servers, ip) -> (expiration, first PTR name) in this process
+_PTR_NAMES_MAX = 4096
+
+
 def reverse_name(app, ip, connection=None):
     """The first PTR name of `ip`, or None (also on failure). With a connection:
     the lookup starts now and a function returns that name, waiting for it.
+    A name found before comes back at once until its TTL runs out (_PTR_NAMES:
+    the client's own address repeats on every connection, and the full path
+    through the resolver's cache costs ~40 us a session).
     An address in the negative cache (ptr_failures) is not looked up again: its
     session gets None at once (no thread, no exception raised), and a plugin's
     submit_ptr (fcrdns, helo) gets the cached outcome (DNSFailure or no name)."""
-    view = session_resolver(app, connection)
-    resolver = view.base
+    resolver = resolver_for(app)
     servers = resolver.servers
+    known = _PTR_NAMES.get((servers, ip))
+    if known is not None and known[0] > time.time():
+        name = known[1]
+        return (lambda: name) if connection is not None else name
+    view = session_resolver(app, connection)
     if ptr_failures.get(servers, ip) is not None:
         return _none if connection is not None else None
     try:
@@ -476,12 +496,28 @@ def reverse_name(app, ip, connection=None):
         if not pending.failed_lookup():
             try:
                 names = pending.result()
-                return names[0] if names else None
             except DNSFailure:
                 pass
+            else:
+                if names:
+                    remember_ptr(resolver, servers, ip, names[0])
+                return names[0] if names else None
         ptr_failures.put(servers, ip, NegativeCache.FAILED)   # before the thread gives up
         return None
     return first_name if connection is not None else first_name()
+
+
+def remember_ptr(resolver, servers, ip, name):
+    """Keep a found PTR name for as long as the resolver's cache keeps its answer."""
+    try:
+        expires = resolver.expiration(ptr_name(str(ip).strip("[]")), "PTR")
+    except dns.exception.DNSException:
+        return
+    if expires is None:
+        return
+    if len(_PTR_NAMES) >= _PTR_NAMES_MAX:
+        _PTR_NAMES.clear()
+    _PTR_NAMES[(servers, ip)] = (expires, name)
 
 
 def _none():
