@@ -117,16 +117,17 @@ class HookRunner:
                                  + ("undef!" if result is None else repr(result)),
                                  hook=hook, plugin=plugin.plugin_name)
                     continue
-            if hook not in _QUIET_HOOKS and self.registry["deny" if code in DENY_CODES else "ok"]:
-                self._after_call(transaction, plugin, code, messages)
+            if hook not in _QUIET_HOOKS:
+                follow = "deny" if code in DENY_CODES else "ok"
+                if self.registry[follow]:
+                    self._after_call(follow, transaction, plugin, code, messages)
             if code != DECLINED:
                 return code, messages, plugin
             declined_messages = messages
         return DECLINED, declined_messages, None
 
-    def _after_call(self, transaction, plugin, code, messages):
-        """Run the deny or ok hooks after each plugin call, as qpsmtpd does."""
-        follow = "deny" if code in DENY_CODES else "ok"
+    def _after_call(self, follow, transaction, plugin, code, messages):
+        """Run the `follow` hooks (deny or ok) after a plugin call, as qpsmtpd does."""
         text = " ".join(messages)
         for other, func in self.registry[follow]:
             try:

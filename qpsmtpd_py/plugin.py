@@ -160,8 +160,8 @@ class Plugin:
         app.log(level, text, hook=None, plugin=self.plugin_name)
 
     def _adjust_level(self, level):
-        if self.loglevel_adjust is None:
-            return level
+        """The level after this plugin's own loglevel (set_loglevel); log() calls it
+        only when one was set."""
         kind, value = self.loglevel_adjust
         if kind == "relative":
             return max(0, min(7, level + value))

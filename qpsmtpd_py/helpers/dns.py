@@ -500,19 +500,17 @@ def reverse_name(app, ip, connection=None):
                 pass
             else:
                 if names:
-                    remember_ptr(resolver, servers, ip, names[0])
+                    remember_ptr(resolver, servers, ip, pending.name, names[0])
                 return names[0] if names else None
         ptr_failures.put(servers, ip, NegativeCache.FAILED)   # before the thread gives up
         return None
     return first_name if connection is not None else first_name()
 
 
-def remember_ptr(resolver, servers, ip, name):
-    """Keep a found PTR name for as long as the resolver's cache keeps its answer."""
-    try:
-        expires = resolver.expiration(ptr_name(str(ip).strip("[]")), "PTR")
-    except dns.exception.DNSException:
-        return
+def remember_ptr(resolver, servers, ip, reverse, name):
+    """Keep `name`, the answer to the PTR query `reverse` (4.3.2.1.in-addr.arpa.),
+    for as long as the resolver's cache keeps that answer."""
+    expires = resolver.expiration(reverse, "PTR")
     if expires is None:
         return
     if len(_PTR_NAMES) >= _PTR_NAMES_MAX:
