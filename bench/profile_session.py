@@ -92,6 +92,8 @@ def timed(run, args, what):
           f"{'' if args.no_profile else ' (profiled)'}")
     if not args.no_profile:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+        if os.environ.get("QPB_PSTATS"):
+            profiler.dump_stats(os.environ["QPB_PSTATS"])
     return cpu
 
 

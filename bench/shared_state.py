@@ -147,17 +147,22 @@ def forked(args, run, per):
             finally:
                 os._exit(0)
         pids.append(pid)
-    user = system = 0.0
+    user = system = faults = switches = preempted = 0.0
     for pid in pids:
         _, status, usage = os.wait4(pid, 0)
         user += usage.ru_utime
         system += usage.ru_stime
+        faults += usage.ru_minflt
+        switches += usage.ru_nvcsw
+        preempted += usage.ru_nivcsw
     cpu = user + system
     wall = time.perf_counter() - t0
     total = args.n * args.procs
     print(f"{args.profile}: {args.procs} processes, {total} messages, {per} per session: "
           f"{cpu * 1000 / total:.3f} ms CPU per message (user {user * 1000 / total:.3f}, "
-          f"system {system * 1000 / total:.3f}), {total / wall:.0f} msg/s")
+          f"system {system * 1000 / total:.3f}), {total / wall:.0f} msg/s; per message "
+          f"{faults / total:.1f} minor faults, {switches / total:.2f} waits, "
+          f"{preempted / total:.2f} preemptions")
     return cpu * 1000 / total
 
 
