@@ -66,25 +66,30 @@ _NEVER = _HEADER.pack(0)
 _fork_generation = 0
 
 
-_M_MMAP_THRESHOLD = -3                # glibc mallopt()
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # glibc mallopt()
+_MMAP_THRESHOLD = 1 << 20
 _mmap_threshold_fixed = False
 
 
 def _fix_mmap_threshold():
-    """Keep LMDB's big per-environment buffers out of the heap. mdb_env_open callocs
-    2 MB (the dirty-page list); glibc raises its mmap threshold each time a block that
-    large is freed (a forked child closing the environment it inherited does), and a
-    calloc from the heap is memset: 512 page faults and 2 MB of cache evicted per
-    child start (bench/shared_state.py --procs: 16.6 -> 11.5 faults a message). A
-    fixed threshold (glibc's default, 128 KiB) keeps it an mmap, zero pages the
-    kernel gives only when touched. Once per process, before the first open."""
+    """Keep LMDB's big per-environment buffer out of the heap. mdb_env_open callocs
+    2 MB (its dirty-page list). glibc raises its mmap threshold to the size of any
+    such block freed (a forked child closing the environment it inherited does), so
+    the child's own calloc then came from the heap and was memset: 512 page faults
+    and 2 MB of cache evicted per child start (bench/shared_state.py --procs 20
+    -n 2000: 16.6 -> 11.5 faults a message). A fixed threshold of 1 MiB keeps that
+    calloc an mmap (zero pages, given only when touched) and every smaller block,
+    a 100 KB message's included, in the heap as before; the trim threshold is
+    glibc's own rule, twice that. Once per process, before the first open."""
     global _mmap_threshold_fixed
     if _mmap_threshold_fixed:
         return
     _mmap_threshold_fixed = True
     try:
         import ctypes
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
     except (OSError, AttributeError):    # not glibc: nothing to fix
         pass
 
