@@ -116,16 +116,18 @@ class Front:
         """Accept, read, greet, time out and hand off; returns seconds until the next
         timer (for the master's wait)."""
         now = self.clock()
+        accepted = []
         for key, _ in self.selector.select(0):
             if key.data is None:
                 self._read(self.held.get(key.fd), now, stressed)
             else:
-                self._accept(key.data, now)
+                self._accept(key.data, now, accepted)
         self._hand_off(now, stressed)
+        self._watch(accepted)
         return self._timers(self.clock(), stressed)
 
     # -- accepting ---------------------------------------------------------------------------
-    def _accept(self, listener, now):
+    def _accept(self, listener, now, accepted):
         app = self.master.app
         per_ip = policy(app).front_max_per_ip
         for _ in range(ACCEPT_BATCH):
@@ -145,7 +147,14 @@ class Front:
             held = Held(sock, ip, now)
             self.held[sock.fileno()] = held
             self.per_ip[ip] += 1
-            self.selector.register(sock, selectors.EVENT_READ, None)
+            accepted.append(held)
+
+    def _watch(self, accepted):
+        """Read the clients accepted in this round that are still here (most go to an
+        idle child at once: they never cost an epoll registration)."""
+        for held in accepted:
+            if self.held.get(held.sock.fileno()) is held:
+                self.selector.register(held.sock, selectors.EVENT_READ, None)
 
     def _refuse_ip(self, sock, ip, cap, now):
         """One IP already has `cap` clients waiting here: 421 and closed; logged

@@ -234,23 +234,20 @@ class PreforkMaster(Master):
         """Slots of idle children of this generation that nothing is handed to."""
         states = self.board.states()
         return [r.slot for r in self.children.values()
-                if r.generation == self.generation and not r.retiring
-                and states[r.slot] == IDLE and r.slot not in self.assigned
-                and r.slot in self.handoffs]
+                if states[r.slot] == IDLE and r.generation == self.generation
+                and not r.retiring and r.slot not in self.assigned and r.slot in self.handoffs]
 
     def growing(self):
         """A child is starting, or one can still be forked: a new client is better
         off waiting a moment for it than greeted by the front."""
-        states = self.board.states()
-        return (len(self.children) < self.max_children
-                or any(states[r.slot] == STARTING for r in self.children.values()))
+        return len(self.children) < self.max_children or STARTING in self.board.states()
 
     def direct_room(self):
         """How many more new clients may go to a child before their greeting: a fifth
         of --children (with 5 or more) stays for clients the front has greeted and
         heard a command from, so silent ones arriving while the pool is calm cannot
         take every child."""
-        counts = self.board.counts(r.slot for r in self.children.values())
+        counts = self.board.totals()
         reserve = self.max_children // 5
         return self.max_children - reserve - counts[BUSY] - len(self.assigned)
 
@@ -292,7 +289,7 @@ class PreforkMaster(Master):
         waiting = self.front.waiting() if self.front else 0
         if not waiting and not self.stress():
             return                       # calm, and nothing to count
-        counts = self.board.counts(r.slot for r in self.children.values())
+        counts = self.board.totals()
         busy = counts[BUSY]
         on = busy >= stress_threshold(self.max_children) and waiting > 0
         now = time.monotonic()
@@ -415,7 +412,7 @@ class PreforkMaster(Master):
 
     # -- status -----------------------------------------------------------------------------------
     def status_text(self):
-        counts = self.board.counts(r.slot for r in self.children.values())
+        counts = self.board.totals()
         return (f"{len(self.children)} children, {counts[BUSY]} busy, "
                 f"{counts[IDLE] + counts[STARTING]} idle")
 

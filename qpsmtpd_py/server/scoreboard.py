@@ -26,6 +26,8 @@ STATE_NAMES = {FREE: "free", STARTING: "starting", IDLE: "idle", BUSY: "busy"}
 
 _SLOT = struct.Struct("=iBxxxd46s2x")        # pid, state, since, ip (NUL padded)
 _IP_OFFSET = 16
+_IP_SIZE = 46
+_IP_NAMES_MAX = 4096                          # decoded IPs kept (busy_addrs)
 
 
 class Scoreboard:
@@ -33,6 +35,7 @@ class Scoreboard:
         self.slots = slots
         self.clock = clock
         self.mem = mmap.mmap(-1, _SLOT.size * slots)
+        self._ip_names = {}                   # an IP field's bytes -> its text
 
     # -- master ------------------------------------------------------------------------------
     def claim(self):
@@ -56,7 +59,7 @@ class Scoreboard:
     def mark(self, index, state, ip=""):
         """A child's own slot: idle, or busy with a client IP."""
         offset = index * _SLOT.size
-        self._write(offset + _IP_OFFSET, ip.encode("ascii")[:46].ljust(46, b"\0"))
+        self._write(offset + _IP_OFFSET, ip.encode("ascii")[:_IP_SIZE].ljust(_IP_SIZE, b"\0"))
         self._write(offset + 4, struct.pack("=Bxxxd", state, self.clock()))
 
     def heartbeat(self, index):
@@ -75,12 +78,25 @@ class Scoreboard:
         return self.mem[4::_SLOT.size]
 
     def busy_addrs(self, exclude=None):
-        """IPs of every busy child but `exclude` (child_addrs for pre-connection)."""
+        """IPs of every busy child but `exclude` (child_addrs for pre-connection; the
+        master's per-IP counts at every round of hand-offs). Read from one copy of
+        the board: within a slot the state comes before the IP, so a BUSY state
+        read means its IP (written first) is read too."""
+        board = self.mem[:]
+        size = _SLOT.size
+        names = self._ip_names
         out = []
-        for index, state in enumerate(self.states()):
+        for index, state in enumerate(board[4::size]):
             if state == BUSY and index != exclude:
-                _, state, _, ip = self.read(index)
-                if state == BUSY and ip:
+                start = index * size + _IP_OFFSET
+                raw = board[start:start + _IP_SIZE]
+                ip = names.get(raw)
+                if ip is None:
+                    ip = raw.rstrip(b"\0").decode("ascii", "replace")
+                    if len(names) >= _IP_NAMES_MAX:
+                        names.clear()
+                    names[raw] = ip
+                if ip:
                     out.append(ip)
         return out
 
@@ -97,6 +113,13 @@ class Scoreboard:
             if state in result:
                 result[state] += 1
         return result
+
+    def totals(self):
+        """{state: number} over every slot: the master's counts of its whole pool
+        (a slot that is not free is a child's, from claim() until its release())."""
+        states = self.states()
+        return {STARTING: states.count(STARTING), IDLE: states.count(IDLE),
+                BUSY: states.count(BUSY)}
 
     def close(self):
         self.mem.close()
