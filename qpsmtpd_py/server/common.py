@@ -83,13 +83,14 @@ def run_session(app, channel, connection):
 
 def new_connection(remote, local, smtps=False, remote_host=None, remote_info=None):
     """Connection from (ip, port) pairs; IPv4-mapped IPv6 addresses are unwrapped."""
-    remote_ip, remote_port = _unmap(remote[0]), int(remote[1])
-    local_ip, local_port = _unmap(local[0]), int(local[1])
+    remote_ip, remote_port = unmapped_ip(remote[0]), int(remote[1])
+    local_ip, local_port = unmapped_ip(local[0]), int(local[1])
     return Connection(remote_ip, remote_port, local_ip, local_port,
                       remote_host=remote_host, remote_info=remote_info, smtps=smtps)
 
 
-def _unmap(ip):
+def unmapped_ip(ip):
+    """An IP as plugins see it: IPv4-mapped IPv6 addresses unwrapped."""
     ip = str(ip)
     if ip.lower().startswith("::ffff:") and "." in ip:
         return ip[7:]

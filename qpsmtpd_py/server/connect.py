@@ -6,12 +6,12 @@ from ..channel import ClientGone, SocketChannel
 from ..plugin import Plugin
 from ..replies import format_reply, reply_lines
 from ..summary import new_session_id
-from .common import new_connection, run_session
+from .common import new_connection, run_session, unmapped_ip
 
 
 def peer_ip(peer):
     """The client's IP as plugins see it: IPv4-mapped IPv6 addresses unwrapped."""
-    return new_connection(peer[:2], ("", 0)).remote_ip
+    return unmapped_ip(peer[0])
 
 
 def connection_args(connection, max_conn_ip, child_addrs):

@@ -56,7 +56,7 @@ class Held:
     """A client the front holds."""
 
     __slots__ = ("sock", "ip", "state", "since", "buffer", "early", "greet_at",
-                 "first", "ready_at", "hello")
+                 "first", "ready_at", "hello", "watched")
 
     def __init__(self, sock, ip, now):
         self.sock = sock
@@ -69,6 +69,7 @@ class Held:
         self.first = None             # when the first byte after the greeting came
         self.ready_at = None
         self.hello = False            # its first command is EHLO or HELO
+        self.watched = False          # registered with the selector (being read)
 
 
 class Front:
@@ -131,7 +132,7 @@ class Front:
         app = self.master.app
         per_ip = policy(app).front_max_per_ip
         for _ in range(ACCEPT_BATCH):
-            sock, peer = listener.accept()
+            sock, peer = listener.accept(blocking=False)
             if sock is None:
                 return
             if len(self.held) >= self.capacity:
@@ -143,7 +144,6 @@ class Front:
             if per_ip and ip not in EXEMPT and self.per_ip[ip] >= per_ip:
                 self._refuse_ip(sock, ip, per_ip, now)
                 continue
-            sock.setblocking(False)
             held = Held(sock, ip, now)
             self.held[sock.fileno()] = held
             self.per_ip[ip] += 1
@@ -155,6 +155,7 @@ class Front:
         for held in accepted:
             if self.held.get(held.sock.fileno()) is held:
                 self.selector.register(held.sock, selectors.EVENT_READ, None)
+                held.watched = True
 
     def _refuse_ip(self, sock, ip, cap, now):
         """One IP already has `cap` clients waiting here: 421 and closed; logged
@@ -202,10 +203,17 @@ class Front:
 
     def _pause(self, held):
         """Stop reading this client (the worker reads the rest)."""
-        try:
-            self.selector.unregister(held.sock)
-        except (KeyError, ValueError):
-            pass
+        self._unwatch(held)
+
+    def _unwatch(self, held):
+        """Unregister only what is registered: the selector's error for anything
+        else formats the socket's repr (getsockname and enum conversions)."""
+        if held.watched:
+            held.watched = False
+            try:
+                self.selector.unregister(held.sock)
+            except (KeyError, ValueError):
+                pass
 
     # -- greeting ----------------------------------------------------------------------------
     def _greet(self, held, now):
@@ -327,10 +335,7 @@ class Front:
         return max(0.0, nearest)
 
     def _forget(self, held):
-        try:
-            self.selector.unregister(held.sock)
-        except (KeyError, ValueError):
-            pass
+        self._unwatch(held)
         if self.held.pop(held.sock.fileno(), None) is not None:
             left = self.per_ip[held.ip] = self.per_ip[held.ip] - 1
             if left <= 0:

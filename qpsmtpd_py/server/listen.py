@@ -34,9 +34,10 @@ class Listener:
     def fileno(self):
         return self.sock.fileno()
 
-    def accept(self):
+    def accept(self, blocking=True):
         """(client socket, peer address), or (None, None) when another process
-        took the connection first (the listener is non-blocking)."""
+        took the connection first (the listener is non-blocking). The client
+        socket is blocking unless `blocking` is false (the front's event loop)."""
         try:
             client, peer = self.sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -47,7 +48,7 @@ class Listener:
                              errno.ENOBUFS, errno.ENOMEM):
                 return None, None
             raise
-        client.setblocking(True)
+        client.setblocking(blocking)
         return client, peer
 
     def close(self):
