@@ -478,7 +478,7 @@ def main():
     names = args.servers.split(",")
     servers = make_servers(base, names, 60, args.port)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  "
-          f"{cpu_model()}  Python {sys.version.split()[0]}  load {loadavg()}  work dir {base}",
+          f"{cpu_model()}  {interpreter()}  load {loadavg()}  work dir {base}",
           flush=True)
     helpers = []
     if any(n.endswith("-rdns") for n in names):
@@ -547,6 +547,20 @@ def memory_servers(base, names, port0):
 def loadavg():
     with open("/proc/loadavg") as fh:
         return " ".join(fh.read().split()[:3])
+
+
+def interpreter():
+    """The Python the servers run (BIN is this interpreter's venv): its real path,
+    version and whether it runs on a shared libpython (slower: PIC calls between
+    the interpreter's own functions; Debian's /usr/bin/python3.11 is one static,
+    PGO/LTO-built binary)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            shared = "libpython" in fh.read()
+    except OSError:
+        shared = False
+    return (f"Python {sys.version.split()[0]} {os.path.realpath(sys.executable)} "
+            f"({'shared libpython' if shared else 'static'})")
 
 
 def cpu_model():

@@ -220,7 +220,7 @@ def main():
         servers.append(R.Server(name, argv, port, env, base, 60))
     scale = 0.2 if args.quick else 0.5
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
-          f"Python {sys.version.split()[0]}  load {R.loadavg()}  work dir {base}", flush=True)
+          f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
     results = {}
     try:
         for server in servers:
