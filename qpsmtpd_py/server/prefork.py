@@ -510,16 +510,18 @@ class Worker:
                 os.nice(master.args.renice_parent)
             except OSError:
                 pass
-        self.poller = select.poll()
-        self.poller.register(self.wake[0], select.POLLIN)
+        # epoll, with the listeners EPOLLEXCLUSIVE: a new client wakes one idle child,
+        # not all of them (each but one would find nothing to accept)
+        self.poller = select.epoll()
+        self.poller.register(self.wake[0], select.EPOLLIN)
         self.by_fd = {}
         for listener in master.direct_listeners():
             if listener.fileno() < 0:
                 continue                 # closed: the master died while we started
-            self.poller.register(listener.fileno(), select.POLLIN)
+            self.poller.register(listener.fileno(), select.EPOLLIN | _EPOLLEXCLUSIVE)
             self.by_fd[listener.fileno()] = listener
         if self.handoff is not None:
-            self.poller.register(self.handoff.fileno(), select.POLLIN)
+            self.poller.register(self.handoff.fileno(), select.EPOLLIN)
         self.app.stress = master.stress
         self.app.hooks.run("post-fork", None)
 
@@ -550,7 +552,7 @@ class Worker:
     def accept(self):
         """Wait for a client on any listener; (None, None, None) after a signal, when
         another child won the race, or when the master has gone away."""
-        events = self.poller.poll(1000)
+        events = self.poller.poll(1.0)
         if os.getppid() != self.master_pid:
             self.stop = True             # orphaned: serve nobody new
         ready = [fd for fd, _ in events if fd in self.by_fd]
@@ -642,6 +644,9 @@ class Worker:
         from the channel as bytes flow, see liveness.py.)"""
         self.title(f"{self.client_ip} {session.verb}")
 
+
+#: Linux 4.5+; 0 elsewhere (every idle child then wakes for each new client)
+_EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 #: signals a child dies of by its own fault (a crash), not because it was killed
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
