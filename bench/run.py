@@ -261,15 +261,20 @@ def make_servers(base, names, pool, port0):
     for i, name in enumerate(names):
         port = port0 + i
         listen = ["--listen-address", "127.0.0.1", "--port", str(port), "--user", USER]
-        if name in ("py-prefork", "py-prefork-grow", "py-prefork-rdns", "py-prefork-rdnsfail",
-                    "py-prefork-nofront"):
+        if name == "py-prefork" or name.startswith("py-prefork-"):
+            # py-prefork[-grow][-rdns|-rdnsfail][-nofront], e.g. py-prefork-grow-nofront
+            flags = set(name.split("-")[2:])
+            unknown = flags - {"grow", "rdns", "rdnsfail", "nofront"}
+            if unknown or {"rdns", "rdnsfail"} <= flags:
+                raise SystemExit(f"unknown server {name}")
             conf = pyconf
-            if name.endswith("rdns") or name.endswith("rdnsfail"):   # no -H: the engine looks up PTR
-                conf = ["--config", os.path.join(base, "py-config-" + name.rsplit("-", 1)[1])]
-            idle = GROW_IDLE if name.endswith("-grow") else pool
+            for dns in ("rdns", "rdnsfail"):             # no -H: the engine looks up PTR
+                if dns in flags:
+                    conf = ["--config", os.path.join(base, "py-config-" + dns)]
+            idle = GROW_IDLE if "grow" in flags else pool
             argv = [os.path.join(BIN, "qpsmtpd-prefork"), *listen, *conf,
                     "--children", str(pool), "--idle-children", str(idle), "--max-requests", "100"]
-            if name.endswith("-nofront"):            # children accept() themselves
+            if "nofront" in flags:                       # children accept() themselves
                 argv.append("--no-front")
             servers.append(Server(name, argv, port, env, base, idle))
         elif name == "perl-prefork-grow":
@@ -481,7 +486,7 @@ def main():
           f"{cpu_model()}  {interpreter()}  load {loadavg()}  work dir {base}",
           flush=True)
     helpers = []
-    if any(n.endswith("-rdns") for n in names):
+    if any("rdns" in n.split("-") for n in names):
         helpers.append(subprocess.Popen([sys.executable, os.path.join(HERE, "tiny_dns.py"),
                                          str(TINY_DNS_PORT)]))
     try:

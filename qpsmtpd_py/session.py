@@ -24,6 +24,7 @@ from .transaction import Transaction
 
 COMMAND_LINE_LIMIT = 512
 _VERB = re.compile(r"^\w{1,12}$")
+_reverse_name = None        # helpers.dns.reverse_name, imported at the first PTR lookup
 
 
 def greeting_text(app):
@@ -246,8 +247,10 @@ class SMTPSession:
         the session's resolver, so fcrdns and helo share the answer."""
         conn = self.connection
         if conn.remote_host is None and getattr(self.app, "rdns", True) and conn.remote_ip:
-            from .helpers.dns import reverse_name    # dnspython only when looking up (-H: never)
-            conn.remote_host_from(reverse_name(self.app, conn.remote_ip, conn))
+            global _reverse_name
+            if _reverse_name is None:    # dnspython only when looking up (-H: never)
+                from .helpers.dns import reverse_name as _reverse_name
+            conn.remote_host_from(_reverse_name(self.app, conn.remote_ip, conn))
 
     def read_and_dispatch(self):
         # max_session_time: no wait for a command past it (an upload is never cut)
