@@ -20,6 +20,7 @@ from .helpers.filecache import FileCache, ParsedLines
 from .hooks import HOOK_SET, METHOD_TO_HOOK
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_session_resolver = None    # helpers.dns.session_resolver, imported on first use
 
 
 def default_plugin_dirs():
@@ -91,8 +92,10 @@ class Plugin:
     def resolver(self):
         """DNS with this session's answer cache (dns.SessionResolver):
         `pending = self.resolver.submit(name, "A")`, later `pending.result()`."""
-        from .helpers.dns import session_resolver
-        return session_resolver(self.app, self.connection)
+        global _session_resolver
+        if _session_resolver is None:     # dnspython only for plugins that use it
+            from .helpers.dns import session_resolver as _session_resolver
+        return _session_resolver(self.app, self.connection)
 
     # -- SMTP extensions: the engine calls for EHLO keywords and TLS ------------------------
     def add_capability(self, keyword):
