@@ -46,9 +46,12 @@ def replaced(server, dead, size):
     return len(kids) == size and dead not in kids
 
 
-def test_fifty_concurrent_clients_all_delivered(mail_config):
+@pytest.mark.parametrize("mode", [[], ["--no-front"]], ids=["front", "no-front"])
+def test_fifty_concurrent_clients_all_delivered(mail_config, mode):
+    """With --no-front the children accept themselves (epoll, EPOLLEXCLUSIVE: one idle
+    child woken per client); 50 clients for 20 children wait in the listen queue."""
     srv = mail_config(files=LOG)
-    with Server(PREFORK, srv, "--children", "20", "--idle-children", "5") as server:
+    with Server(PREFORK, srv, "--children", "20", "--idle-children", "5", *mode) as server:
         results = []
 
         def deliver(n):
