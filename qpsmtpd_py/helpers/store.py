@@ -214,7 +214,6 @@ class Store:
         self._writes = 0
         self._next_reclaim = 0.0
         self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
-        self._tables = {}
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -376,11 +375,9 @@ class Store:
 
     # -- tables ---------------------------------------------------------------------------
     def table(self, name):
-        """The Table called `name` (one object per name: plugins ask per operation)."""
-        table = self._tables.get(name)
-        if table is None:
-            table = self._tables[name] = Table(self, name)
-        return table
+        # a new Table each time, not a cache: Store -> Table -> Store would be a cycle,
+        # and a dropped Store must close its environment at once (see __del__)
+        return Table(self, name)
 
     def tables(self):
         """Names of the tables that exist."""

@@ -120,7 +120,6 @@ class RedisStore:
         self._retry_at = 0.0
         self._backoff = 0.0
         self._last_error = None
-        self._tables = {}
 
     # -- the connection, with back-off ------------------------------------------------------
     def client(self):
@@ -172,11 +171,7 @@ class RedisStore:
 
     # -- tables --------------------------------------------------------------------------------
     def table(self, name):
-        """The RedisTable called `name` (one object per name: plugins ask per operation)."""
-        table = self._tables.get(name)
-        if table is None:
-            table = self._tables[name] = RedisTable(self, name)
-        return table
+        return RedisTable(self, name)
 
     def tables(self):
         names = set()
