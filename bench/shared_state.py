@@ -198,31 +198,31 @@ def main():
     os.chmod(base, 0o755)
     nobody = pwd.getpwnam(R.USER)
     redis = start_redis(base)
-    names = args.variants.split(",")
     servers = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "RELAY"))}
-    for i, name in enumerate(names):
-        stateful, files = VARIANTS[name]
-        spool, store = os.path.join(base, f"spool-{name}"), os.path.join(base, f"store-{name}")
-        for d in (spool, store):
-            os.makedirs(d, mode=0o700)
-            os.chown(d, nobody.pw_uid, nobody.pw_gid)
-        config = os.path.join(base, f"config-{name}")
-        write_config(config, spool, store, stateful, {"store_redis_prefix": f"bench-{name}:", **files})
-        if stateful:
-            whiten(config)
-            for f in os.listdir(store):
-                os.chown(os.path.join(store, f), nobody.pw_uid, nobody.pw_gid)
-        port = args.port + i
-        argv = [os.path.join(R.BIN, "qpsmtpd-prefork"), "--listen-address", "127.0.0.1",
-                "--port", str(port), "--user", R.USER, "-H", "--config", config,
-                "--children", "60", "--idle-children", "60", "--max-requests", "100"]
-        servers.append(R.Server(name, argv, port, env, base, 60))
-    scale = 0.2 if args.quick else 0.5
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
-          f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
-    results = {}
     try:
+        names = args.variants.split(",")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "RELAY"))}
+        for i, name in enumerate(names):
+            stateful, files = VARIANTS[name]
+            spool, store = os.path.join(base, f"spool-{name}"), os.path.join(base, f"store-{name}")
+            for d in (spool, store):
+                os.makedirs(d, mode=0o700)
+                os.chown(d, nobody.pw_uid, nobody.pw_gid)
+            config = os.path.join(base, f"config-{name}")
+            write_config(config, spool, store, stateful, {"store_redis_prefix": f"bench-{name}:", **files})
+            if stateful:
+                whiten(config)
+                for f in os.listdir(store):
+                    os.chown(os.path.join(store, f), nobody.pw_uid, nobody.pw_gid)
+            port = args.port + i
+            argv = [os.path.join(R.BIN, "qpsmtpd-prefork"), "--listen-address", "127.0.0.1",
+                    "--port", str(port), "--user", R.USER, "-H", "--config", config,
+                    "--children", "60", "--idle-children", "60", "--max-requests", "100"]
+            servers.append(R.Server(name, argv, port, env, base, 60))
+        scale = 0.2 if args.quick else 0.5
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
+              f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
+        results = {}
         for server in servers:
             server.start()
         for label, sessions, per, size, total in SCENARIOS:
