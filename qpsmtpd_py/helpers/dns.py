@@ -391,23 +391,19 @@ class SessionResolver:
         return found
 
 
-_cache = {"pid": None, "raw": None, "key": None, "resolver": None}
+_cache = {"pid": None, "raw": None, "resolver": None}
 
 
 def resolver_for(app):
     """The process's resolver for `app`'s config (rebuilt after fork or a change).
-    Asked at least once a session: the config lines are parsed again only when
-    their text changed."""
+    Asked at least once a session: the config lines are parsed only when their
+    text changed."""
     config = app.config
     raw = (tuple(config.get_list("dns_servers")), config.get("dns_timeout", "5"))
     pid = os.getpid()
-    if _cache["pid"] == pid and _cache["raw"] == raw:
-        return _cache["resolver"]
-    servers = tuple(parse_server(line) for line in raw[0])
-    key = (servers, float(raw[1]))
-    if _cache["pid"] != pid or _cache["key"] != key:
-        _cache.update(key=key, resolver=Resolver(list(servers), key[1]))
-    _cache.update(pid=pid, raw=raw)
+    if _cache["pid"] != pid or _cache["raw"] != raw:
+        servers = [parse_server(line) for line in raw[0]]
+        _cache.update(pid=pid, raw=raw, resolver=Resolver(servers, float(raw[1])))
     return _cache["resolver"]
 
 

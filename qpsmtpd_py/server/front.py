@@ -202,12 +202,9 @@ class Front:
         self._pause(held)
 
     def _pause(self, held):
-        """Stop reading this client (the worker reads the rest)."""
-        self._unwatch(held)
-
-    def _unwatch(self, held):
-        """Unregister only what is registered: the selector's error for anything
-        else formats the socket's repr (getsockname and enum conversions)."""
+        """Stop reading this client (the worker reads the rest). Only what is
+        registered is unregistered: the selector's error for anything else formats
+        the socket's repr (getsockname and enum conversions)."""
         if held.watched:
             held.watched = False
             try:
@@ -335,7 +332,7 @@ class Front:
         return max(0.0, nearest)
 
     def _forget(self, held):
-        self._unwatch(held)
+        self._pause(held)
         if self.held.pop(held.sock.fileno(), None) is not None:
             left = self.per_ip[held.ip] = self.per_ip[held.ip] - 1
             if left <= 0:
