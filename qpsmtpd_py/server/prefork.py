@@ -116,7 +116,7 @@ def stress_threshold(children):
     return max(1, math.ceil(0.8 * children))
 
 
-ACK = struct.Struct("=H")        # a child's slot, written to the status pipe when busy
+ACK = struct.Struct("=H")        # a child's slot, written to the status pipe when it takes a hand-off
 STRESS_MIN_SECONDS = 2.0         # stress stays on at least this long (no flapping)
 
 
@@ -144,7 +144,12 @@ class PreforkMaster(Master):
         self.board = Scoreboard(args.children)
         self.watchdog = Watchdog(self.board)
         self.generation = 0
+        # children write their slot here when they take a handed-off client: read on
+        # every wake-up, never waited on (the master is awake for each hand-off anyway)
         self.status_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # a child that accepted a client itself writes a byte here only when the pool
+        # is short of spare children: a calm or full pool costs the master no wake-up
+        self.grow_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = None                # the Worker being forked
         self.last_shrink = 0.0
         self.last_grow = 0.0              # warm children stay --max-idle s after a burst
@@ -184,8 +189,10 @@ class PreforkMaster(Master):
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
-            fds = [self.status_pipe[0]] + ([self.front] if self.front else [])
-            if self.status_pipe[0] in self.wait(timeout, fds):
+            fds = [self.grow_pipe[0]] + ([self.front] if self.front else [])
+            if self.grow_pipe[0] in self.wait(timeout, fds):
+                _drain(self.grow_pipe[0])
+            if self.front is not None:
                 self.read_acks()
             now = time.monotonic()
             if self.reap_due or now >= next_reap:
@@ -499,7 +506,9 @@ class Worker:
     def setup(self):
         master = self.master
         os.close(master.status_pipe[0])
+        os.close(master.grow_pipe[0])
         self.status_fd = master.status_pipe[1]
+        self.grow_fd = master.grow_pipe[1]
         self.drop_masters_sockets()
         self.app = master.app
         self.app.on_command = self.on_command
@@ -615,9 +624,10 @@ class Worker:
         self.client_ip = ip
         self.client = client
         self.board.mark(self.slot, BUSY, ip)
-        if handoff is None:              # a handed-off client was acknowledged on taking it
+        # accepted here, not handed off: the master learns of it only if it should fork
+        if handoff is None and self.board.short_of_spares(self.master.idle_target):
             try:
-                os.write(self.status_fd, ACK.pack(self.slot))   # busy: the master may grow the pool
+                os.write(self.grow_fd, b"\0")
             except OSError:
                 pass
         self.title(f"{ip} connect")

@@ -114,6 +114,12 @@ class Scoreboard:
                 result[state] += 1
         return result
 
+    def short_of_spares(self, wanted):
+        """Fewer than `wanted` children idle or starting, and a slot free to fork one
+        into: a child that has just taken a client wakes the master only then."""
+        states = self.states()
+        return states.count(IDLE) + states.count(STARTING) < wanted and FREE in states
+
     def totals(self):
         """{state: number} over every slot: the master's counts of its whole pool
         (a slot that is not free is a child's, from claim() until its release())."""
