@@ -80,6 +80,35 @@ def test_past_max_from_ip_the_front_holds_the_client_until_a_worker_is_free(mail
             c.close()
 
 
+def test_a_client_waiting_in_the_front_gets_a_child_as_soon_as_one_is_free(mail_config):
+    """The pool is full; a client the front greeted has sent EHLO. The child that
+    finishes a session wakes the master, which hands it the waiting client at once
+    (before: at the master's next timer, up to a second later)."""
+    srv = mail_config(files=FILES)
+    with Server(PREFORK, srv, "--children", "2", "--idle-children", "2") as server:
+        wait_until(lambda: len(server.children()) == 2, what="2 children")
+        waits = []
+        busy = [connect_from(server, "127.0.0.2"), connect_from(server, "127.0.0.3")]
+        for client in busy:
+            client.ehlo()
+        for n in range(3):
+            waiting, _ = greeted_within(server, f"127.0.0.{10 + n}", 2.0)   # by the front
+            waiting.send("EHLO waiting.test\r\n")
+            time.sleep(0.1)                                         # READY in the front
+            done = busy.pop(0)
+            assert done.cmd("QUIT")[0] == 221
+            freed = time.monotonic()
+            waiting.sock.settimeout(5)
+            assert waiting.read_reply()[0] == 250
+            waits.append(time.monotonic() - freed)
+            done.close()
+            busy.append(waiting)
+        for client in busy:
+            client.close()
+        assert max(waits) < 0.25, waits
+        print(f"a free child took the waiting client after {[round(w * 1000) for w in waits]} ms")
+
+
 def test_a_refusal_of_a_client_the_front_greeted_answers_its_first_command(mail_config):
     srv = mail_config("hosts_allow", files={**FILES, "hosts_allow": "127.0.0.5 DENY go away"})
     with Server(PREFORK, srv, "--children", "2", "--idle-children", "2") as server:

@@ -52,7 +52,7 @@ from .master import (EX_USAGE, Master, add_common_options, add_max_idle_option, 
                      finish_common_options, reopen_logs)
 from .orphan import SessionBound, cut_session, orphaned
 from .scoreboard import BUSY, IDLE, STARTING, Scoreboard
-from .stress import StressFlag
+from .shared_flag import SharedFlag
 
 PROG = "qpsmtpd-prefork"
 
@@ -147,9 +147,11 @@ class PreforkMaster(Master):
         # children write their slot here when they take a handed-off client: read on
         # every wake-up, never waited on (the master is awake for each hand-off anyway)
         self.status_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        # a child that accepted a client itself writes a byte here only when the pool
-        # is short of spare children: a calm or full pool costs the master no wake-up
-        self.grow_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # a child writes a byte here to wake the master only when it has something to
+        # do: the child accepted a client itself and the pool is short of spare
+        # children, or went idle while clients wait in the front (a calm or full pool
+        # costs the master no wake-up per connection)
+        self.nudge_pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = None                # the Worker being forked
         self.last_shrink = 0.0
         self.last_grow = 0.0              # warm children stay --max-idle s after a burst
@@ -158,7 +160,8 @@ class PreforkMaster(Master):
         self.backoff = 0.0
         self.shown_status = None
         self.reniced = False
-        self.stress = StressFlag()
+        self.stress = SharedFlag()
+        self.front_waiting = SharedFlag()  # clients wait in the front for a child
         self.stress_since = 0.0
         self.front = None                 # front.Front over the plain listeners
         self.handoffs = {}                # slot -> the master's end of that child's socket
@@ -189,9 +192,9 @@ class PreforkMaster(Master):
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
-            fds = [self.grow_pipe[0]] + ([self.front] if self.front else [])
-            if self.grow_pipe[0] in self.wait(timeout, fds):
-                _drain(self.grow_pipe[0])
+            fds = [self.nudge_pipe[0]] + ([self.front] if self.front else [])
+            if self.nudge_pipe[0] in self.wait(timeout, fds):
+                _drain(self.nudge_pipe[0])
             if self.front is not None:
                 self.read_acks()
             now = time.monotonic()
@@ -203,6 +206,7 @@ class PreforkMaster(Master):
                 break
             if self.front is not None:
                 front_due = self.front.run(self.stress())
+                self.front_waiting.set(self.front.waiting_for_worker() > 0)
             self.update_stress()
             self.kill_hung()
             self.manage()
@@ -506,9 +510,9 @@ class Worker:
     def setup(self):
         master = self.master
         os.close(master.status_pipe[0])
-        os.close(master.grow_pipe[0])
+        os.close(master.nudge_pipe[0])
         self.status_fd = master.status_pipe[1]
-        self.grow_fd = master.grow_pipe[1]
+        self.nudge_fd = master.nudge_pipe[1]
         self.drop_masters_sockets()
         self.app = master.app
         self.app.on_command = self.on_command
@@ -553,10 +557,18 @@ class Worker:
         self.busy = False
         self.client_ip = ""
         self.board.mark(self.slot, IDLE)
+        if self.master.front_waiting():  # a client waits in the front: take it now
+            self.nudge_master()
         if self.master.args.pretty_child:
             daemon.set_title("qpsmtpd child")       # qpsmtpd's own idle title
         else:
             self.title("idle")
+
+    def nudge_master(self):
+        try:
+            os.write(self.nudge_fd, b"\0")
+        except OSError:                  # full (the master is behind) or gone
+            pass
 
     def accept(self):
         """Wait for a client on any listener; (None, None, None) after a signal, when
@@ -626,10 +638,7 @@ class Worker:
         self.board.mark(self.slot, BUSY, ip)
         # accepted here, not handed off: the master learns of it only if it should fork
         if handoff is None and self.board.short_of_spares(self.master.idle_target):
-            try:
-                os.write(self.grow_fd, b"\0")
-            except OSError:
-                pass
+            self.nudge_master()
         self.title(f"{ip} connect")
         try:
             # child_addrs only matter to pre-connection plugins (hosts_allow), and are
