@@ -177,3 +177,46 @@ def test_workers_hold_no_copy_of_the_clients_waiting_in_the_front(mail_config):
         assert waiting.closed(timeout=6)                         # 421 after stress_timeout
         assert waiting.buf.startswith(b"421 4.4.2 ")
         hog.close()
+
+
+def master_cpu(server):
+    """The master's CPU time in seconds (the scheduler's count, to the nanosecond)."""
+    with open(f"/proc/{server.proc.pid}/schedstat") as fh:
+        return int(fh.read().split()[0]) / 1e9
+
+
+def test_while_the_pool_is_calm_children_take_new_clients_without_the_master(mail_config):
+    """Calm pool: the children accept new clients themselves (the master sleeps through
+    them). The child that takes the last child outside the reserve hands new clients
+    to the front, which greets the next one itself and keeps the reserve; a calm
+    second after the last one left (and stress ended), the children accept again."""
+    srv = mail_config(files=FILES)
+    with Server(PREFORK, srv, "--children", "5", "--idle-children", "5") as server:
+        wait_until(lambda: len(server.children()) == 5, what="5 children")
+
+        def master_sleeps_through_clients():
+            """Ten clients cost the master no CPU (under 50 us each: through the front
+            each costs it 0.1-0.4 ms)."""
+            before = master_cpu(server)
+            for n in range(10):                              # (each IP under --max-from-ip)
+                client = connect_from(server, f"127.0.1.{n}")
+                assert client.cmd("QUIT")[0] == 221
+                client.close()
+            return (master_cpu(server) - before) / 10 < 0.00005
+
+        wait_until(master_sleeps_through_clients, 8, what="the children to accept themselves")
+        # the reserve line of 5 children is 4: four silent clients take four children
+        hogs = silent(server, [f"127.0.0.{n}" for n in range(3, 7)])
+        wait_until(lambda: sum("127.0.0." in t for t in server.children().values()) == 4,
+                   what="four children taken")
+        held, took = greeted_within(server, "127.0.0.20", 2.0)
+        assert took >= 0.2                                   # by the front, after its grace
+        assert not any("127.0.0.20" in t for t in server.children().values())
+        assert held.cmd("EHLO held.test")[0] == 250          # the reserve child takes it now
+        held.close()
+        for sock in hogs:
+            sock.close()
+        wait_until(lambda: sum("127.0.0." in t for t in server.children().values()) == 0,
+                   what="the children free again")
+        # stress (2 s at least), then a calm second: the children accept again
+        wait_until(master_sleeps_through_clients, 8, what="the children to accept again")

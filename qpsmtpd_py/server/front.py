@@ -1,8 +1,11 @@
 """The prefork front: new connections wait in the master's event loop, costing a
 file descriptor, not a worker (Postfix's postscreen, issue 16 point 1).
 
-The master accepts on the plain listeners (not SMTPS, not PROXY: those need a
-handshake or header first and go to the workers directly) and decides per client:
+While the pool is calm the workers accept on the plain listeners themselves
+(accept_mode.py). Once the pool reaches its reserve line, or a worker passes back a
+client whose IP is at --max-from-ip, the master accepts on them (not SMTPS, not
+PROXY: those need a handshake or header first and always go to the workers
+directly) and decides per client:
 
 * calm (no stress, a worker idle beyond the fifth of the pool kept for clients
   that have sent a command, the client's IP under --max-from-ip): the socket goes
@@ -78,8 +81,8 @@ class Front:
         self.clock = clock
         self.listeners = list(listeners)
         self.selector = selectors.DefaultSelector()
-        for listener in self.listeners:
-            self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+        self.listening = False
+        self.listen(True)
         self.held = {}                # fd -> Held
         self.per_ip = collections.Counter()   # IP -> clients held now
         self.capped = {}              # IP -> when its refusal was last logged
@@ -90,6 +93,26 @@ class Front:
 
     def fileno(self):
         return self.selector.fileno()
+
+    def listen(self, on):
+        """Accept new clients here (True), or leave them to the children while the
+        pool is calm (accept_mode.py)."""
+        if on == self.listening:
+            return
+        for listener in self.listeners:
+            if on:
+                self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+            else:
+                self.selector.unregister(listener.sock)
+        self.listening = on
+
+    def adopt(self, sock, ip):
+        """A client a child accepted and passed back (its IP had --max-from-ip
+        children): held as if accepted here."""
+        sock.setblocking(False)
+        held = self._hold(sock, ip, self.clock())
+        if held is not None:
+            self._watch([held])
 
     # -- what the master asks --------------------------------------------------------------
     def waiting_for_worker(self):
@@ -111,6 +134,7 @@ class Front:
                 self.selector.unregister(listener.sock)
             except (KeyError, ValueError, OSError):
                 pass
+        self.listening = False
 
     # -- one round of the event loop ---------------------------------------------------------
     def run(self, stressed):
@@ -129,25 +153,31 @@ class Front:
 
     # -- accepting ---------------------------------------------------------------------------
     def _accept(self, listener, now, accepted):
-        app = self.master.app
-        per_ip = policy(app).front_max_per_ip
         for _ in range(ACCEPT_BATCH):
             sock, peer = listener.accept(blocking=False)
             if sock is None:
                 return
-            if len(self.held) >= self.capacity:
-                self.stats["refused_full"] += 1
-                _say(sock, f"421 4.3.2 {app.me} Service busy, try again later")
-                sock.close()
-                continue
-            ip = peer_ip(peer)
-            if per_ip and ip not in EXEMPT and self.per_ip[ip] >= per_ip:
-                self._refuse_ip(sock, ip, per_ip, now)
-                continue
-            held = Held(sock, ip, now)
-            self.held[sock.fileno()] = held
-            self.per_ip[ip] += 1
-            accepted.append(held)
+            held = self._hold(sock, peer_ip(peer), now)
+            if held is not None:
+                accepted.append(held)
+
+    def _hold(self, sock, ip, now):
+        """A new client held here, or None when it was refused (421) for the
+        front's capacity or front_max_per_ip."""
+        app = self.master.app
+        if len(self.held) >= self.capacity:
+            self.stats["refused_full"] += 1
+            _say(sock, f"421 4.3.2 {app.me} Service busy, try again later")
+            sock.close()
+            return None
+        per_ip = policy(app).front_max_per_ip
+        if per_ip and ip not in EXEMPT and self.per_ip[ip] >= per_ip:
+            self._refuse_ip(sock, ip, per_ip, now)
+            return None
+        held = Held(sock, ip, now)
+        self.held[sock.fileno()] = held
+        self.per_ip[ip] += 1
+        return held
 
     def _watch(self, accepted):
         """Read the clients accepted in this round that are still here (most go to an
@@ -224,7 +254,7 @@ class Front:
         if b"\n" in held.buffer:         # an early talker's pipelined command
             self._ready(held, now)
 
-    def _greeting_delay(self):
+    def greeting_delay(self):
         """The earlytalker wait (a plugin's `greeting_delay`): the front holds the
         greeting that long and notes whether the client talked first."""
         return max((getattr(p, "greeting_delay", 0) or 0 for p in self.master.app.plugins),
@@ -268,7 +298,7 @@ class Front:
                 continue
             over_limit = held.ip not in EXEMPT and limit and busy[held.ip] >= limit
             if stressed or over_limit or now - held.since >= grace:
-                delay = self._greeting_delay()
+                delay = self.greeting_delay()
                 if delay > 0:
                     held.state, held.greet_at = EARLY, now + delay
                 else:

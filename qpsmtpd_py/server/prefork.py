@@ -1,23 +1,27 @@
 """`qpsmtpd-prefork`: a master and a pool of pre-forked children.
 
-Each child waits in accept() on the shared listening sockets and serves one SMTP
+Each idle child waits (epoll) on the shared listening sockets and serves one SMTP
 session at a time, up to --max-requests sessions, then exits and is replaced.
 The master keeps --idle-children spare children: a child that accepts a client
-marks itself busy on the scoreboard and writes one byte to the master's status
-pipe, so the master wakes at once and forks another (never more than
---children in all). While it has to grow, it forks ahead of demand: up to
---idle-children plus half as many spare children as are busy. Surplus idle
-children are retired one a second, once the pool has not grown for --max-idle
-seconds (warm children are kept between bursts, as Postfix's max_idle does).
+marks itself busy on the scoreboard and, when that leaves the pool short of
+spare children, writes one byte to the master's nudge pipe, so the master wakes
+at once and forks another (never more than --children in all). While it has to
+grow, it forks ahead of demand: up to --idle-children plus half as many spare
+children as are busy. Surplus idle children are retired one a second, once the
+pool has not grown for --max-idle seconds (warm children are kept between
+bursts, as Postfix's max_idle does).
 
-New connections on the plain listeners are taken by the master's front
-(front.py, postscreen's way): when calm they go to an idle child at once, before
-the greeting; under stress, or past --max-from-ip for their IP, the front greets
-them and hands them to a child only once they have sent a complete command, so
-silent and dripping clients never hold a child. SMTPS and PROXY listeners are
-accepted by the children themselves. The master sets the stress flag (shared
-memory) that tightens the session limits (limits.py) when the pool is nearly
-full and clients are waiting, and logs each change.
+On the plain listeners the children accept new clients themselves while the pool
+is calm, under a shared lock that keeps the reserve exact (accept_mode.py); once
+busy children reach the reserve line, or a client's IP has --max-from-ip
+children, the master's front takes over (front.py, postscreen's way): it hands
+new clients to an idle child at once while there is room, and under stress or
+past --max-from-ip greets them and hands them to a child only once they have
+sent a complete command, so silent and dripping clients never hold a child. A
+calm second later the children accept again. SMTPS and PROXY listeners are
+always accepted by the children. The master sets the stress flag (shared memory)
+that tightens the session limits (limits.py) when the pool is nearly full and
+clients are waiting, and logs each change.
 
 Signals to the master: HUP reloads config and plugins (children with a session
 finish it on the old configuration, idle ones are replaced at once); TERM/INT
@@ -44,8 +48,9 @@ import traceback
 from .. import constants as C
 from ..app import early_log
 from . import daemon
+from .accept_mode import DIRECT, FRONT, AcceptMode
 from .connect import Handoff, peer_ip, serve_client
-from .front import Front
+from .front import EXEMPT, Front
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .common import ServerArgumentParser
 from .master import (EX_USAGE, Master, add_common_options, add_max_idle_option, check_max_idle,
@@ -106,6 +111,14 @@ def parse_args(argv):
     return args
 
 
+def reserve_line(children):
+    """Busy children past which a new client gets no child before its greeting: a
+    fifth of --children (with 5 or more) stays for clients the front has greeted and
+    heard a command from, so silent ones arriving while the pool is calm cannot take
+    every child."""
+    return children - children // 5
+
+
 def default_max_from_ip(children):
     """Well below the pool: a quarter of --children, at least 2 (3 of the default 15)."""
     return max(2, children // 4)
@@ -118,6 +131,8 @@ def stress_threshold(children):
 
 ACK = struct.Struct("=H")        # a child's slot, written to the status pipe when it takes a hand-off
 STRESS_MIN_SECONDS = 2.0         # stress stays on at least this long (no flapping)
+CALM_SECONDS = 1.0               # the front hands new clients back to the children after this
+CALM_LOOK = 0.25                 # how often the master looks for calm while the front accepts
 
 
 class ChildRecord:
@@ -162,6 +177,12 @@ class PreforkMaster(Master):
         self.reniced = False
         self.stress = SharedFlag()
         self.front_waiting = SharedFlag()  # clients wait in the front for a child
+        self.accept_mode = AcceptMode()   # who takes new plain clients: children or the front
+        self.calm_since = 0.0
+        # a child passes back a client it accepted whose IP already has --max-from-ip
+        # children (the front holds it); SOCK_SEQPACKET keeps each message whole
+        self.passback = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.passback[0].setblocking(False)
         self.stress_since = 0.0
         self.front = None                 # front.Front over the plain listeners
         self.handoffs = {}                # slot -> the master's end of that child's socket
@@ -192,11 +213,17 @@ class PreforkMaster(Master):
             due = self.notifier.watchdog_timeout()
             if due is not None:
                 timeout = min(timeout, due)
-            fds = [self.nudge_pipe[0]] + ([self.front] if self.front else [])
-            if self.nudge_pipe[0] in self.wait(timeout, fds):
+            if self.front is not None and self.accept_mode() == FRONT:
+                timeout = min(timeout, CALM_LOOK)    # when does the pool become calm?
+            fds = [self.nudge_pipe[0]] + ([self.front, self.passback[0]] if self.front else [])
+            ready = self.wait(timeout, fds)
+            if self.nudge_pipe[0] in ready:
                 _drain(self.nudge_pipe[0])
             if self.front is not None:
                 self.read_acks()
+                if self.passback[0] in ready:
+                    self.take_passed_back()
+                self.follow_accept_mode()
             now = time.monotonic()
             if self.reap_due or now >= next_reap:
                 self.reap_due = False
@@ -235,6 +262,67 @@ class PreforkMaster(Master):
             self.log(C.LOGINFO, f"front: holding new clients on {', '.join(l.name for l in plain)}; "
                      f"at most {self.max_conn_ip} children per client IP")
 
+    def follow_accept_mode(self):
+        """The front listens while a child has found the pool near its reserve (or a
+        client at --max-from-ip), until the pool has been calm for CALM_SECONDS;
+        then the children accept again, and the master sleeps through each new
+        client (accept_mode.py)."""
+        if self.stopping:
+            return
+        mode = self.accept_mode
+        now = time.monotonic()
+        if mode() == FRONT:
+            if not self.front.listening:
+                self.front.listen(True)
+            if not self.calm():
+                self.calm_since = now
+            elif now - self.calm_since >= CALM_SECONDS and mode.try_lock():
+                try:
+                    self.read_acks()
+                    if self.calm():          # again, now that no child can accept
+                        mode.set(DIRECT)
+                        self.front.listen(False)
+                finally:
+                    mode.unlock()
+                if mode() == DIRECT:
+                    self.log(C.LOGDEBUG, "front: pool calm, children accept new clients")
+                    self.nudge_idle_children()
+        elif self.front.listening:
+            self.front.listen(False)
+
+    def calm(self):
+        """Nothing for the front to do: no client held or being handed over, no
+        stress, a child free outside the reserve, no earlytalker delay (only the
+        front can hold the greeting back)."""
+        return (not self.front.held and not self.assigned and not self.stress()
+                and self.direct_room() > 0 and not self.front.greeting_delay())
+
+    def nudge_idle_children(self):
+        """Wake the idle children (an empty message on their hand-off sockets) so
+        they take the listeners into their epoll again."""
+        states = self.board.states()
+        for slot, end in self.handoffs.items():
+            if states[slot] == IDLE:
+                try:
+                    end.send(b"")
+                except OSError:
+                    pass
+
+    def take_passed_back(self):
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.passback[0], 256, 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            for fd in fds:
+                sock = socket.socket(fileno=fd)
+                if self.stopping:
+                    sock.close()
+                else:
+                    self.front.adopt(sock, message.decode("ascii", "replace"))
+            if not fds:
+                return
+
     def direct_listeners(self):
         """The listeners the children accept on themselves."""
         if self.front is None:
@@ -254,13 +342,9 @@ class PreforkMaster(Master):
         return len(self.children) < self.max_children or STARTING in self.board.states()
 
     def direct_room(self):
-        """How many more new clients may go to a child before their greeting: a fifth
-        of --children (with 5 or more) stays for clients the front has greeted and
-        heard a command from, so silent ones arriving while the pool is calm cannot
-        take every child."""
-        counts = self.board.totals()
-        reserve = self.max_children // 5
-        return self.max_children - reserve - counts[BUSY] - len(self.assigned)
+        """How many more new clients may go to a child before their greeting
+        (reserve_line), less the clients handed over and not yet taken."""
+        return reserve_line(self.max_children) - self.board.totals()[BUSY] - len(self.assigned)
 
     def busy_by_ip(self):
         """{ip: children serving it}, handed-off clients not yet picked up included."""
@@ -535,23 +619,27 @@ class Worker:
             self.by_fd[listener.fileno()] = listener
         if self.handoff is not None:
             self.poller.register(self.handoff.fileno(), select.EPOLLIN)
+        # the front's listeners: in our epoll too while the pool is calm (accept_mode.py)
+        self.front_fds = {}
+        if master.front is not None:
+            self.front_fds = {l.fileno(): l for l in master.front.listeners if l.fileno() >= 0}
+        self.direct = False
         self.app.stress = master.stress
         self.app.hooks.run("post-fork", None)
 
     def drop_masters_sockets(self):
         """What the master holds is not ours: the clients waiting in its front (else
-        closing one there would not end its connection), the front's listeners and
-        selector, the other children's hand-off sockets."""
+        closing one there would not end its connection), the front's selector, the
+        other children's hand-off sockets, its end of the pass-back socket."""
         master = self.master
         front = master.front
         if front is not None:
             for held in front.held.values():
                 held.sock.close()
             front.selector.close()
-            for listener in front.listeners:
-                listener.close()
         for end in master.handoffs.values():
             end.close()
+        master.passback[0].close()
 
     def idle(self):
         self.busy = False
@@ -570,9 +658,71 @@ class Worker:
         except OSError:                  # full (the master is behind) or gone
             pass
 
+    def follow_accept_mode(self):
+        """Wait on the front's listeners too while the children accept (DIRECT)."""
+        want = self.master.accept_mode() == DIRECT and not self.stop
+        if want == self.direct or not self.front_fds:
+            return
+        for fd in self.front_fds:
+            try:
+                if want:
+                    self.poller.register(fd, select.EPOLLIN | _EPOLLEXCLUSIVE)
+                else:
+                    self.poller.unregister(fd)
+            except (OSError, ValueError):
+                pass                     # closed: we are stopping
+        self.direct = want
+
+    def accept_calm(self, listener):
+        """A client from the front's listener while the pool is calm. Taken under
+        the accept lock, so the reserve and --max-from-ip hold exactly: the child
+        that takes the last child outside the reserve hands new clients to the front
+        (they wait for it in the listen queue); a client whose IP has --max-from-ip
+        children goes to the front to wait."""
+        master = self.master
+        mode = master.accept_mode
+        line = reserve_line(master.max_children)
+        with mode.locked():
+            if mode() != DIRECT:
+                return None, None
+            if self.board.totals()[BUSY] >= line:
+                self.front_takes_over()
+                return None, None
+            client, peer = listener.accept()
+            if client is None:
+                return None, None
+            ip = peer_ip(peer)
+            limit = master.max_conn_ip
+            over = limit and ip not in EXEMPT and self.board.busy_with(ip) >= limit
+            if over:
+                self.front_takes_over()
+            else:
+                self.board.mark(self.slot, BUSY, ip)
+                if self.board.totals()[BUSY] >= line:
+                    self.front_takes_over()
+        if over:
+            self.pass_back(client, ip)
+            return None, None
+        return client, peer
+
+    def front_takes_over(self):
+        """Under the accept lock: new clients go to the front from now on."""
+        self.master.accept_mode.set(FRONT)
+        self.nudge_master()
+
+    def pass_back(self, client, ip):
+        """Give a client to the master's front (it wakes on the message)."""
+        try:
+            socket.send_fds(self.master.passback[1], [ip.encode("ascii", "replace")],
+                            [client.fileno()])
+        except OSError:
+            _say_busy(client, self.app.me)
+        client.close()
+
     def accept(self):
         """Wait for a client on any listener; (None, None, None) after a signal, when
         another child won the race, or when the master has gone away."""
+        self.follow_accept_mode()
         events = self.poller.poll(1.0)
         if os.getppid() != self.master_pid:
             self.stop = True             # orphaned: serve nobody new
@@ -590,6 +740,12 @@ class Worker:
             client, peer = listener.accept()
             if client is not None:
                 return client, peer, listener
+        for fd, _ in events:
+            listener = self.front_fds.get(fd)
+            if listener is not None:
+                client, peer = self.accept_calm(listener)
+                if client is not None:
+                    return client, peer, listener
         return None, None, None
 
     def take_handoff(self):
@@ -677,6 +833,13 @@ def failed_by_itself(status):
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status) != 0
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) in CRASH_SIGNALS
+
+
+def _say_busy(client, me):
+    try:
+        client.send(f"421 4.3.2 {me} Service busy, try again later\r\n".encode())
+    except OSError:
+        pass
 
 
 def _drain(fd):
