@@ -90,8 +90,9 @@ def parse_args(argv):
     parser.add_argument("--pretty-child", action="store_true",
                         help="idle children show 'qpsmtpd child' as process title")
     parser.add_argument("--no-front", dest="front", action="store_false",
-                        help="children accept connections themselves (no front in the "
-                             "master: silent clients then hold a child each)")
+                        help="children always accept connections themselves, also past "
+                             "the reserve line (no front in the master: silent clients "
+                             "then hold a child each)")
     args = finish_common_options(parser.parse_args(argv))
     if args.children < 1:
         parser.error("--children must be at least 1")
