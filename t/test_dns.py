@@ -5,6 +5,7 @@ that never answers."""
 import socket
 import time
 
+import dns.nameserver
 import pytest
 
 from harness import REAL_PLUGINS, TEST_PLUGINS, service_env
@@ -57,6 +58,28 @@ def test_query_answers_nxdomain_and_types(nsd):
     assert r.query("2.0.0.127.dnsbl.test", "TXT") == ["127.0.0.2 is listed in dnsbl.test"]
     assert r.query("3.0.0.127.dnsbl.test", "A") == []           # NXDOMAIN
     assert r.query("spam.test", "MX") == ["10 mx.spam.test"]
+
+
+def test_cached_answers_negative_ones_included_come_back_without_a_lookup(nsd):
+    """Once looked up, an answer, a name with no record of the type, and a name that
+    does not exist all come back from the process's cache, done at once (a name not
+    on a DNS list is the common answer: no thread, no query)."""
+    r = Resolver([nsd], timeout=3)
+    names = [("2.0.0.127.dnsbl.test", "A"), ("2.0.0.127.dnsbl.test", "MX"),
+             ("3.0.0.127.dnsbl.test", "A")]
+    first = [r.submit(name, rdtype).result() for name, rdtype in names]
+    assert first == [["127.0.0.2"], [], []]
+    assert [a.nxdomain for a in first] == [False, False, True]
+    r._resolver.nameservers = [dns.nameserver.Do53Nameserver("127.0.0.1", 9)]   # nobody there
+    threads = r._executor
+    r._executor = lambda: pytest.fail("a cached answer was looked up in a thread")
+    again = [r.submit(name, rdtype) for name, rdtype in names]
+    assert all(p.done() for p in again)
+    assert [p.result() for p in again] == first
+    assert [p.result().nxdomain for p in again] == [False, False, True]
+    r._executor = threads
+    with pytest.raises(DNSFailure):                  # not cached: asked, and nobody answers
+        r.submit("4.0.0.127.dnsbl.test", "A", timeout=0.5).result()
 
 
 def test_several_lookups_in_flight_then_collected(nsd):

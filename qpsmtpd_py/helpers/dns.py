@@ -34,6 +34,7 @@ import dns.exception
 import dns.name
 import dns.nameserver
 import dns.rdataclass
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
@@ -121,16 +122,23 @@ class Resolver:
         return _texts(answer.rrset, rdtype)
 
     def cached(self, name, rdtype="A"):
-        """The answers when the process's cache holds them (a name with records of
-        that type), else None: such a lookup needs no thread."""
+        """The answers when the process's cache holds them, else None: such a lookup
+        needs no thread. Negative answers count (dnspython keeps them for the zone's
+        negative TTL): no records of that type ([]), or no such name ([] with
+        .nxdomain), as query() returns them. A name not on a DNS list is the common
+        answer, one or more per message."""
         try:
             key = _cache_key(name, rdtype)
         except dns.exception.DNSException:
             return None
-        answer = self._resolver.cache.get(key)
-        if answer is None or answer.rrset is None:
-            return None
-        return _texts(answer.rrset, rdtype)
+        cache = self._resolver.cache
+        answer = cache.get(key)
+        if answer is not None:
+            return _texts(answer.rrset, rdtype)
+        missing = cache.get((key[0], dns.rdatatype.ANY, key[2]))   # how dnspython keeps NXDOMAIN
+        if missing is not None and missing.response.rcode() == dns.rcode.NXDOMAIN:
+            return Answers.of([], nxdomain=True)
+        return None
 
     def expiration(self, name, rdtype="A"):
         """When the process's cached answer for (name, type) expires (time.time()
