@@ -63,10 +63,10 @@ from email.utils import getaddresses
 
 from qpsmtpd_py.api import (
     DECLINED, DENYSOFT, DNSFailure, LOGDEBUG, LOGERROR, LOGINFO, REJECT, REJECT_TYPE, Plugin,
-    key_to_sign_with, message_bytes, printable, require_extra, set_auth_result,
+    dkim_speed_up, key_to_sign_with, message_bytes, printable, require_extra, set_auth_result,
 )
 
-dkim = require_extra("dkim", "dkimpy", "dkim", "python3-dkim", "dkim")
+dkim = dkim_speed_up(require_extra("dkim", "dkimpy", "dkim", "python3-dkim", "dkim"))
 authres = require_extra("authres", "authres", "dkim", "python3-authres", "dkim")
 
 _QUIET = logging.getLogger("qpsmtpd_py.dkim")

@@ -91,6 +91,7 @@ _LAZY = {
     "SigningKey": ("helpers.mailauth", "SigningKey"),  # SPF, DKIM, DomainKeys, DMARC plugins
     "SigningKeyError": ("helpers.mailauth", "SigningKeyError"),
     "aligned": ("helpers.mailauth", "aligned"),
+    "dkim_speed_up": ("helpers.dkimspeed", "speed_up"),  # dkimpy without its slow paths
     "key_to_sign_with": ("helpers.mailauth", "key_to_sign_with"),
     "message_bytes": ("helpers.mailauth", "message_bytes"),
     "organizational_domain": ("helpers.mailauth", "organizational_domain"),
