@@ -183,7 +183,8 @@ class PreforkMaster(Master):
         # a child passes back a client it accepted whose IP already has --max-from-ip
         # children (the front holds it); SOCK_SEQPACKET keeps each message whole
         self.passback = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.passback[0].setblocking(False)
+        for end in self.passback:            # a master behind on reading costs a 421, not a hung child
+            end.setblocking(False)
         self.stress_since = 0.0
         self.front = None                 # front.Front over the plain listeners
         self.handoffs = {}                # slot -> the master's end of that child's socket
@@ -273,8 +274,9 @@ class PreforkMaster(Master):
         mode = self.accept_mode
         now = time.monotonic()
         if mode() == FRONT:
-            if not self.front.listening:
+            if not self.front.listening:     # a child handed over just now
                 self.front.listen(True)
+                self.calm_since = now
             if not self.calm():
                 self.calm_since = now
             elif now - self.calm_since >= CALM_SECONDS and mode.try_lock():
