@@ -252,15 +252,11 @@ class Pending:
 
     @classmethod
     def failed(cls, name, rdtype, reason, error=DNSFailure):
-        future = concurrent.futures.Future()
-        future.set_exception(error(f"{name}/{rdtype}: {reason}"))
-        return cls(future, name, rdtype, 0.0)
+        return cls(_Settled(error=error(f"{name}/{rdtype}: {reason}")), name, rdtype, 0.0)
 
     @classmethod
     def answered(cls, name, rdtype, answers):
-        future = concurrent.futures.Future()
-        future.set_result(answers)
-        return cls(future, name, rdtype, 0.0)
+        return cls(_Settled(answers), name, rdtype, 0.0)
 
     def done(self):
         """True once the answer (or the failure) is known."""
@@ -287,6 +283,31 @@ class Pending:
             return Answers.of(found, getattr(found, "nxdomain", False))
         except concurrent.futures.TimeoutError:
             raise DNSTimeout(f"{self.name}/{self.rdtype}: time-out")
+
+
+class _Settled:
+    """A future that is done from the start (a cached answer, a failure known at
+    once): what Pending needs of concurrent.futures.Future without its lock and
+    condition, which cost more than the cached lookup itself."""
+
+    __slots__ = ("_result", "_error")
+
+    def __init__(self, result=None, error=None):
+        self._result, self._error = result, error
+
+    def done(self):
+        return True
+
+    def exception(self, timeout=None):
+        return self._error
+
+    def result(self, timeout=None):
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def add_done_callback(self, func):
+        func(self)
 
 
 def reverse_ip(ip):

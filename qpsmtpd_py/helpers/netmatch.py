@@ -58,7 +58,11 @@ def ip_candidates(ip):
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip(text):
+    """An ip_address (IPv4-mapped IPv6 as IPv4), or None for text that is not one.
+    Cached: every connection asks about its client and its HELO argument several
+    times (the objects are immutable)."""
     try:
         ip = ipaddress.ip_address(str(text).strip().strip("[]"))
     except ValueError:
