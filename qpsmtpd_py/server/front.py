@@ -167,7 +167,7 @@ class Front:
         app = self.master.app
         if len(self.held) >= self.capacity:
             self.stats["refused_full"] += 1
-            _say(sock, f"421 4.3.2 {app.me} Service busy, try again later")
+            say(sock, busy_reply(app.me))
             sock.close()
             return None
         per_ip = policy(app).front_max_per_ip
@@ -192,7 +192,7 @@ class Front:
         at most once a minute per IP (a reconnect loop is not a log flood)."""
         app = self.master.app
         self.stats["refused_ip"] += 1
-        _say(sock, f"421 4.7.0 {app.me} Error: too many connections from {ip}")
+        say(sock, f"421 4.7.0 {app.me} Error: too many connections from {ip}")
         sock.close()
         if now - self.capped.get(ip, now - CAP_LOG_EVERY) >= CAP_LOG_EVERY:
             if len(self.capped) > 10000:
@@ -245,7 +245,7 @@ class Front:
     # -- greeting ----------------------------------------------------------------------------
     def _greet(self, held, now):
         app = self.master.app
-        if not _say(held.sock, f"220 {greeting_text(app)}"):
+        if not say(held.sock, f"220 {greeting_text(app)}"):
             self._drop(held)
             return
         held.state = GREETED
@@ -354,7 +354,7 @@ class Front:
                 due = held.ready_at + min(READY_WAIT, limits.timeout)
                 if now >= due:
                     self.stats["busy"] += 1
-                    self._drop(held, f"421 4.3.2 {app.me} Service busy, try again later")
+                    self._drop(held, busy_reply(app.me))
                     app.log(C.LOGNOTICE, f"front: no worker for {held.ip} within "
                             f"{due - held.ready_at:g}s; closed with 421")
                     continue
@@ -370,7 +370,7 @@ class Front:
 
     def _drop(self, held, reply=None):
         if reply:
-            _say(held.sock, reply)
+            say(held.sock, reply)
         self._forget(held)
         try:
             held.sock.close()
@@ -378,7 +378,12 @@ class Front:
             pass
 
 
-def _say(sock, line):
+def busy_reply(me):
+    """The 421 for a client no worker can take."""
+    return f"421 4.3.2 {me} Service busy, try again later"
+
+
+def say(sock, line):
     """One reply line, never blocking; False when it could not be sent."""
     try:
         data = (line + "\r\n").encode("utf-8", "surrogateescape")

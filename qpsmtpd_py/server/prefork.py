@@ -50,7 +50,7 @@ from ..app import early_log
 from . import daemon
 from .accept_mode import DIRECT, FRONT, AcceptMode
 from .connect import Handoff, peer_ip, serve_client
-from .front import EXEMPT, Front
+from .front import EXEMPT, Front, busy_reply, say
 from .liveness import Heartbeat, Watchdog, heartbeat_interval
 from .common import ServerArgumentParser
 from .master import (EX_USAGE, Master, add_common_options, add_max_idle_option, check_max_idle,
@@ -290,8 +290,6 @@ class PreforkMaster(Master):
                 if mode() == DIRECT:
                     self.log(C.LOGDEBUG, "front: pool calm, children accept new clients")
                     self.nudge_idle_children()
-        elif self.front.listening:
-            self.front.listen(False)
 
     def calm(self):
         """Nothing for the front to do: no client held or being handed over, no
@@ -696,7 +694,7 @@ class Worker:
                 return None, None
             ip = peer_ip(peer)
             limit = master.max_conn_ip
-            over = limit and ip not in EXEMPT and self.board.busy_with(ip) >= limit
+            over = limit and ip not in EXEMPT and self.board.busy_addrs().count(ip) >= limit
             if over:
                 self.front_takes_over()
             else:
@@ -719,7 +717,7 @@ class Worker:
             socket.send_fds(self.master.passback[1], [ip.encode("ascii", "replace")],
                             [client.fileno()])
         except OSError:
-            _say_busy(client, self.app.me)
+            say(client, busy_reply(self.app.me))
         client.close()
 
     def accept(self):
@@ -836,13 +834,6 @@ def failed_by_itself(status):
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status) != 0
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) in CRASH_SIGNALS
-
-
-def _say_busy(client, me):
-    try:
-        client.send(f"421 4.3.2 {me} Service busy, try again later\r\n".encode())
-    except OSError:
-        pass
 
 
 def _drain(fd):

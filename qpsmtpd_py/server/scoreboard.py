@@ -100,18 +100,6 @@ class Scoreboard:
                     out.append(ip)
         return out
 
-    def busy_with(self, ip):
-        """How many children are busy with `ip` (a child's --max-from-ip check
-        before it keeps a client it accepted itself)."""
-        want = ip.encode("ascii")[:_IP_SIZE].ljust(_IP_SIZE, b"\0")
-        mem, size = self.mem, _SLOT.size
-        count = 0
-        for index, state in enumerate(mem[4::size]):
-            start = index * size + _IP_OFFSET
-            if state == BUSY and mem[start:start + _IP_SIZE] == want:
-                count += 1
-        return count
-
     def lazy_busy_addrs(self, exclude=None):
         """busy_addrs, read only if a plugin looks at it (BusyAddrs)."""
         return BusyAddrs(self, exclude)
