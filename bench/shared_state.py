@@ -48,6 +48,11 @@ VARIANTS = {           # name -> (stateful plugins, store files)
     "reads-only": (STATE_PLUGINS[:3], {}),
     "greylisting-only": (STATE_PLUGINS[3:], {}),
     "greylisting-refresh": (REFRESH[3:], {}),
+    # karma's seven hooks, greylisting's and berkeley_ipblacklist's, each declining at
+    # once (bench/noop_plugins): the engine's dispatch alone
+    "dispatch-only": (["bench_noop", "bench_noop2"],
+                      {"plugin_dirs": os.path.join(HERE, "noop_plugins") + "\n"
+                       + os.path.join(os.path.dirname(HERE), "plugins")}),
 }
 SCENARIOS = [("small s=50  1/sess", 50, 1, 0, 3000), ("small s=50 10/sess", 50, 10, 0, 5000)]
 REDIS_PORT = 6391

@@ -11,6 +11,13 @@ children as are busy. Surplus idle children are retired one a second, once the
 pool has not grown for --max-idle seconds (warm children are kept between
 bursts, as Postfix's max_idle does).
 
+A pool of at least --idle-children does not grow while its busy children free up
+fast enough that every waiting client gets one within --grow-wait (estimated from
+how long their sessions last, scoreboard.py): on a burst of quick local sessions
+more processes would only share the same CPUs, each with its own cold caches, and
+every message would cost more. Remote clients' sessions last long, so the pool grows
+for them as before, a few tens of milliseconds later at most.
+
 On the plain listeners the children accept new clients themselves while the pool
 is calm, under a shared lock that keeps the reserve exact (accept_mode.py); once
 busy children reach the reserve line, or a client's IP has --max-from-ip
@@ -82,6 +89,10 @@ def parse_args(argv):
                         help="each child serves up to N more sessions than --max-requests, "
                              "a random number per child, so children are not all replaced "
                              "at once (default: a tenth of --max-requests; 0 = off)")
+    parser.add_argument("--grow-wait", type=float, default=GROW_WAIT, metavar="SECONDS",
+                        help="a pool of at least --idle-children does not grow while the "
+                             "busy children free up fast enough that waiting clients get "
+                             f"one within this time (default {GROW_WAIT}; 0 = grow at once)")
     add_max_idle_option(parser, "surplus idle children (beyond --idle-children) are retired, one "
                                 "a second, once the pool has not grown for this long")
     parser.add_argument("--renice-parent", type=int, default=5, metavar="N",
@@ -105,6 +116,8 @@ def parse_args(argv):
     if args.max_requests < 1:
         parser.error("--max-requests must be at least 1")
     check_max_idle(parser, args)
+    if args.grow_wait < 0:
+        parser.error("--grow-wait must not be negative")
     if args.max_requests_jitter is None:
         args.max_requests_jitter = args.max_requests // 10
     if args.max_requests_jitter < 0:
@@ -134,6 +147,8 @@ ACK = struct.Struct("=H")        # a child's slot, written to the status pipe wh
 STRESS_MIN_SECONDS = 2.0         # stress stays on at least this long (no flapping)
 CALM_SECONDS = 1.0               # the front hands new clients back to the children after this
 CALM_LOOK = 0.25                 # how often the master looks for calm while the front accepts
+GROW_WAIT = 0.1                  # --grow-wait: how long a waiting client may wait for a busy child
+_TCP_INFO_QUEUE = struct.Struct("=24xI")   # a listening socket's tcp_info: tcpi_unacked = accept queue
 
 
 class ChildRecord:
@@ -178,6 +193,10 @@ class PreforkMaster(Master):
         self.reniced = False
         self.stress = SharedFlag()
         self.front_waiting = SharedFlag()  # clients wait in the front for a child
+        # the master holds back forking (--grow-wait) and looks again on its own: a
+        # child that accepts a client then need not wake it
+        self.holding = SharedFlag()
+        self.grow_wait = args.grow_wait
         self.accept_mode = AcceptMode()   # who takes new plain clients: children or the front
         self.calm_since = 0.0
         # a child passes back a client it accepted whose IP already has --max-from-ip
@@ -217,6 +236,8 @@ class PreforkMaster(Master):
                 timeout = min(timeout, due)
             if self.front is not None and self.accept_mode() == FRONT:
                 timeout = min(timeout, CALM_LOOK)    # when does the pool become calm?
+            if self.holding():
+                timeout = min(timeout, self.grow_wait / 4)   # do the waiting clients still fit?
             fds = [self.nudge_pipe[0]] + ([self.front, self.passback[0]] if self.front else [])
             ready = self.wait(timeout, fds)
             if self.nudge_pipe[0] in ready:
@@ -421,6 +442,9 @@ class PreforkMaster(Master):
         spare = counts[IDLE] + counts[STARTING] - len(self.assigned)
         target = self.idle_target + (self.front.waiting_for_worker() if self.front else 0)
         need = min(target - spare, self.max_children - len(self.children))
+        self.holding.set(need > 0 and self.busy_children_suffice(current))
+        if self.holding():
+            return
         if need > 0:
             # ahead of demand: while clients keep arriving, keep half as many spare
             # children as are busy (a burst finds them forked and warm)
@@ -439,6 +463,31 @@ class PreforkMaster(Master):
                     record.retiring = True
                     self.signal_children(signal.SIGTERM, [pid])
                     break
+
+    def busy_children_suffice(self, current):
+        """--grow-wait: the pool has --idle-children at least and its busy children,
+        at the rate their sessions end, free up one for every waiting client (and
+        one more) within grow_wait seconds. Nothing known (no busy child, no session
+        timed yet) means fork, as does a pool below --idle-children."""
+        if not self.grow_wait or len(current) < self.idle_target:
+            return False
+        busy, seconds = self.board.session_seconds(r.slot for r in current.values())
+        if not busy or not seconds:
+            return False
+        waiting = self.queued() + (self.front.waiting_for_worker() if self.front else 0)
+        return busy * self.grow_wait / seconds >= waiting + 1
+
+    def queued(self):
+        """Connections in the kernel's accept queues, not yet taken by anyone."""
+        total = 0
+        for listener in self.listeners:
+            try:
+                info = listener.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO,
+                                                _TCP_INFO_QUEUE.size)
+                total += _TCP_INFO_QUEUE.unpack(info)[0]
+            except (OSError, struct.error):
+                pass                     # not TCP: only the front's count
+        return total
 
     def spawn(self):
         slot = self.board.claim()
@@ -794,7 +843,8 @@ class Worker:
         self.client = client
         self.board.mark(self.slot, BUSY, ip)
         # accepted here, not handed off: the master learns of it only if it should fork
-        if handoff is None and self.board.short_of_spares(self.master.idle_target):
+        if (handoff is None and not self.master.holding()
+                and self.board.short_of_spares(self.master.idle_target)):
             self.nudge_master()
         self.title(f"{ip} connect")
         try:

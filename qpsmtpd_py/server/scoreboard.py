@@ -3,7 +3,8 @@ master before it forks, read and written by every process without locks.
 
 A slot says what its child is doing (starting, idle, busy), since when (updated
 whenever the child makes progress, so it doubles as a heartbeat: see liveness.py)
-and, while busy, the client IP. Times are CLOCK_MONOTONIC, which every process on
+and, while busy, the client IP; also when its session began and how long its
+previous one lasted (the master's estimate of how fast children free up). Times are CLOCK_MONOTONIC, which every process on
 the host shares. The master reads it to size the pool, to find hung children and
 for its process title; children read it to count connections per IP (--max-from-ip).
 Only the master frees a slot, when it reaps the child, so a child killed with
@@ -24,9 +25,11 @@ import time
 FREE, STARTING, IDLE, BUSY = 0, 1, 2, 3
 STATE_NAMES = {FREE: "free", STARTING: "starting", IDLE: "idle", BUSY: "busy"}
 
-_SLOT = struct.Struct("=iBxxxd46s2x")        # pid, state, since, ip (NUL padded)
-_IP_OFFSET = 16
+_SLOT = struct.Struct("=iBxxxd46s2xdd")      # pid, state, since, ip (NUL padded),
+_IP_OFFSET = 16                               # session start, last session's seconds
 _IP_SIZE = 46
+_SESSION_OFFSET = 64
+_SESSION = struct.Struct("=dd")
 _IP_NAMES_MAX = 4096                          # decoded IPs kept (busy_addrs)
 
 
@@ -42,7 +45,7 @@ class Scoreboard:
         """A free slot index for a child about to be forked (None when full)."""
         for index in range(self.slots):
             if self.read(index)[1] == FREE:
-                self._write(index * _SLOT.size, _SLOT.pack(0, STARTING, self.clock(), b""))
+                self._write(index * _SLOT.size, _SLOT.pack(0, STARTING, self.clock(), b"", 0.0, 0.0))
                 return index
         return None
 
@@ -50,17 +53,25 @@ class Scoreboard:
         self._write(index * _SLOT.size, struct.pack("=i", pid))
 
     def release(self, index):
-        self._write(index * _SLOT.size, _SLOT.pack(0, FREE, 0.0, b""))
+        self._write(index * _SLOT.size, _SLOT.pack(0, FREE, 0.0, b"", 0.0, 0.0))
 
     def _write(self, offset, data):
         self.mem[offset:offset + len(data)] = data
 
     # -- children ----------------------------------------------------------------------------
     def mark(self, index, state, ip=""):
-        """A child's own slot: idle, or busy with a client IP."""
+        """A child's own slot: idle, or busy with a client IP. Becoming busy starts
+        the session's clock; going idle records how long the session lasted."""
         offset = index * _SLOT.size
+        now = self.clock()
+        started, last = _SESSION.unpack_from(self.mem, offset + _SESSION_OFFSET)
+        if state == BUSY:
+            if self.mem[offset + 4] != BUSY:
+                self._write(offset + _SESSION_OFFSET, _SESSION.pack(now, last))
+        elif started:
+            self._write(offset + _SESSION_OFFSET, _SESSION.pack(0.0, now - started))
         self._write(offset + _IP_OFFSET, ip.encode("ascii")[:_IP_SIZE].ljust(_IP_SIZE, b"\0"))
-        self._write(offset + 4, struct.pack("=Bxxxd", state, self.clock()))
+        self._write(offset + 4, struct.pack("=Bxxxd", state, now))
 
     def heartbeat(self, index):
         """The child is making progress (liveness.py)."""
@@ -69,7 +80,7 @@ class Scoreboard:
     # -- everyone ----------------------------------------------------------------------------
     def read(self, index):
         """(pid, state, since, ip) of one slot."""
-        pid, state, since, ip = _SLOT.unpack_from(self.mem, index * _SLOT.size)
+        pid, state, since, ip, _, _ = _SLOT.unpack_from(self.mem, index * _SLOT.size)
         return pid, state, since, ip.rstrip(b"\0").decode("ascii", "replace")
 
     def states(self):
@@ -113,6 +124,30 @@ class Scoreboard:
             if state in result:
                 result[state] += 1
         return result
+
+    def session_seconds(self, indexes):
+        """(busy children among `indexes`, the seconds a session is estimated to last,
+        or None when nothing is known): the longer of the mean of their previous
+        sessions and twice the mean age of their current ones (a session seen
+        midway has, on average, half of it behind it). Erring long errs towards
+        forking."""
+        now = self.clock()
+        busy, ages, lasts = 0, 0.0, []
+        size = _SLOT.size
+        for index in indexes:
+            offset = index * size
+            started, last = _SESSION.unpack_from(self.mem, offset + _SESSION_OFFSET)
+            if self.mem[offset + 4] == BUSY:
+                busy += 1
+                ages += now - started if started else 0.0
+            if last > 0:
+                lasts.append(last)
+        if not busy:
+            return 0, None
+        estimate = 2 * ages / busy
+        if lasts:
+            estimate = max(estimate, sum(lasts) / len(lasts))
+        return busy, (estimate or None)
 
     def short_of_spares(self, wanted):
         """Fewer than `wanted` children idle or starting, and a slot free to fork one
