@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from qpsmtpd_py.server.scoreboard import BUSY, IDLE, Scoreboard
+from qpsmtpd_py.server.scoreboard import BUSY, IDLE, MIN_SESSION, Scoreboard
 
 from serverproc import Server, wait_until
 
@@ -21,31 +21,35 @@ class Clock:
 
 
 @pytest.mark.no_services
-def test_session_seconds_from_current_ages_and_previous_sessions():
+def test_turnover_from_each_busy_childs_session_lengths():
     clock = Clock()
     board = Scoreboard(4, clock=clock)
     slots = [board.claim() for _ in range(3)]
-    assert board.session_seconds(slots) == (0, None)          # nothing busy: nothing known
+    assert board.turnover(slots) == (0, 0.0)                  # nothing busy
     board.mark(slots[0], BUSY, "127.0.0.1")
     board.mark(slots[1], BUSY, "127.0.0.2")
+    assert board.turnover(slots) == (2, pytest.approx(2 / MIN_SESSION))   # just begun
     clock.now += 0.01
-    busy, seconds = board.session_seconds(slots)
-    assert busy == 2 and seconds == pytest.approx(0.02)         # seen midway: twice the age
-    board.mark(slots[0], BUSY, "127.0.0.1")                     # marked again: same session
-    assert board.session_seconds(slots)[1] == pytest.approx(0.02)
-    board.mark(slots[2], BUSY, "127.0.0.3")
-    clock.now += 1.0
-    board.mark(slots[2], IDLE)                                  # that one lasted 1 s
-    for slot in slots[:2]:                                      # these two 1.01 s
-        board.mark(slot, IDLE)
-        board.mark(slot, BUSY, "127.0.0.4")
+    # seen midway: each is expected to last twice its age, 0.02 s: 50 a second each
+    assert board.turnover(slots) == (2, pytest.approx(100))
+    board.mark(slots[0], BUSY, "127.0.0.1")                   # marked again: same session
+    assert board.turnover(slots) == (2, pytest.approx(100))
+    clock.now += 0.99
+    board.mark(slots[0], IDLE)                                # it lasted 1 s
+    board.mark(slots[0], BUSY, "127.0.0.3")
     clock.now += 0.01
-    busy, seconds = board.session_seconds(slots)
-    # young sessions now (twice their age: 0.02 s), but the previous ones lasted
-    # about a second: the longer estimate counts, erring towards forking
-    assert busy == 2 and seconds == pytest.approx((1.0 + 1.01 + 1.01) / 3)
-    clock.now += 5.0
-    assert board.session_seconds(slots)[1] == pytest.approx(10.02)   # 2 x mean age
+    # slot 0: its previous session (1 s) counts over its young one; slot 1, 1.01 s
+    # old, is expected to last 2.02 s
+    busy, rate = board.turnover(slots)
+    assert busy == 2 and rate == pytest.approx(1 / 1.0 + 1 / 2.02)
+    clock.now += 60
+    board.mark(slots[2], BUSY, "127.0.0.4")
+    board.mark(slots[2], IDLE)                                # a quick one: at least 1 ms
+    board.mark(slots[2], BUSY, "127.0.0.4")
+    # the two stuck children add almost nothing; the quick one sets the rate
+    busy, rate = board.turnover(slots)
+    assert busy == 3
+    assert rate - 1 / MIN_SESSION == pytest.approx(1 / 120.02 + 1 / 122.02)
 
 
 def _burst(server, clients, sessions):

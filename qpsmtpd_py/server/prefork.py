@@ -466,16 +466,16 @@ class PreforkMaster(Master):
 
     def busy_children_suffice(self, current):
         """--grow-wait: the pool has --idle-children at least and its busy children,
-        at the rate their sessions end, free up one for every waiting client (and
-        one more) within grow_wait seconds. Nothing known (no busy child, no session
-        timed yet) means fork, as does a pool below --idle-children."""
+        at the rate their sessions end (Scoreboard.turnover), free up one for every
+        waiting client, and one more, within grow_wait seconds. A pool below
+        --idle-children, or with no busy child, grows as before."""
         if not self.grow_wait or len(current) < self.idle_target:
             return False
-        busy, seconds = self.board.session_seconds(r.slot for r in current.values())
-        if not busy or not seconds:
+        busy, rate = self.board.turnover(r.slot for r in current.values())
+        if not busy:
             return False
         waiting = self.queued() + (self.front.waiting_for_worker() if self.front else 0)
-        return busy * self.grow_wait / seconds >= waiting + 1
+        return rate * self.grow_wait >= waiting + 1
 
     def queued(self):
         """Connections in the kernel's accept queues, not yet taken by anyone."""

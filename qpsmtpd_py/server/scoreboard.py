@@ -30,6 +30,7 @@ _IP_OFFSET = 16                               # session start, last session's se
 _IP_SIZE = 46
 _SESSION_OFFSET = 64
 _SESSION = struct.Struct("=dd")
+MIN_SESSION = 0.001                           # seconds: no SMTP session is shorter
 _IP_NAMES_MAX = 4096                          # decoded IPs kept (busy_addrs)
 
 
@@ -125,29 +126,26 @@ class Scoreboard:
                 result[state] += 1
         return result
 
-    def session_seconds(self, indexes):
-        """(busy children among `indexes`, the seconds a session is estimated to last,
-        or None when nothing is known): the longer of the mean of their previous
-        sessions and twice the mean age of their current ones (a session seen
-        midway has, on average, half of it behind it). Erring long errs towards
-        forking."""
+    def turnover(self, indexes):
+        """(busy children among `indexes`, how many clients a second they are
+        expected to free up for): the sum over busy children of one over the
+        expected length of each one's session, which is the longer of its
+        previous session and twice the current one's age (a session seen midway
+        has, on average, half of it behind it), at least MIN_SESSION. A child
+        stuck with a slow client adds almost nothing; a fresh child's slow first
+        session (cold, its first DNS lookups) holds back only itself."""
         now = self.clock()
-        busy, ages, lasts = 0, 0.0, []
+        busy, rate = 0, 0.0
         size = _SLOT.size
         for index in indexes:
             offset = index * size
+            if self.mem[offset + 4] != BUSY:
+                continue
             started, last = _SESSION.unpack_from(self.mem, offset + _SESSION_OFFSET)
-            if self.mem[offset + 4] == BUSY:
-                busy += 1
-                ages += now - started if started else 0.0
-            if last > 0:
-                lasts.append(last)
-        if not busy:
-            return 0, None
-        estimate = 2 * ages / busy
-        if lasts:
-            estimate = max(estimate, sum(lasts) / len(lasts))
-        return busy, (estimate or None)
+            busy += 1
+            age = now - started if started else 0.0
+            rate += 1.0 / max(last, 2 * age, MIN_SESSION)
+        return busy, rate
 
     def short_of_spares(self, wanted):
         """Fewer than `wanted` children idle or starting, and a slot free to fork one
