@@ -178,6 +178,9 @@ def main():
     parser.add_argument("--only", help="only scenarios whose label contains this text")
     parser.add_argument("--variants", default="off,lmdb,lmdb-sync1,redis")
     parser.add_argument("--port", type=int, default=3625)
+    parser.add_argument("--idle-children", type=int, default=60,
+                        help="the servers' --idle-children (60: the pool pre-forked, the "
+                             "figures quoted for issue 11; 5: a growing pool)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--profile", metavar="VARIANT",
                         help="in-process instead: one variant's CPU per message (and cProfile)")
@@ -222,8 +225,9 @@ def main():
             port = args.port + i
             argv = [os.path.join(R.BIN, "qpsmtpd-prefork"), "--listen-address", "127.0.0.1",
                     "--port", str(port), "--user", R.USER, "-H", "--config", config,
-                    "--children", "60", "--idle-children", "60", "--max-requests", "100"]
-            servers.append(R.Server(name, argv, port, env, base, 60))
+                    "--children", "60", "--idle-children", str(args.idle_children),
+                    "--max-requests", "100"]
+            servers.append(R.Server(name, argv, port, env, base, args.idle_children))
         scale = 0.2 if args.quick else 0.5
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
               f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
