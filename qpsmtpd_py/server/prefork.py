@@ -197,6 +197,7 @@ class PreforkMaster(Master):
         # child that accepts a client then need not wake it
         self.holding = SharedFlag()
         self.grow_wait = args.grow_wait
+        self.waiting = 0                  # clients waiting for a busy child, while holding
         self.accept_mode = AcceptMode()   # who takes new plain clients: children or the front
         self.calm_since = 0.0
         # a child passes back a client it accepted whose IP already has --max-from-ip
@@ -475,6 +476,7 @@ class PreforkMaster(Master):
         if not busy:
             return False
         waiting = self.queued() + (self.front.waiting_for_worker() if self.front else 0)
+        self.waiting = waiting
         return rate * self.grow_wait >= waiting + 1
 
     def queued(self):
@@ -558,8 +560,11 @@ class PreforkMaster(Master):
     # -- status -----------------------------------------------------------------------------------
     def status_text(self):
         counts = self.board.totals()
-        return (f"{len(self.children)} children, {counts[BUSY]} busy, "
+        text = (f"{len(self.children)} children, {counts[BUSY]} busy, "
                 f"{counts[IDLE] + counts[STARTING]} idle")
+        if self.holding():               # --grow-wait: the busy children will take them
+            text += f", {self.waiting} waiting"
+        return text
 
     def show_status(self):
         text = self.status_text()
