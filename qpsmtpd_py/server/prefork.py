@@ -15,8 +15,8 @@ A pool of at least --idle-children does not grow while its busy children free up
 fast enough that every waiting client gets one within --grow-wait (estimated from
 how long their sessions last, scoreboard.py): on a burst of quick local sessions
 more processes would only share the same CPUs, each with its own cold caches, and
-every message would cost more. Remote clients' sessions last long, so the pool grows
-for them as before, a few tens of milliseconds later at most.
+every message would cost more. So it holds back only while the CPUs are busy; remote
+clients' sessions last long and leave them idle, so the pool grows for them as before.
 
 On the plain listeners the children accept new clients themselves while the pool
 is calm, under a shared lock that keeps the reserve exact (accept_mode.py); once
@@ -151,6 +151,22 @@ GROW_WAIT = 0.1                  # --grow-wait: how long a waiting client may wa
 _TCP_INFO_QUEUE = struct.Struct("=24xI")   # a listening socket's tcp_info: tcpi_unacked = accept queue
 
 
+_CPUS = len(os.sched_getaffinity(0))
+
+
+def cpus_busy():
+    """At least as many runnable tasks as CPUs besides the caller (/proc/loadavg's
+    fourth field, this moment's count): another child would only take turns with
+    them. With a CPU free, a new child costs no one anything and spares the waiting
+    clients the wait. Unknown counts as busy."""
+    try:
+        with open("/proc/loadavg", "rb") as fh:
+            running = int(fh.read().split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return True
+    return running - 1 >= _CPUS
+
+
 class ChildRecord:
     """What the master knows of one child."""
 
@@ -198,6 +214,7 @@ class PreforkMaster(Master):
         self.holding = SharedFlag()
         self.grow_wait = args.grow_wait
         self.waiting = 0                  # clients waiting for a busy child, while holding
+        self.cpu_free_looks = 0           # looks in a row that found a CPU free
         self.accept_mode = AcceptMode()   # who takes new plain clients: children or the front
         self.calm_since = 0.0
         # a child passes back a client it accepted whose IP already has --max-from-ip
@@ -466,10 +483,10 @@ class PreforkMaster(Master):
                     break
 
     def busy_children_suffice(self, current):
-        """--grow-wait: the pool has --idle-children at least and its busy children,
-        at the rate their sessions end (Scoreboard.turnover), free up one for every
-        waiting client, and one more, within grow_wait seconds. A pool below
-        --idle-children, or with no busy child, grows as before."""
+        """--grow-wait: the pool has --idle-children at least, its busy children, at
+        the rate their sessions end (Scoreboard.turnover), free up one for every
+        waiting client, and one more, within grow_wait seconds, and the CPUs are busy.
+        A pool below --idle-children, or with no busy child, grows as before."""
         if not self.grow_wait or len(current) < self.idle_target:
             return False
         busy, rate = self.board.turnover(r.slot for r in current.values())
@@ -477,7 +494,11 @@ class PreforkMaster(Master):
             return False
         waiting = self.queued() + (self.front.waiting_for_worker() if self.front else 0)
         self.waiting = waiting
-        return rate * self.grow_wait >= waiting + 1
+        if rate * self.grow_wait < waiting + 1:
+            return False
+        # a CPU free at two looks in a row (one moment's count is noisy): fork after all
+        self.cpu_free_looks = 0 if cpus_busy() else self.cpu_free_looks + 1
+        return self.cpu_free_looks < 2
 
     def queued(self):
         """Connections in the kernel's accept queues, not yet taken by anyone."""
