@@ -121,3 +121,43 @@ def test_clients_that_hold_their_sessions_still_grow_the_pool(mail_config):
         finally:
             for c in clients:
                 c.close()
+
+
+def test_a_pool_of_slow_talkers_grows_while_a_cpu_is_free(mail_config):
+    """Clients that pause before each command (a remote MTA's round trips) keep their
+    children waiting, not working: with a CPU free the master forks even though, by
+    the turnover alone (--grow-wait 5 s), the three children would do."""
+    srv = mail_config(files={"loglevel": "6"})
+    with Server("qpsmtpd-prefork", srv, "--children", "12", "--idle-children", "3",
+                "--grow-wait", "5") as server:
+        wait_until(lambda: len(server.children()) == 3, what="3 children")
+        codes, most, stop = [], [0], threading.Event()
+
+        def talk():
+            while not stop.is_set():
+                c = server.client()
+                try:
+                    for line in ("EHLO client.example.test", "MAIL FROM:<a@b.test>",
+                                 "RCPT TO:<u@example.test>", "DATA"):
+                        time.sleep(0.015)
+                        c.cmd(line)
+                    time.sleep(0.015)
+                    codes.append(c.cmd("Subject: slow\r\n\r\nbody\r\n.")[0])
+                    c.cmd("QUIT")
+                finally:
+                    c.close()
+
+        threads = [threading.Thread(target=talk) for _ in range(9)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and most[0] < 9:
+                most[0] = max(most[0], len(server.children()))
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert codes and set(codes) == {250}
+        assert most[0] >= 9, f"the pool stayed at {most[0]} children"
