@@ -4,17 +4,19 @@ master before it forks, read and written by every process without locks.
 A slot says what its child is doing (starting, idle, busy), since when (updated
 whenever the child makes progress, so it doubles as a heartbeat: see liveness.py)
 and, while busy, the client IP; also when its session began and how long its
-previous one lasted (the master's estimate of how fast children free up). Times are CLOCK_MONOTONIC, which every process on
-the host shares. The master reads it to size the pool, to find hung children and
-for its process title; children read it to count connections per IP (--max-from-ip).
-Only the master frees a slot, when it reaps the child, so a child killed with
--9 never leaves a connection counted.
+previous one lasted (the master's estimate of how fast children free up, for
+--grow-wait). Times are CLOCK_MONOTONIC, which every process on the host shares.
+The master reads it to size the pool, to find hung children and for its process
+title; children read it to count connections per IP (--max-from-ip). Only the
+master frees a slot, when it reaps the child, so a child killed with -9 never
+leaves a connection counted.
 
 Every write copies ready-made bytes into the slot (struct.pack_into would first
 zero the region, so a reader could see a BUSY slot with `since` 0), with the IP
-written before the state, so a reader that sees BUSY also sees its IP. A racing reader may get a slot that is
-a moment out of date; for the per-IP count that errs on the side of counting a
-connection twice, never of missing one.
+written before the state, so a reader that sees BUSY also sees its IP. A racing
+reader may get a slot that is a moment out of date; for the per-IP count that
+errs on the side of counting a connection twice, never of missing one; for the
+turnover, a session's start or length a moment old.
 """
 
 import collections.abc
