@@ -149,8 +149,6 @@ CALM_SECONDS = 1.0               # the front hands new clients back to the child
 CALM_LOOK = 0.25                 # how often the master looks for calm while the front accepts
 GROW_WAIT = 0.1                  # --grow-wait: how long a waiting client may wait for a busy child
 _TCP_INFO_QUEUE = struct.Struct("=24xI")   # a listening socket's tcp_info: tcpi_unacked = accept queue
-
-
 _CPUS = len(os.sched_getaffinity(0))
 
 
@@ -274,7 +272,6 @@ class PreforkMaster(Master):
                 break
             if self.front is not None:
                 front_due = self.front.run(self.stress())
-                self.front_waiting.set(self.front.waiting_for_worker() > 0)
             self.update_stress()
             self.kill_hung()
             self.manage()
@@ -458,10 +455,13 @@ class PreforkMaster(Master):
         # clients handed to a child that has not said busy yet are not spare; clients
         # waiting in the front want a child each
         spare = counts[IDLE] + counts[STARTING] - len(self.assigned)
-        target = self.idle_target + (self.front.waiting_for_worker() if self.front else 0)
+        held = self.front.waiting_for_worker() if self.front else 0
+        self.front_waiting.set(held > 0)
+        target = self.idle_target + held
         need = min(target - spare, self.max_children - len(self.children))
-        self.holding.set(need > 0 and self.busy_children_suffice(current))
-        if self.holding():
+        holding = need > 0 and self.busy_children_suffice(current, held)
+        self.holding.set(holding)
+        if holding:
             return
         if need > 0:
             # ahead of demand: while clients keep arriving, keep half as many spare
@@ -482,17 +482,18 @@ class PreforkMaster(Master):
                     self.signal_children(signal.SIGTERM, [pid])
                     break
 
-    def busy_children_suffice(self, current):
+    def busy_children_suffice(self, current, held):
         """--grow-wait: the pool has --idle-children at least, its busy children, at
         the rate their sessions end (Scoreboard.turnover), free up one for every
         waiting client, and one more, within grow_wait seconds, and the CPUs are busy.
-        A pool below --idle-children, or with no busy child, grows as before."""
+        `held`: the clients waiting in the front. A pool below --idle-children, or
+        with no busy child, grows as before."""
         if not self.grow_wait or len(current) < self.idle_target:
             return False
         busy, rate = self.board.turnover(r.slot for r in current.values())
         if not busy:
             return False
-        waiting = self.queued() + (self.front.waiting_for_worker() if self.front else 0)
+        waiting = self.queued() + held
         self.waiting = waiting
         if rate * self.grow_wait < waiting + 1:
             return False
