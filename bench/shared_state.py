@@ -12,9 +12,12 @@ dont_require_anglebrackets, rcpt_ok, queue/discard), runs as nobody with -H, 60
 children, in a network namespace with only loopback (unshare -n) and its own
 redis-server there. smtp-source's triplet (127.0.0.1) is made white before the run,
 so every message passes greylisting and costs what a known sender costs in real
-life: one read-modify-write of its triplet (the delivery count), karma's read at
-pre-connection and connect, the bucket's read at connect. Reports messages/second
-and server CPU ms per message (bench/run.py's measurement), best of the rounds.
+life: karma's read at pre-connection, the bucket's read at connect, and for
+greylisting a rewrite of the triplet at most once a minute per worker (the default
+white_refresh 60; the -rewrite variants rewrite it on every delivery, as qpsmtpd).
+Reports messages/second and server CPU ms per message (bench/run.py's measurement),
+best of the rounds; NAME#2 in --variants runs a second server of a variant, to see
+the machine's noise between two identical servers.
 """
 
 import argparse
@@ -34,20 +37,24 @@ import run as R  # noqa: E402  bench/run.py: Server, measure, cpu_ms, loadavg
 
 STATE_PLUGINS = ["karma", "berkeley_ipblacklist method tokenbucket",
                  "berkeley_tokenbucketadd method tokenbucket", "greylisting"]
-REFRESH = STATE_PLUGINS[:3] + ["greylisting white_refresh 60"]
+# greylisting white_refresh 0: qpsmtpd's rewrite of a white triplet on every delivery
+# (the default since 2026-12-05 is white_refresh 60: at most once a minute)
+REWRITE = STATE_PLUGINS[:3] + ["greylisting white_refresh 0"]
 VARIANTS = {           # name -> (stateful plugins, store files)
     "off": ((), {}),
     "lmdb": (STATE_PLUGINS, {}),                            # the defaults: store_sync 1s
     "lmdb-sync1": (STATE_PLUGINS, {"store_sync": "1"}),     # fsync every commit (the old default)
     "lmdb-nosync": (STATE_PLUGINS, {"store_sync": "0"}),
     "redis": (STATE_PLUGINS, {"store_backend": "redis"}),
-    # greylisting white_refresh 60: a white triplet is rewritten at most once a minute
-    "lmdb-refresh": (REFRESH, {}),
-    "redis-refresh": (REFRESH, {"store_backend": "redis"}),
+    "lmdb-rewrite": (REWRITE, {}),
+    "redis-rewrite": (REWRITE, {"store_backend": "redis"}),
+    "lmdb-rewrite-sync1": (REWRITE, {"store_sync": "1"}),
     # diagnostics: only the per-connection reads (karma, bucket), or only greylisting
     "reads-only": (STATE_PLUGINS[:3], {}),
     "greylisting-only": (STATE_PLUGINS[3:], {}),
-    "greylisting-refresh": (REFRESH[3:], {}),
+    "greylisting-rewrite": (REWRITE[3:], {}),
+    "karma-only": (STATE_PLUGINS[:1], {}),
+    "buckets-only": (STATE_PLUGINS[1:3], {}),
     # karma's seven hooks, greylisting's and berkeley_ipblacklist's, each declining at
     # once (bench/noop_plugins): the engine's dispatch alone
     "dispatch-only": (["bench_noop", "bench_noop2"],
@@ -175,8 +182,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument("--scale", type=float, default=0.5,
+                        help="messages per run: this share of 3000 (1/sess) and 5000 (10/sess)")
     parser.add_argument("--only", help="only scenarios whose label contains this text")
-    parser.add_argument("--variants", default="off,lmdb,lmdb-sync1,redis")
+    parser.add_argument("--variants", default="off,lmdb,lmdb-sync1,redis",
+                        help="comma-separated; NAME#2 runs a second server of NAME (noise)")
     parser.add_argument("--port", type=int, default=3625)
     parser.add_argument("--idle-children", type=int, default=60,
                         help="the servers' --idle-children (60: the pool pre-forked, the "
@@ -211,7 +221,7 @@ def main():
         names = args.variants.split(",")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "RELAY"))}
         for i, name in enumerate(names):
-            stateful, files = VARIANTS[name]
+            stateful, files = VARIANTS[name.split("#")[0]]
             spool, store = os.path.join(base, f"spool-{name}"), os.path.join(base, f"store-{name}")
             for d in (spool, store):
                 os.makedirs(d, mode=0o700)
@@ -228,7 +238,7 @@ def main():
                     "--children", "60", "--idle-children", str(args.idle_children),
                     "--max-requests", "100"]
             servers.append(R.Server(name, argv, port, env, base, args.idle_children))
-        scale = 0.2 if args.quick else 0.5
+        scale = 0.2 if args.quick else args.scale
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
               f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
         results = {}
@@ -280,7 +290,7 @@ def check_state(base, names):
     from qpsmtpd_py.helpers.greylist import TABLE, client_key, parse_record
     from qpsmtpd_py.helpers.store import make_store
     for name in names:
-        if any(p.startswith("greylisting") for p in VARIANTS[name][0]):
+        if any(p.startswith("greylisting") for p in VARIANTS[name.split("#")[0]][0]):
             store = make_store(Config([os.path.join(base, f"config-{name}")]))
             record = store.table(TABLE).get(client_key("127.0.0.1"))
             print(f"{name}: greylisting counted {parse_record(record)[3] - 1} deliveries of "

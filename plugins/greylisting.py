@@ -32,13 +32,17 @@ plugin line wins). Times are seconds.
   grey_timeout N      default 12000 (3 h 20 min); at least black_timeout
   white_timeout N     default 3110400 (36 days)
   white_refresh N     rewrite a white triplet (renew its time, count the delivery) at most
-                      every N seconds; deliveries in between only read it. Default 0:
-                      every delivery writes, as in qpsmtpd. With N, a white triplet
-                      expires white_timeout after its last rewrite, up to N seconds
-                      before qpsmtpd would (N s in 36 days), and the delivery count
-                      counts rewrites; replies and grey/black timing are unchanged. A
-                      busy server saves a store write per message (e.g. 60;
-                      bench/README.md)
+                      every N seconds (default 60). A delivery within N seconds of the
+                      last rewrite passes on what the worker process last saw: it
+                      neither reads nor writes the store. So a white triplet expires
+                      white_timeout after its last rewrite, at most N seconds before
+                      qpsmtpd's would (60 s in 36 days); the delivery count counts
+                      rewrites; a triplet deleted with `qpsmtpd-store greylist delete`
+                      may still pass for up to N seconds in workers that saw it white.
+                      Replies and grey/black timing are unchanged. 0: every delivery
+                      rewrites the triplet, as in qpsmtpd (one store write per message,
+                      each waiting for the store's single writer lock: the largest
+                      cost of the stateful plugins, bench/README.md)
   deny_late 0|1       defer at DATA instead of MAIL (default 0)
   reject 1|0          0: record and log only, never defer (seed the database first)
   mode denysoft|testonly|off   qpsmtpd's older switch: testonly/off = reject 0
@@ -97,6 +101,8 @@ Differences from qpsmtpd:
     starts over (qpsmtpd 0.94 let it through without whitelisting it).
   * Unknown keys in config/denysoft_greylist stop start-up, naming file and line
     (qpsmtpd logged them and went on).
+  * A white triplet is rewritten at most once a minute (white_refresh 60), not on
+    every delivery; `white_refresh 0` restores qpsmtpd's rewrite per delivery.
 """
 
 import os
@@ -109,6 +115,7 @@ from qpsmtpd_py.api import (
 )
 
 DENYMSG = "This mail is temporarily denied"
+WHITE_SEEN_MAX = 10000      # white triplets a worker remembers (white_refresh)
 P0F_KEYS = ("genre", "detail", "uptime", "link", "distance")
 
 
@@ -140,7 +147,7 @@ class Greylisting(Plugin):
         Keyword("grey_timeout", SECONDS, 12000.0, "a retry must come within this"),
         Keyword("white_timeout", SECONDS, 3110400.0, "a white triplet lives this long after its "
                 "last delivery"),
-        Keyword("white_refresh", SECONDS, 0.0, "rewrite a white triplet at most this often"),
+        Keyword("white_refresh", SECONDS, 60.0, "rewrite a white triplet at most this often"),
         Keyword("deny_late", Bool(), False, "defer at DATA instead of MAIL"),
         Keyword("reject", Bool(), True, "0: record and log only"),
         Keyword("mode", Choice("denysoft", "testonly", "off"), None,
@@ -157,6 +164,8 @@ class Greylisting(Plugin):
     )
 
     def register(self, *args):
+        self._white_seen = {}             # triplet key -> when it was last renewed (white_refresh)
+        self._excluded_for = (None, None)    # (connection id, exclusion()) of the last connection
         words = self.file_words(self.config_list("denysoft_greylist"), "config/denysoft_greylist")
         self.settings = self.settings_from(words + [str(a) for a in self.args_list])
         for name in ("db_dir", "nfslock", "upgrade", "per_recipient_db"):
@@ -259,7 +268,7 @@ class Greylisting(Plugin):
     # -- the check -------------------------------------------------------------------------------
     def greylist(self, transaction, sender, rcpt, settings):
         """The refusal text when this triplet must wait, else None."""
-        if self.excluded(settings):
+        if self.is_immune() or self.client_excluded(settings):
             return None
         conn = self.connection
         try:
@@ -278,10 +287,13 @@ class Greylisting(Plugin):
         now = self.app.clock.time()
         decision = greylist.Decision()
         try:
+            refresh = settings["white_refresh"]
+            if refresh and self.seen_white(key, now, refresh):
+                return None
             store = self.triplet_store()
             if self.auto_whitelisted(store, settings):
                 return None
-            if settings["white_refresh"] and self.recently_white(store, key, now, settings):
+            if refresh and self.recently_white(store, key, now, settings):
                 return None
             store.table(greylist.TABLE).update(
                 key, lambda old: greylist.step(old, now, settings["black_timeout"],
@@ -293,6 +305,7 @@ class Greylisting(Plugin):
             self.log(LOGERROR, f"error, store: {exc} (no greylisting)")
             return None
         if decision.verdict == greylist.PASS:
+            self.remember_white(key, now)
             self.log(LOGINFO, decision.message)
             return None
         if not settings["reject"]:
@@ -302,6 +315,23 @@ class Greylisting(Plugin):
                  decision.message)
         return DENYMSG
 
+    def seen_white(self, key, now, refresh):
+        """white_refresh: this process saw the triplet renewed less than N seconds ago
+        (the common case of a busy server: a known sender's next message), so it
+        passes without touching the store."""
+        renewed = self._white_seen.get(key)
+        if renewed is None or not 0 <= now - renewed < refresh:
+            return False
+        if self.logs(LOGINFO):
+            self.log(LOGINFO, f"pass: white, renewed {now - renewed:.0f}s ago")
+        return True
+
+    def remember_white(self, key, now, renewed=None):
+        seen = self._white_seen
+        if len(seen) >= WHITE_SEEN_MAX:
+            seen.clear()                  # a flood of senders: start over, never grow
+        seen[key] = now if renewed is None else renewed
+
     def recently_white(self, store, key, now, settings):
         """white_refresh: a white triplet renewed less than N seconds ago passes on a read."""
         value = store.table(greylist.TABLE).get(key)
@@ -309,6 +339,7 @@ class Greylisting(Plugin):
             return False
         ts, _, _, white = greylist.parse_record(value)
         if white and 0 <= now - ts < settings["white_refresh"]:
+            self.remember_white(key, now, ts)
             self.log(LOGINFO, f"pass: white, renewed {now - ts:.0f}s ago")
             return True
         return False
@@ -335,20 +366,30 @@ class Greylisting(Plugin):
             ttl=settings["white_timeout"])
 
     # -- exclusions ------------------------------------------------------------------------------
-    def excluded(self, settings):
-        if self.is_immune():
-            return True
+    def client_excluded(self, settings):
+        """The client is not greylisted (logged with the reason). Worked out once per
+        connection for the global settings: a session's next messages skip the p0f,
+        geoip and exclude-file checks."""
+        if settings is not self.settings:          # per_recipient: its own settings
+            reason = self.exclusion(settings)
+        else:
+            conn_id = self.connection.id
+            if self._excluded_for[0] != conn_id or conn_id is None:
+                self._excluded_for = (conn_id, self.exclusion(settings))
+            reason = self._excluded_for[1]
+        if reason:
+            self.log(LOGINFO, reason)
+        return bool(reason)
+
+    def exclusion(self, settings):
+        """Why the client is not greylisted (p0f, geoip, greylist_exclude_files), or None."""
         if settings["p0f_pairs"] and not self.p0f_match(settings["p0f_pairs"]):
-            self.log(LOGINFO, "skip: no p0f match")
-            return True
+            return "skip: no p0f match"
         if settings["geoip_set"]:
             country = str(self.connection.notes.get("geoip_country") or "").upper()
             if country and country in settings["geoip_set"]:
-                self.log(LOGINFO, f"skip: geoip country match ({country})")
-                return True
-        if self.exclude_file_match():
-            return True
-        return False
+                return f"skip: geoip country match ({country})"
+        return self.exclude_file_match()
 
     def p0f_match(self, pairs):
         p0f = self.connection.notes.get("p0f")
@@ -373,9 +414,10 @@ class Greylisting(Plugin):
         return False
 
     def exclude_file_match(self):
+        """Why greylist_exclude_files exempt the client ("skip: ..."), or None."""
         lists = self.parsed_config("greylist_exclude_files", self.exclude_lists)
         if not lists:
-            return False
+            return None
         conn = self.connection
         ip = parse_ip(conn.remote_ip)
         for path in lists:
@@ -385,8 +427,7 @@ class Greylisting(Plugin):
                 self.log(LOGERROR, f"greylist_exclude_files: cannot read {path}: {exc.strerror}")
                 continue
             if ip is not None and ip in ips:
-                self.log(LOGINFO, f"skip: {conn.remote_ip} excluded by {path}")
-                return True
+                return f"skip: {conn.remote_ip} excluded by {path}"
             if not names and not patterns:
                 continue
             host = (conn.remote_host or "").lower().rstrip(".")
@@ -394,12 +435,10 @@ class Greylisting(Plugin):
                 continue
             labels = host.split(".")
             if any(".".join(labels[i:]) in names for i in range(len(labels))):
-                self.log(LOGINFO, f"skip: {host} excluded by {path}")
-                return True
+                return f"skip: {host} excluded by {path}"
             if any(p.search(host) for p in patterns):
-                self.log(LOGINFO, f"skip: {host} matches a pattern in {path}")
-                return True
-        return False
+                return f"skip: {host} matches a pattern in {path}"
+        return None
 
     def exclude_lists(self, lines):
         out = []

@@ -193,10 +193,8 @@ class Karma(Plugin):
 
     def hook_rcpt(self, transaction, rcpt, params=None):
         self.illegal_envelope_format("TO:<")
-        if self.is_immune():
-            return DECLINED
         count = len(transaction.recipients)
-        if not count:
+        if not count or self.is_immune():         # the first recipient is always let by
             return DECLINED
         self.log(LOGINFO, f"recipients t: {count} ({rcpt.address})")
         notes = self.connection.notes
@@ -211,12 +209,10 @@ class Karma(Plugin):
         return DENY, f"too many recipients for karma {karma} (h: {history})"
 
     def hook_data(self, transaction):
-        if self.is_immune() or self.is_naughty():
-            return DECLINED
         karma = self.connection.notes.get("karma") or 0
-        if karma < -4:
-            return self.get_reject(f"very bad karma: {karma}")
-        return DECLINED
+        if karma >= -4 or self.is_immune() or self.is_naughty():
+            return DECLINED
+        return self.get_reject(f"very bad karma: {karma}")
 
     hook_data_post = hook_data
 

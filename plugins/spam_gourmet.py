@@ -56,7 +56,7 @@ import re
 
 from qpsmtpd_py.api import (
     DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE, Domains, Keyword, Plugin,
-    check_store, is_local_domain, open_store,
+    check_store, is_local_domain,
 )
 
 EXPIRED = "Sorry, that address has expired. (#5.1.1)"
@@ -77,7 +77,7 @@ class SpamGourmet(Plugin):
         check_store(self.app)
 
     def table(self):
-        return open_store(self.app).table("spam_gourmet")
+        return self.store.table("spam_gourmet")
 
     def hook_rcpt(self, transaction, rcpt, params=None):
         if not rcpt.host or not (rcpt.host.lower() in self.domains if self.domains

@@ -81,12 +81,17 @@ class Plugin:
     # -- services: per process, opened on first use (after fork) ---------------------------
     @property
     def store(self):
-        """The server's LMDB store (docs/store.md): `self.store.table("greylist")`."""
+        """The server's store (docs/store.md; LMDB or Redis): `self.store.table("greylist")`.
+        Names this connection to it, so LMDB checks that its data.mdb is still the
+        one in store_dir once per connection rather than at every use."""
         store = getattr(self.app, "_store", None)     # opened once per app (open_store)
-        if store is not None:
-            return store
-        from .helpers.store import open_store
-        return open_store(self.app)
+        if store is None:
+            from .helpers.store import open_store
+            store = open_store(self.app)
+        qp = self.qp
+        connection = qp.connection if qp is not None else None
+        store.scope = connection.id if connection is not None else None
+        return store
 
     @property
     def resolver(self):
@@ -161,6 +166,13 @@ class Plugin:
             return
         text = msg[0] if len(msg) == 1 and isinstance(msg[0], str) else " ".join(map(str, msg))
         app.log(level, text, hook=None, plugin=self.plugin_name)
+
+    def logs(self, level):
+        """Whether log(level, ...) would be written: skip building a costly line
+        (an f-string with numbers, on every message) that nobody reads."""
+        if self.loglevel_adjust is not None:
+            level = self._adjust_level(level)
+        return self.app.logs(level)
 
     def _adjust_level(self, level):
         """The level after this plugin's own loglevel (set_loglevel); log() calls it

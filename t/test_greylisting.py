@@ -257,3 +257,53 @@ def test_white_refresh_reads_instead_of_writing_within_the_interval(session_serv
     clock.advance(31)
     d = mail(srv)
     assert d.codes[5] == 250 and "pass: white, 2 deliveries" in d.log   # written again
+
+
+def test_white_triplet_is_rewritten_at_most_once_a_minute_by_default(session_server, tmp_path, clock):
+    """white_refresh 60 (the default): a known sender's next messages pass on what the
+    worker saw, without touching the store; a triplet deleted meanwhile passes for at
+    most those 60 seconds, then starts over."""
+    srv = server(session_server, tmp_path, "greylisting black_timeout 10")
+    table = srv.app.plugins[0].store.table("greylist")
+    key = client_key("192.0.2.10")
+    assert mail(srv).codes[2] == 450
+    clock.advance(11)
+    assert mail(srv).codes[5] == 250                     # grey -> white (written)
+    record = table.get(key)
+    clock.advance(20)
+    d = mail(srv)
+    assert d.codes[5] == 250 and "pass: white, renewed 20s ago" in d.log
+    assert table.get(key) == record                      # not rewritten
+    assert table.delete(key)                             # qpsmtpd-store greylist delete
+    clock.advance(30)
+    d = mail(srv)
+    assert d.codes[5] == 250 and "renewed 50s ago" in d.log   # this worker saw it white
+    clock.advance(11)
+    d = mail(srv)                                        # 61 s: the store is asked again
+    assert d.codes[2] == 450 and "fail: initial DENYSOFT, unknown" in d.log
+
+
+def test_white_refresh_0_rewrites_every_delivery_as_qpsmtpd(session_server, tmp_path, clock):
+    srv = server(session_server, tmp_path, "greylisting black_timeout 10 white_refresh 0")
+    assert mail(srv).codes[2] == 450
+    clock.advance(11)
+    assert mail(srv).codes[5] == 250
+    for deliveries in (2, 3):
+        clock.advance(1)
+        d = mail(srv)
+        assert d.codes[5] == 250 and f"pass: white, {deliveries} deliveries" in d.log
+    record = srv.app.plugins[0].store.table("greylist").get(client_key("192.0.2.10"))
+    assert record.decode().endswith(":3")
+
+
+def test_exclusion_is_logged_for_every_message_of_a_session(session_server, tmp_path):
+    """greylist_exclude_files is looked at once per connection; each message still says why."""
+    (tmp_path / "exclude").write_text("192.0.2.10\n")
+    srv = server(session_server, tmp_path, "greylisting",
+                 files={"greylist_exclude_files": str(tmp_path / "exclude")})
+    script = ["EHLO c.test"]
+    for n in range(3):
+        script += [f"MAIL FROM:<a{n}@sender.test>", "RCPT TO:<u@example.test>", "DATA", MSG]
+    d = srv.talk(*script, "QUIT", remote_ip="192.0.2.10")
+    assert d.codes.count(250) >= 10 and len(d.messages) == 3
+    assert d.log.count("skip: 192.0.2.10 excluded by") == 3

@@ -19,10 +19,12 @@ inherited (at-fork hook) and reopens lazily, so a Store or Table object may be
 created anywhere, even in the master, and used in any process.
 
 A store deleted or replaced under a running server (rm -r store_dir, a restore
-moved into place, the directory turned into a file) is noticed at the next use:
-the identity (device, inode) of data.mdb is recorded when the store is first
-opened (by check_store in the master at start-up, so every worker inherits it)
-and checked at each use. Then every operation raises StoreError (plugins fail
+moved into place, the directory turned into a file) is noticed at the first use
+in the next connection: the identity (device, inode) of data.mdb is recorded
+when the store is first opened (by check_store in the master at start-up, so
+every worker inherits it) and checked at the first use in each connection
+(`scope`, set by Plugin.store; every use when no connection is named: tools).
+A connection already under way finishes on the store it started with. Then every operation raises StoreError (plugins fail
 closed: 4xx, logged) until a restart or reload adopts the new store. Before, workers created a new empty store while
 others kept the deleted one open, and a used-up spam_gourmet address took mail.
 
@@ -214,6 +216,11 @@ class Store:
         self._writes = 0
         self._next_reclaim = 0.0
         self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
+        # the connection using the store (Plugin.store sets its id): data.mdb's identity
+        # is checked at the first use in each connection, not at every use; None (tools,
+        # direct open_store callers): at every use
+        self.scope = None
+        self._verified_scope = None
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -222,8 +229,12 @@ class Store:
             self._forget_inherited()
         if self._env is None:
             self._open()
+            self._verified_scope = self.scope
         else:
-            self._check_identity()
+            scope = self.scope
+            if scope is None or scope != self._verified_scope:
+                self._check_identity()
+                self._verified_scope = scope
             if self.clock.monotonic() >= self._next_check:
                 self._reader_check()
         return self._env
@@ -279,6 +290,7 @@ class Store:
             self._env = lmdb.open(
                 self.path, map_size=self.map_size, max_dbs=256, max_readers=1024,
                 sync=self.sync is True, metasync=False, readahead=False, mode=0o660,
+                writemap=os.environ.get("QPX_WRITEMAP") == "1",
                 lock=True)
         except lmdb.Error as exc:
             raise StoreError(self._problem(f"cannot open the LMDB environment: {exc}"))
@@ -773,6 +785,7 @@ def open_store(app):
             if store is None:
                 store = _STORES[key] = Store(path, map_size, max_size, sync, clock)
         app._store = store
+    store.scope = None                   # a direct caller: data.mdb checked at each use
     return store
 
 
