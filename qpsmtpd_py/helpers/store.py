@@ -290,7 +290,6 @@ class Store:
             self._env = lmdb.open(
                 self.path, map_size=self.map_size, max_dbs=256, max_readers=1024,
                 sync=self.sync is True, metasync=False, readahead=False, mode=0o660,
-                writemap=os.environ.get("QPX_WRITEMAP") == "1",
                 lock=True)
         except lmdb.Error as exc:
             raise StoreError(self._problem(f"cannot open the LMDB environment: {exc}"))
