@@ -285,11 +285,11 @@ class Greylisting(Plugin):
             self.log(LOGERROR, "enable one of remote_ip, sender, or recipient!")
             return None
         now = self.app.clock.time()
+        refresh = settings["white_refresh"]
+        if refresh and self.seen_white(key, now, refresh):
+            return None
         decision = greylist.Decision()
         try:
-            refresh = settings["white_refresh"]
-            if refresh and self.seen_white(key, now, refresh):
-                return None
             store = self.triplet_store()
             if self.auto_whitelisted(store, settings):
                 return None

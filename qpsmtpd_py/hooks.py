@@ -2,6 +2,7 @@
 
 import re
 import traceback
+from time import monotonic as _monotonic
 
 from .alarm import CallLimit, CallTimeout
 from .constants import (DECLINED, DENY, DENY_CODES, DENY_DISCONNECT, DENYSOFT,
@@ -88,43 +89,60 @@ class HookRunner:
         of the last one, as in qpsmtpd (queue: `451 Unable to queue message (71)`).
         """
         declined_messages = []
-        limit = self.call_limit if hook not in _QUIET_HOOKS else None
-        for plugin, func in self.registry[hook]:
-            try:
-                limited = limit is not None and limit.start()
+        quiet = hook in _QUIET_HOOKS
+        limit = None if quiet else self.call_limit
+        # One timer for the whole chain rather than a start and a stop around each
+        # call (hooks run tens of times a message): each call, and the engine's work
+        # after it (deny/ok hooks, logging), starts with the whole limit again.
+        limited = limit is not None and limit.start()
+        try:
+            for plugin, func in self.registry[hook]:
+                if limited:                              # inline: the hottest loop
+                    if limit.active:
+                        limit.renewed = _monotonic()
+                    else:                                # a timeout ended it: a new one
+                        limited = limit.start()
                 try:
                     result = func(transaction, *args)
-                finally:
-                    if limited:
-                        limit.stop()
-            except CallTimeout as exc:
-                self.log(LOGERROR, f"plugin {plugin.plugin_name} in hook {hook} {exc} "
-                         "(plugin_timeout): interrupted", hook=hook, plugin=plugin.plugin_name)
-                if hook in NO_RESPOND_HOOKS:
-                    continue
-                code, messages = DENYSOFT, [INTERNAL_ERROR]
-            except Exception:
-                self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{plugin.plugin_name}] in hook {hook}:\n"
-                         + traceback.format_exc().rstrip(), hook=hook, plugin=plugin.plugin_name)
-                if hook in NO_RESPOND_HOOKS:
-                    continue
-                code, messages = DENYSOFT, [INTERNAL_ERROR]
-            else:
-                code, messages = normalize(result)
-                if code is None or code not in RETURN_NAMES:
-                    if hook not in _QUIET_HOOKS:
-                        self.log(LOGERROR, f"Plugin {plugin.plugin_name}, hook {hook} returned "
-                                 + ("undef!" if result is None else repr(result)),
-                                 hook=hook, plugin=plugin.plugin_name)
-                    continue
-            if hook not in _QUIET_HOOKS:
-                follow = "deny" if code in DENY_CODES else "ok"
-                if self.registry[follow]:
-                    self._after_call(follow, transaction, plugin, code, messages)
-            if code != DECLINED:
-                return code, messages, plugin
-            declined_messages = messages
-        return DECLINED, declined_messages, None
+                except CallTimeout as exc:
+                    self.log(LOGERROR, f"plugin {plugin.plugin_name} in hook {hook} {exc} "
+                             "(plugin_timeout): interrupted", hook=hook, plugin=plugin.plugin_name)
+                    if hook in NO_RESPOND_HOOKS:
+                        continue
+                    code, messages = DENYSOFT, [INTERNAL_ERROR]
+                except Exception:
+                    self.log(LOGCRIT, f"FATAL PLUGIN ERROR [{plugin.plugin_name}] in hook {hook}:\n"
+                             + traceback.format_exc().rstrip(), hook=hook, plugin=plugin.plugin_name)
+                    if hook in NO_RESPOND_HOOKS:
+                        continue
+                    code, messages = DENYSOFT, [INTERNAL_ERROR]
+                else:
+                    if type(result) is int:          # the usual DECLINED, OK ...
+                        code, messages = result, []
+                    else:
+                        code, messages = normalize(result)
+                    if code not in RETURN_NAMES:
+                        if not quiet:
+                            self.log(LOGERROR, f"Plugin {plugin.plugin_name}, hook {hook} returned "
+                                     + ("undef!" if result is None else repr(result)),
+                                     hook=hook, plugin=plugin.plugin_name)
+                        continue
+                if limited:                              # the same for the deny/ok hooks
+                    if limit.active:
+                        limit.renewed = _monotonic()
+                    else:
+                        limited = limit.start()
+                if not quiet:
+                    follow = "deny" if code in DENY_CODES else "ok"
+                    if self.registry[follow]:
+                        self._after_call(follow, transaction, plugin, code, messages)
+                if code != DECLINED:
+                    return code, messages, plugin
+                declined_messages = messages
+            return DECLINED, declined_messages, None
+        finally:
+            if limited:
+                limit.stop()
 
     def _after_call(self, follow, transaction, plugin, code, messages):
         """Run the `follow` hooks (deny or ok) after a plugin call, as qpsmtpd does."""
@@ -132,7 +150,7 @@ class HookRunner:
         for other, func in self.registry[follow]:
             try:
                 func(transaction, plugin.plugin_name, code, text)
-            except Exception:
+            except (Exception, CallTimeout):         # a deny hook that hung: go on
                 self.log(LOGERROR, f"{follow} hook of {other.plugin_name} failed:\n"
                          + traceback.format_exc().rstrip(), hook=follow,
                          plugin=other.plugin_name)

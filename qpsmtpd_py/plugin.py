@@ -12,7 +12,9 @@ import importlib.util
 import os
 import re
 import sys
+from time import monotonic as _monotonic
 
+from . import config as config_module
 from . import constants as C
 from .arguments import ArgumentError, parse_arguments
 from .config import ConfigError
@@ -140,10 +142,23 @@ class Plugin:
 
     def parsed_config(self, name, parser):
         """parser(lines) of config file `name` (the lines of config_list), cached
-        in this process: the parser runs again only after the file changed."""
+        in this process: the parser runs again only after the file changed. The
+        config files are looked at again at most once a second (RECHECK_SECONDS),
+        so within that time the result is handed back at once (many plugins ask
+        on every message); not when a config hook answers (it may answer anew)."""
+        recent = self.__dict__.get("_parsed_recent")
+        if recent is None:
+            recent = self.__dict__.setdefault("_parsed_recent", {})
+        now = _monotonic()
+        hit = recent.get(name)
+        if (hit is not None and now - hit[0] < config_module.RECHECK_SECONDS
+                and hit[1] == parser and self.app.config.hook is None):
+            return hit[2]
         cache = self.__dict__.get("_parsed_config") or self.__dict__.setdefault(
             "_parsed_config", ParsedLines())
-        return cache.get(name, self.config_list(name), parser)
+        result = cache.get(name, self.config_list(name), parser)
+        recent[name] = (now, parser, result)
+        return result
 
     def parsed_file(self, path, parser):
         """parser(text) of any file, cached until it changes; OSError if unreadable."""

@@ -95,3 +95,45 @@ def test_a_forked_child_is_limited_although_the_parent_armed_the_timer():
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0, "the child's silent call was not interrupted within 1 s"
     ALARMS.cancel(limit.token)
+
+
+class _Plugin:
+    def __init__(self, name):
+        self.plugin_name = name
+
+
+def _sleeper(seconds, answer):
+    def hook(transaction, *args):
+        time.sleep(seconds)
+        return answer
+    return hook
+
+
+def test_each_call_in_a_chain_gets_the_whole_limit_and_a_hung_one_is_cut():
+    """HookRunner keeps one timer for a chain: three calls of 0.2 s under a 0.3 s limit
+    all finish; a silent one is cut (4xx), and a deny hook that hangs after it is cut
+    too instead of holding the worker, while the chain's answer stands."""
+    from qpsmtpd_py.constants import DECLINED, DENY, DENYSOFT
+    from qpsmtpd_py.hooks import HookRunner
+    logged = []
+    runner = HookRunner(lambda level, msg, **kw: logged.append(msg))
+    runner.call_limit.seconds = 0.3
+    for n in range(3):
+        runner.add("mail", _Plugin(f"slow{n}"), _sleeper(0.2, DECLINED))
+    t0 = time.monotonic()
+    assert runner.run("mail", None)[0] == DECLINED
+    assert time.monotonic() - t0 >= 0.6 and not logged
+    runner.add("rcpt", _Plugin("silent"), _sleeper(5.0, DECLINED))
+    runner.add("rcpt", _Plugin("refuser"), _sleeper(0.2, (DENY, "no")))
+    runner.add("deny", _Plugin("hung_deny"), _sleeper(5.0, DECLINED))
+    t0 = time.monotonic()
+    code, messages, plugin = runner.run("rcpt", None)
+    assert time.monotonic() - t0 < 2.0
+    assert (code, plugin.plugin_name) == (DENYSOFT, "silent")
+    assert any("silent in hook rcpt" in m for m in logged)
+    logged.clear()
+    runner.registry["rcpt"].pop(0)                        # now the refuser answers first
+    t0 = time.monotonic()
+    assert runner.run("rcpt", None)[:2] == (DENY, ["no"])
+    assert time.monotonic() - t0 < 2.0
+    assert any("deny hook of hung_deny failed" in m for m in logged)

@@ -39,6 +39,7 @@ Values carry an 8-byte header: the expiry time in milliseconds since the epoch
 import atexit
 import contextlib
 import os
+from operator import methodcaller
 import pwd
 import struct
 import weakref
@@ -529,7 +530,7 @@ class Table:
         self.name = name
 
     def _key(self, key):
-        key = _bytes(key, "key")
+        key = key.encode("utf-8", "surrogateescape") if type(key) is str else _bytes(key, "key")
         if not key or len(key) > 511:
             raise ValueError(f"store key must be 1-511 bytes, got {len(key)}")
         return key
@@ -538,16 +539,15 @@ class Table:
         return int(self.store.clock.time() * 1000)
 
     def get(self, key, default=None):
-        key = self._key(key)
-        now = self._now_ms()
-
-        def read(txn):
-            raw = txn.get(key)
-            if raw is None:
-                return default
-            value = _live(raw, now)
-            return default if value is None else value
-        return self.store.read(self.name, read, default)
+        # the hot path of every stateful plugin (reads at each connection): no
+        # callback, the expiry checked after the read transaction
+        raw = self.store.read(self.name, methodcaller("get", self._key(key)))
+        if raw is None:
+            return default
+        expires = _HEADER.unpack_from(raw)[0]
+        if expires and expires <= self.store.clock.time() * 1000:
+            return default
+        return raw[_HLEN:]
 
     def set(self, key, value, ttl=None):
         """Store value; ttl in seconds (None: keep it until deleted)."""
