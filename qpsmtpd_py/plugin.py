@@ -83,17 +83,12 @@ class Plugin:
     # -- services: per process, opened on first use (after fork) ---------------------------
     @property
     def store(self):
-        """The server's store (docs/store.md; LMDB or Redis): `self.store.table("greylist")`.
-        Names this connection to it, so LMDB checks that its data.mdb is still the
-        one in store_dir once per connection rather than at every use."""
+        """The server's store (docs/store.md; LMDB or Redis): `self.store.table("greylist")`."""
         store = getattr(self.app, "_store", None)     # opened once per app (open_store)
-        if store is None:
-            from .helpers.store import open_store
-            store = open_store(self.app)
-        qp = self.qp
-        connection = qp.connection if qp is not None else None
-        store.scope = connection.id if connection is not None else None
-        return store
+        if store is not None:
+            return store
+        from .helpers.store import open_store
+        return open_store(self.app)
 
     @property
     def resolver(self):

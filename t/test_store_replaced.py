@@ -91,3 +91,31 @@ def test_spam_gourmet_fails_closed_when_the_store_is_deleted(make_config, tmp_pa
         wait_until(lambda: (store_dir / "data.mdb").exists(), what="the new store")
         with server.client() as c:
             assert c.send_message("a@b.test", ["steve.shop.1@example.test"], "Subject: 2\n\nx")[0] == 250
+
+
+@pytest.mark.no_services
+def test_store_is_checked_once_per_connection(tmp_path):
+    """In a worker the identity of data.mdb is compared at the first store use of each
+    connection (one stat per connection, not per call): a connection under way finishes
+    on the store it began with, the next one is refused."""
+    from types import SimpleNamespace
+    from qpsmtpd_py.connection import Connection
+    from qpsmtpd_py.plugin import Plugin
+    path = tmp_path / "store"
+    running = Store(str(path))
+    running.adopt()
+    running.table("t").set("k", "v")
+    connection = Connection("192.0.2.1")
+    connection.id = "first"
+    Plugin.qp = SimpleNamespace(connection=connection)
+    try:
+        assert running.table("t").get("k") == b"v"
+        shutil.rmtree(path)
+        assert running.table("t").get("k") == b"v"          # the same connection
+        connection.id = "second"
+        with pytest.raises(StoreError, match="data.mdb was removed"):
+            running.table("t").get("k")
+    finally:
+        Plugin.qp = None
+    with pytest.raises(StoreError, match="data.mdb was removed"):   # tools: every use
+        running.table("t").get("k")

@@ -23,8 +23,8 @@ moved into place, the directory turned into a file) is noticed at the first use
 in the next connection: the identity (device, inode) of data.mdb is recorded
 when the store is first opened (by check_store in the master at start-up, so
 every worker inherits it) and checked at the first use in each connection
-(`scope`, set by Plugin.store; every use when no connection is named: tools).
-A connection already under way finishes on the store it started with. Then every operation raises StoreError (plugins fail
+(every use outside a connection: tools, the master). A connection already under
+way finishes on the store it started with. Then every operation raises StoreError (plugins fail
 closed: 4xx, logged) until a restart or reload adopts the new store. Before, workers created a new empty store while
 others kept the deleted one open, and a used-up spam_gourmet address took mail.
 
@@ -48,6 +48,7 @@ import lmdb
 
 from ..clock import SYSTEM_CLOCK
 from ..config import ConfigError
+from ..plugin import Plugin
 from .store_sync import STAMP, GroupCommit
 
 DEFAULT_DIR = "/var/lib/qpsmtpd/store"
@@ -95,6 +96,14 @@ def _fix_mmap_threshold():
         libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
     except (OSError, AttributeError):    # not glibc: nothing to fix
         pass
+
+
+def _connection_id():
+    """The id of the connection this process is serving (pre-connection included), or
+    None outside one: data.mdb's identity is checked once per connection."""
+    qp = Plugin.qp
+    connection = qp.connection if qp is not None else None
+    return connection.id if connection is not None else None
 
 
 def _after_fork_in_child():
@@ -217,11 +226,7 @@ class Store:
         self._writes = 0
         self._next_reclaim = 0.0
         self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
-        # the connection using the store (Plugin.store sets its id): data.mdb's identity
-        # is checked at the first use in each connection, not at every use; None (tools,
-        # direct open_store callers): at every use
-        self.scope = None
-        self._verified_scope = None
+        self._verified_scope = None     # the connection whose first use checked data.mdb
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -230,9 +235,9 @@ class Store:
             self._forget_inherited()
         if self._env is None:
             self._open()
-            self._verified_scope = self.scope
+            self._verified_scope = _connection_id()
         else:
-            scope = self.scope
+            scope = _connection_id()
             if scope is None or scope != self._verified_scope:
                 self._check_identity()
                 self._verified_scope = scope
@@ -784,7 +789,6 @@ def open_store(app):
             if store is None:
                 store = _STORES[key] = Store(path, map_size, max_size, sync, clock)
         app._store = store
-    store.scope = None                   # a direct caller: data.mdb checked at each use
     return store
 
 

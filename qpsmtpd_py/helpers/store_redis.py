@@ -101,7 +101,6 @@ class RedisStore:
     first use and again after fork."""
 
     backend = "redis"
-    scope = None            # the connection using it (Plugin.store); LMDB's Store uses it
 
     def __init__(self, address="127.0.0.1:6379", prefix=DEFAULT_PREFIX, timeout=DEFAULT_TIMEOUT,
                  default_ttl=DEFAULT_TTL, clock=SYSTEM_CLOCK, log=None):
