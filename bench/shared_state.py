@@ -192,6 +192,9 @@ def main():
                         help="the servers' --idle-children (60: the pool pre-forked, the "
                              "figures quoted for issue 11; 5: a growing pool)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument("--hook-costs", action="store_true",
+                        help="time every hook call in the servers (bench/hook_costs) and "
+                             "print each plugin's CPU per message; slows them a little")
     parser.add_argument("--profile", metavar="VARIANT",
                         help="in-process instead: one variant's CPU per message (and cProfile)")
     parser.add_argument("-n", type=int, default=3000, help="--profile: messages")
@@ -232,12 +235,19 @@ def main():
                 whiten(config)
                 for f in os.listdir(store):
                     os.chown(os.path.join(store, f), nobody.pw_uid, nobody.pw_gid)
+            server_env = env
+            if args.hook_costs:
+                costs = os.path.join(base, f"hook-costs-{name}")
+                os.makedirs(costs)
+                os.chmod(costs, 0o777)
+                server_env = dict(env, QPB_HOOK_COSTS=costs,
+                                  PYTHONPATH=os.path.join(HERE, "hook_costs"))
             port = args.port + i
             argv = [os.path.join(R.BIN, "qpsmtpd-prefork"), "--listen-address", "127.0.0.1",
                     "--port", str(port), "--user", R.USER, "-H", "--config", config,
                     "--children", "60", "--idle-children", str(args.idle_children),
                     "--max-requests", "100"]
-            servers.append(R.Server(name, argv, port, env, base, args.idle_children))
+            servers.append(R.Server(name, argv, port, server_env, base, args.idle_children))
         scale = 0.2 if args.quick else args.scale
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
               f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
@@ -275,6 +285,11 @@ def main():
         if R.FAILURES:
             print(f"{len(R.FAILURES)} run(s) failed and were repeated: {R.FAILURES}")
         check_state(base, names)
+        if args.hook_costs:
+            from hook_costs.report import report
+            for name in names:
+                print(f"\n{name}: CPU of each plugin's hooks (all scenarios)\n"
+                      + report(os.path.join(base, f"hook-costs-{name}")))
     finally:
         for server in servers:
             server.stop()

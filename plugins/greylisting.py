@@ -268,8 +268,6 @@ class Greylisting(Plugin):
     # -- the check -------------------------------------------------------------------------------
     def greylist(self, transaction, sender, rcpt, settings):
         """The refusal text when this triplet must wait, else None."""
-        if self.is_immune() or self.client_excluded(settings):
-            return None
         conn = self.connection
         try:
             key = greylist.triplet_key(
@@ -279,14 +277,20 @@ class Greylisting(Plugin):
                 rcpt.address if (rcpt is not None and settings["recipient"]) else None,
                 use_ip=settings["remote_ip"], subnet=settings["subnet"])
         except ValueError:
+            key = False                          # logged below, unless the client is immune
+        now = self.app.clock.time()
+        refresh = settings["white_refresh"]
+        # first the memory of white triplets: a known sender passes whatever else holds
+        # (an immune or excluded client passes too), at the least cost
+        if key and refresh and self.seen_white(key, now, refresh):
+            return None
+        if self.is_immune() or self.client_excluded(settings):
+            return None
+        if key is False:
             self.log(LOGERROR, f"skip, cannot make a key of client IP {conn.remote_ip!r}")
             return None
         if key is None:
             self.log(LOGERROR, "enable one of remote_ip, sender, or recipient!")
-            return None
-        now = self.app.clock.time()
-        refresh = settings["white_refresh"]
-        if refresh and self.seen_white(key, now, refresh):
             return None
         decision = greylist.Decision()
         try:

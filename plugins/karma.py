@@ -183,8 +183,8 @@ class Karma(Plugin):
     def hook_mail(self, transaction, sender, params=None):
         self.illegal_envelope_format("FROM:<")
         tlds = self.parsed_config("karma_tlds", parse_tlds)
-        host = (sender.host or "").lower().rstrip(".")
-        if tlds and host:
+        host = (sender.host or "").lower().rstrip(".") if tlds else ""
+        if host:
             for tld, score in tlds.items():
                 if score and host.endswith("." + tld):
                     self.log(LOGINFO, f"adjusting karma for .{tld} envelope sender")
