@@ -52,7 +52,9 @@ plugin line wins). Times are seconds.
                       one network is one client (default 0: each IP on its own)
   auto_whitelist N    a client (IP, or its subnet) that got through N times skips
                       greylisting for every sender and recipient, as long as it
-                      keeps passing within white_timeout (default 0: off)
+                      keeps passing within white_timeout (default 0: off). A pass
+                      counts when the triplet is written: a white triplet's
+                      deliveries count at most once per white_refresh
   p0f KEY,VALUE,...   greylist only clients whose p0f note matches one of: genre
                       (regex), detail, link (regex), uptime (below), distance (above)
   geoip CC,CC         never greylist clients whose geoip_country note is one of these
