@@ -25,6 +25,7 @@ import os
 import pwd
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,23 +252,29 @@ def main():
         scale = 0.2 if args.quick else args.scale
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
               f"{R.interpreter()}  load {R.loadavg()}  work dir {base}", flush=True)
-        results = {}
+        results, per_round = {}, {}
         for server in servers:
             server.start()
         for label, sessions, per, size, total in SCENARIOS:
             if args.only and args.only not in label:
                 continue
             total = max(sessions * per, int(total * scale))
-            for _ in range(args.rounds):
-                for server in servers:
+            for round_no in range(args.rounds):
+                shift = round_no % len(servers)          # each round in another order
+                for server in servers[shift:] + servers[:shift]:
                     rate, cpu = R.measure(server, sessions, total, per, size)
+                    per_round.setdefault((label, server.name), []).append(rate)
                     best = results.get((label, server.name))
                     if best:
                         rate, cpu = max(rate, best[0]), min(cpu, best[1])
                     results[(label, server.name)] = (rate, cpu)
+                print(f"  round {round_no + 1}: " + " | ".join(
+                    f"{n} {per_round[(label, n)][-1]:.0f}/s" for n in names), flush=True)
             print(f"{label:22s} " + " | ".join(
                 f"{n} {results[(label, n)][0]:6.0f}/s {results[(label, n)][1]:5.2f}ms" for n in names),
                 flush=True)
+            if "off" in names:
+                print(paired(label, names, per_round), flush=True)
         print("\n| scenario | " + " | ".join(f"{n} msg/s | {n} CPU ms" for n in names)
               + " | " + " | ".join(f"{n} slowdown" for n in names if n != "off") + " |")
         print("|---|" + "---|" * (3 * len(names) - 1))
@@ -297,6 +304,23 @@ def main():
         redis.wait(10)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def paired(label, names, per_round):
+    """Each variant against the off servers of the same round (their mean): the median
+    slowdown over the rounds, and the lowest and highest. Steadier than the best of
+    each server, because this machine's speed drifts from one minute to the next."""
+    offs = [n for n in names if n.split("#")[0] == "off"]
+    lines = [f"  paired with the off servers of the same round ({label.strip()}):"]
+    for name in names:
+        if name in offs and len(offs) == 1:
+            continue
+        base = [sum(per_round[(label, o)][r] for o in offs if o != name)
+                / len([o for o in offs if o != name]) for r in range(len(per_round[(label, name)]))]
+        slow = sorted((1 - rate / off) * 100 for rate, off in zip(per_round[(label, name)], base))
+        lines.append(f"    {name}: median {statistics.median(slow):.1f} % slower "
+                     f"(rounds {slow[0]:.1f} to {slow[-1]:.1f} %)")
+    return "\n".join(lines)
 
 
 def check_state(base, names):
