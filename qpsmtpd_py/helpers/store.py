@@ -23,10 +23,11 @@ moved into place, the directory turned into a file) is noticed at the first use
 in the next connection: the identity (device, inode) of data.mdb is recorded
 when the store is first opened (by check_store in the master at start-up, so
 every worker inherits it) and checked at the first use in each connection
-(every use outside a connection: tools, the master). A connection already under
-way finishes on the store it started with. Then every operation raises StoreError (plugins fail
-closed: 4xx, logged) until a restart or reload adopts the new store. Before, workers created a new empty store while
-others kept the deleted one open, and a used-up spam_gourmet address took mail.
+(every use outside a connection: tools, the master); a connection already under
+way finishes on the store it started with. Then every operation raises StoreError
+(plugins fail closed: 4xx, logged) until a restart or reload adopts the new store.
+Before, workers created a new empty store while others kept the deleted one open,
+and a used-up spam_gourmet address took mail.
 
 Durability (config store_sync, default 1s): group commit (store_sync.py): commits
 are not fsynced one by one, a thread fsyncs them within a second. A crashed
@@ -39,10 +40,10 @@ Values carry an 8-byte header: the expiry time in milliseconds since the epoch
 import atexit
 import contextlib
 import os
-from operator import methodcaller
 import pwd
 import struct
 import weakref
+from operator import methodcaller
 
 import lmdb
 
