@@ -344,11 +344,10 @@ class Greylisting(Plugin):
         if value is None:
             return False
         ts, _, _, white = greylist.parse_record(value)
-        if white and 0 <= now - ts < settings["white_refresh"]:
-            self.remember_white(key, now, ts)
-            self.log(LOGINFO, f"pass: white, renewed {now - ts:.0f}s ago")
-            return True
-        return False
+        if not white:
+            return False
+        self.remember_white(key, now, ts)
+        return self.seen_white(key, now, settings["white_refresh"])
 
     def triplet_store(self):
         return redis_store(self.app, self.redis) if self.redis else self.store

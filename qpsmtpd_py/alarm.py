@@ -118,6 +118,15 @@ class CallLimit:
                 return False
         return True
 
+    def again(self):
+        """What comes next (the next call of a chain, the deny/ok hooks after one) gets
+        the whole limit: renewed, or started anew when a timeout ended the timer.
+        True while the caller holds the timer (call stop() at the end)."""
+        if self.active:
+            self.renewed = time.monotonic()
+            return True
+        return self.start()
+
     def stop(self):
         self.active = False              # the pending timer finds no call and lapses
 

@@ -2,7 +2,6 @@
 
 import re
 import traceback
-from time import monotonic as _monotonic
 
 from .alarm import CallLimit, CallTimeout
 from .constants import (DECLINED, DENY, DENY_CODES, DENY_DISCONNECT, DENYSOFT,
@@ -91,17 +90,13 @@ class HookRunner:
         declined_messages = []
         quiet = hook in _QUIET_HOOKS
         limit = None if quiet else self.call_limit
-        # One timer for the whole chain rather than a start and a stop around each
-        # call (hooks run tens of times a message): each call, and the engine's work
-        # after it (deny/ok hooks, logging), starts with the whole limit again.
+        # One timer for the whole chain: each call, and the engine's work after it
+        # (deny/ok hooks, logging), starts with the whole limit again.
         limited = limit is not None and limit.start()
         try:
             for plugin, func in self.registry[hook]:
-                if limited:                              # inline: the hottest loop
-                    if limit.active:
-                        limit.renewed = _monotonic()
-                    else:                                # a timeout ended it: a new one
-                        limited = limit.start()
+                if limited:
+                    limited = limit.again()
                 try:
                     result = func(transaction, *args)
                 except CallTimeout as exc:
@@ -127,11 +122,8 @@ class HookRunner:
                                      + ("undef!" if result is None else repr(result)),
                                      hook=hook, plugin=plugin.plugin_name)
                         continue
-                if limited:                              # the same for the deny/ok hooks
-                    if limit.active:
-                        limit.renewed = _monotonic()
-                    else:
-                        limited = limit.start()
+                if limited:                              # and for the deny/ok hooks after it
+                    limited = limit.again()
                 if not quiet:
                     follow = "deny" if code in DENY_CODES else "ok"
                     if self.registry[follow]:

@@ -121,10 +121,10 @@ class StoreError(ConfigError):
 
 
 def _bytes(value, what="value"):
+    if isinstance(value, str):                   # most keys: an IP, a triplet
+        return value.encode("utf-8", "surrogateescape")
     if isinstance(value, bytes):
         return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -541,7 +541,7 @@ class Table:
         self.name = name
 
     def _key(self, key):
-        key = key.encode("utf-8", "surrogateescape") if type(key) is str else _bytes(key, "key")
+        key = _bytes(key, "key")
         if not key or len(key) > 511:
             raise ValueError(f"store key must be 1-511 bytes, got {len(key)}")
         return key
@@ -553,12 +553,8 @@ class Table:
         # the hot path of every stateful plugin (reads at each connection): no
         # callback, the expiry checked after the read transaction
         raw = self.store.read(self.name, methodcaller("get", self._key(key)))
-        if raw is None:
-            return default
-        expires = _HEADER.unpack_from(raw)[0]
-        if expires and expires <= self.store.clock.time() * 1000:
-            return default
-        return raw[_HLEN:]
+        value = None if raw is None else _live(raw, self._now_ms())
+        return default if value is None else value
 
     def set(self, key, value, ttl=None):
         """Store value; ttl in seconds (None: keep it until deleted)."""
