@@ -74,7 +74,7 @@ class BerkeleyIPBlacklist(Plugin):
             self.log(LOGNOTICE, "type is ignored: the table lives in the shared store")
         self.table_name = TB.table_name(self.args["filename"])
         self.buckets = TB.buckets(self.args, self.args["method"])
-        check_store(self.app)
+        check_store(self.app, self.table_name)
 
     def hook_connect(self, transaction):
         if self.is_immune() or self.connection.notes.get(TB.IGNORE_NOTE):

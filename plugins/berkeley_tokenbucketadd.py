@@ -36,7 +36,7 @@ class BerkeleyTokenbucketAdd(Plugin):
     def register(self, *args):
         self.table_name = TB.table_name(self.args["filename"])
         self.buckets = TB.buckets(self.args, self.args["method"])
-        check_store(self.app)
+        check_store(self.app, self.table_name)
 
     def hook_deny(self, transaction, plugin_name, code, message=""):
         only = self.args["only"]

@@ -80,7 +80,7 @@ class ConnectionShaper(Plugin):
             if key and not key.startswith("#") and key not in KEYS:
                 raise ValueError(f"{line.origin}: unknown key '{key}' (known: {', '.join(KEYS)})")
         self.settings()                       # a bad value stops start-up too
-        check_store(self.app)
+        check_store(self.app, TABLE)
 
     def parse(self, lines):
         values = {"exptime": "60", "threshold": "10", "whitelist": ""}

@@ -180,7 +180,7 @@ class Greylisting(Plugin):
         if self.redis:
             redis_store(self.app, self.redis)         # settings and the redis package, now
         else:
-            check_store(self.app)
+            check_store(self.app, greylist.TABLE, greylist.CLIENTS)
         if self.settings["recipient"] or self.settings["per_recipient"]:
             self.register_hook("rcpt", self.rcpt_handler)
         else:

@@ -106,7 +106,7 @@ class Karma(Plugin):
             if name in self.args.given:
                 self.log(LOGNOTICE, f"{name} is ignored: karma keeps its records in the shared "
                                     "store (docs/store.md)")
-        check_store(self.app)
+        check_store(self.app, K.TABLE)
 
     # -- the record ------------------------------------------------------------------------
     def key(self, ip=None):
@@ -154,10 +154,10 @@ class Karma(Plugin):
         notes.setdefault("karma_history", 0)
         if self.is_immune():
             return DECLINED
-        key = self.key()
         if RECORD_NOTE in notes:
             record = notes.pop(RECORD_NOTE)
         else:                                    # no pre-connection (qpsmtpd under inetd)
+            key = self.key()
             record = self.record(key) if key else None
         if record is None:
             self.log(LOGINFO, "pass, no record")
@@ -173,7 +173,7 @@ class Karma(Plugin):
             self.log(LOGINFO, f"pass, penalty expired ({summary})")
             return DECLINED
         try:
-            self.store.table(K.TABLE).update(key, count_connect)
+            self.store.table(K.TABLE).update(self.key(), count_connect)
         except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
         left = self.args["penalty_days"] - days_old
@@ -242,8 +242,8 @@ class Karma(Plugin):
     def illegal_envelope_format(self, start):
         """qpsmtpd: -2 when the raw argument has a space after the colon or no <."""
         line = str(self.connection.notes.get("original_string") or "")
-        argument = line.split(" ", 1)[1] if " " in line else ""
-        if not argument.upper().startswith(start):
+        argument = line.partition(" ")[2]
+        if argument[:len(start)].upper() != start:
             self.log(LOGINFO, f"illegal envelope address format: {argument}")
             self.adjust_karma(-2)
 

@@ -74,7 +74,7 @@ class SpamGourmet(Plugin):
 
     def register(self, *args):
         self.domains = self.args["domains"]
-        check_store(self.app)
+        check_store(self.app, "spam_gourmet")
 
     def table(self):
         return self.store.table("spam_gourmet")

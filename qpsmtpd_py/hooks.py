@@ -89,20 +89,26 @@ class HookRunner:
         """
         declined_messages = []
         quiet = hook in _QUIET_HOOKS
-        limit = None if quiet else self.call_limit
-        # One timer for the whole chain: each call, and the engine's work after it
-        # (deny/ok hooks, logging), starts with the whole limit again.
-        limited = limit is not None and limit.start()
+        registry = self.registry
+        # deny/ok hooks run after each call (qpsmtpd); most configs have none
+        follows = not quiet and bool(registry["deny"] or registry["ok"])
+        limit = self.call_limit
+        # One timer for the whole chain: each call, and the deny/ok hooks after it,
+        # starts with the whole limit again (the first call: start() just set it).
+        limited = not quiet and limit.start()
+        renew = False
         try:
-            for plugin, func in self.registry[hook]:
-                if limited:
+            for plugin, func in registry[hook]:
+                if renew:
                     limited = limit.again()
+                renew = limited
                 try:
                     result = func(transaction, *args)
                 except CallTimeout as exc:
                     self.log(LOGERROR, f"plugin {plugin.plugin_name} in hook {hook} {exc} "
                              "(plugin_timeout): interrupted", hook=hook, plugin=plugin.plugin_name)
                     if hook in NO_RESPOND_HOOKS:
+                        renew = True
                         continue
                     code, messages = DENYSOFT, [INTERNAL_ERROR]
                 except Exception:
@@ -122,11 +128,11 @@ class HookRunner:
                                      + ("undef!" if result is None else repr(result)),
                                      hook=hook, plugin=plugin.plugin_name)
                         continue
-                if limited:                              # and for the deny/ok hooks after it
-                    limited = limit.again()
-                if not quiet:
+                if follows:
+                    if limited:
+                        limited = limit.again()
                     follow = "deny" if code in DENY_CODES else "ok"
-                    if self.registry[follow]:
+                    if registry[follow]:
                         self._after_call(follow, transaction, plugin, code, messages)
                 if code != DECLINED:
                     return code, messages, plugin

@@ -182,6 +182,23 @@ def test_open_store_reads_config_and_is_shared(tmp_path):
     s1.close()
 
 
+def test_stateful_plugins_make_their_tables_at_start_up(session_server, tmp_path):
+    """`qpsmtpd-store list-tables` shows every stateful plugin's table as soon as the
+    server has started, before any client came: a worker's first read of each goes
+    straight to the table, with no look-up whether it exists."""
+    directory = str(tmp_path / "store")
+    srv = session_server("karma", "berkeley_ipblacklist", "greylisting", "connection_shaper",
+                         files={"store_dir": directory})
+    store = Store(directory)
+    try:
+        assert store.tables() == ["berkeley_ipblacklist", "connection_shaper", "greylist",
+                                  "greylist_clients", "karma"]
+        assert all(not list(store.table(name).items()) for name in store.tables())
+        assert srv.talk("HELO a.test", "QUIT").codes[:2] == [220, 250]
+    finally:
+        store.close()
+
+
 # -- errors ---------------------------------------------------------------------------------------
 def test_directory_under_a_file_names_the_directory(tmp_path):
     (tmp_path / "file").write_text("x")

@@ -246,9 +246,20 @@ class Store:
                 self._reader_check()
         return self._env
 
-    def adopt(self):
+    def _checked(self):
+        """True when env() would have nothing to do: the environment is this process's
+        and was checked in this connection (a read's fast path: no call of env())."""
+        scope = self._verified_scope
+        return (scope is not None and self._env is not None
+                and self._generation == _fork_generation and scope == _connection_id()
+                and self.clock.monotonic() < self._next_check)
+
+    def adopt(self, tables=()):
         """Open the store now (creating it if need be) and take its data.mdb as the
-        one to use: called at start-up and reload (check_store), in the master. The
+        one to use: called at start-up and reload (check_store), in the master.
+        `tables` are made now if missing: a plugin's tables then exist before its
+        first read, which goes straight to its handle instead of first looking in
+        the main db whether the table is there (a transaction more per read). The
         environment is closed again at once: the master serves no client, and a
         worker forked from it then has no inherited environment to close before it
         opens its own (it would cost every new worker ~0.15 ms)."""
@@ -258,7 +269,17 @@ class Store:
         if self._env is not None:
             self.close()
         self._open()
-        self.close()
+        try:
+            if tables:
+                self._write_txn(lambda: self._make_tables(tables))
+        finally:
+            self.close()
+
+    def _make_tables(self, names):
+        env = self._env
+        with env.begin(write=True) as txn:
+            for name in names:
+                env.open_db(str(name).encode("utf-8"), txn=txn, create=True)
 
     def _data_identity(self):
         try:
@@ -498,6 +519,13 @@ class Store:
 
     def read(self, name, func, default=None):
         """func(txn) inside one read transaction; default if the table does not exist."""
+        db = self._dbs.get(name)
+        if db is not None and self._checked():       # the usual read: straight to LMDB
+            try:
+                with self._env.begin(db=db) as txn:
+                    return func(txn)
+            except lmdb.Error:
+                pass                                 # the full path retries, or says why
         while True:
             try:
                 env, db = self._db(name, create=False)
@@ -794,13 +822,14 @@ def open_store(app):
     return store
 
 
-def check_store(app):
+def check_store(app, *tables):
     """For a plugin's register(): stop start-up with a clear message when the
     store is unusable (LMDB: the directory; Redis: the settings and the Python
     package; a Redis server that is down only disables the plugins' use of it).
     LMDB: the store is opened (made) now and its data.mdb adopted, so a store
-    removed or replaced later is refused rather than silently recreated."""
+    removed or replaced later is refused rather than silently recreated; the
+    plugin's `tables` are made now (empty), so its reads find them at once."""
     store = open_store(app)
     store._check_dir()
     if isinstance(store, Store):
-        store.adopt()
+        store.adopt(tables)
