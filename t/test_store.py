@@ -13,7 +13,8 @@ import time
 import pytest
 
 from qpsmtpd_py.config import Config
-from qpsmtpd_py.helpers.store import Store, StoreError, check_store, open_store
+from qpsmtpd_py.helpers.store import (READER_CHECK_SECONDS, Store, StoreError, check_store,
+                                      open_store)
 
 from fakeclock import FakeClock
 
@@ -430,12 +431,13 @@ def test_dead_reader_does_not_pin_pages(tmp_path):
         time.sleep(60)
     """)], stdout=subprocess.PIPE, text=True)
     assert reader.stdout.readline() == "reading\n"
-    store = Store(path)
+    clock = FakeClock()
+    store = Store(path, clock=clock)
     assert str(reader.pid) in store.env().readers()
     reader.kill()
     reader.wait()
     assert str(reader.pid) in store.env().readers()           # until the next check
-    store._next_check = 0                                     # READER_CHECK_SECONDS later
+    clock.advance(READER_CHECK_SECONDS)
     assert str(reader.pid) not in store.env().readers()
     store.close()
     store = Store(path)                                       # and a fresh open checks too

@@ -1,15 +1,18 @@
 """The LMDB store deleted or replaced under a running server (issue 16 point 9):
-noticed by the identity of data.mdb, refused (StoreError: plugins fail closed)
-instead of silently recreated empty; a reload adopts the store then in place."""
+noticed by the identity of data.mdb within IDENTITY_CHECK_SECONDS, refused
+(StoreError: plugins fail closed) instead of silently recreated empty; a reload
+adopts the store then in place."""
 
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
-from qpsmtpd_py.helpers.store import Store, StoreError
+from qpsmtpd_py.helpers.store import IDENTITY_CHECK_SECONDS, Store, StoreError
 
+from fakeclock import FakeClock
 from harness import PLUGIN_DIRS
 from serverproc import Server, wait_until
 
@@ -18,7 +21,8 @@ from serverproc import Server, wait_until
 @pytest.mark.parametrize("how", ["removed", "replaced"])
 def test_store_removed_or_replaced_is_refused_not_recreated(tmp_path, how):
     path = tmp_path / "store"
-    running = Store(str(path))
+    clock = FakeClock()
+    running = Store(str(path), clock=clock)
     running.adopt()
     running.table("t").set("k", "v")
     if how == "removed":
@@ -28,6 +32,7 @@ def test_store_removed_or_replaced_is_refused_not_recreated(tmp_path, how):
         other.table("t").set("k", "other")
         other.close()
         os.replace(tmp_path / "other" / "data.mdb", path / "data.mdb")
+    clock.advance(IDENTITY_CHECK_SECONDS)
     with pytest.raises(StoreError, match=f"data.mdb was {how}"):
         running.table("t").get("k")
     with pytest.raises(StoreError, match=f"data.mdb was {how}"):     # and it stays refused
@@ -52,11 +57,13 @@ def test_store_removed_or_replaced_is_refused_not_recreated(tmp_path, how):
 def test_store_dir_turned_into_a_file_is_a_store_error(tmp_path):
     """Not a NotADirectoryError escaping from os.stat: plugins and tools expect StoreError."""
     path = tmp_path / "store"
-    running = Store(str(path))
+    clock = FakeClock()
+    running = Store(str(path), clock=clock)
     running.adopt()
     running.table("t").set("k", "v")
     shutil.rmtree(path)
     path.write_text("not a store\n")
+    clock.advance(IDENTITY_CHECK_SECONDS)
     with pytest.raises(StoreError, match="data.mdb was removed"):
         running.table("t").get("k")
     with pytest.raises(StoreError, match=f"store_dir {path}"):       # and it stays refused
@@ -74,6 +81,7 @@ def test_spam_gourmet_fails_closed_when_the_store_is_deleted(make_config, tmp_pa
         with server.client() as c:
             assert c.send_message("a@b.test", ["steve.shop.1@example.test"], "Subject: 1\n\nx")[0] == 250
         shutil.rmtree(store_dir)
+        time.sleep(IDENTITY_CHECK_SECONDS + 0.1)       # a worker notices within a second
         # every worker, and new ones, refuse: the used-up address never takes mail again
         clients = [server.client() for _ in range(4)]
         for c in clients:
@@ -94,28 +102,29 @@ def test_spam_gourmet_fails_closed_when_the_store_is_deleted(make_config, tmp_pa
 
 
 @pytest.mark.no_services
-def test_store_is_checked_once_per_connection(tmp_path):
-    """In a worker the identity of data.mdb is compared at the first store use of each
-    connection (one stat per connection, not per call): a connection under way finishes
-    on the store it began with, the next one is refused."""
-    from types import SimpleNamespace
-    from qpsmtpd_py.connection import Connection
-    from qpsmtpd_py.plugin import Plugin
+def test_store_is_checked_once_a_second_not_at_every_use(tmp_path):
+    """A worker compares data.mdb's identity when it opens the store and then at most
+    once a second (one stat a second, not one per read): within that second it still
+    reads the store it has open, then it refuses; a new process refuses at once."""
     path = tmp_path / "store"
-    running = Store(str(path))
+    clock = FakeClock()
+    running = Store(str(path), clock=clock)
     running.adopt()
     running.table("t").set("k", "v")
-    connection = Connection("192.0.2.1")
-    connection.id = "first"
-    Plugin.qp = SimpleNamespace(connection=connection)
-    try:
-        assert running.table("t").get("k") == b"v"
-        shutil.rmtree(path)
-        assert running.table("t").get("k") == b"v"          # the same connection
-        connection.id = "second"
-        with pytest.raises(StoreError, match="data.mdb was removed"):
-            running.table("t").get("k")
-    finally:
-        Plugin.qp = None
-    with pytest.raises(StoreError, match="data.mdb was removed"):   # tools: every use
+    assert running.table("t").get("k") == b"v"
+    shutil.rmtree(path)
+    clock.advance(IDENTITY_CHECK_SECONDS - 0.1)
+    assert running.table("t").get("k") == b"v"                  # within the second
+    clock.advance(0.1)
+    with pytest.raises(StoreError, match="data.mdb was removed"):
         running.table("t").get("k")
+    pid = os.fork()
+    if pid == 0:                          # a worker forked now: refused at its first use
+        try:
+            running.table("t").get("k")
+            os._exit(1)
+        except StoreError:
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    assert os.waitpid(pid, 0)[1] == 0

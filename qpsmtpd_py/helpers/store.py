@@ -19,15 +19,15 @@ inherited (at-fork hook) and reopens lazily, so a Store or Table object may be
 created anywhere, even in the master, and used in any process.
 
 A store deleted or replaced under a running server (rm -r store_dir, a restore
-moved into place, the directory turned into a file) is noticed at the first use
-in the next connection: the identity (device, inode) of data.mdb is recorded
-when the store is first opened (by check_store in the master at start-up, so
-every worker inherits it) and checked at the first use in each connection
-(every use outside a connection: tools, the master); a connection already under
-way finishes on the store it started with. Then every operation raises StoreError
-(plugins fail closed: 4xx, logged) until a restart or reload adopts the new store.
-Before, workers created a new empty store while others kept the deleted one open,
-and a used-up spam_gourmet address took mail.
+moved into place, the directory turned into a file) is noticed within a second:
+the identity (device, inode) of data.mdb is recorded when the store is first
+opened (by check_store in the master at start-up, so every worker inherits it)
+and checked when a process opens it and then at most every IDENTITY_CHECK_SECONDS
+by the store's clock (a `stat`, not one per read: in a busy pre-forked server the
+check cost more than the read). Then every operation raises StoreError (plugins
+fail closed: 4xx, logged) until a restart or reload adopts the new store. Before,
+workers created a new empty store while others kept the deleted one open, and a
+used-up spam_gourmet address took mail.
 
 Durability (config store_sync, default 1s): group commit (store_sync.py): commits
 are not fsynced one by one, a thread fsyncs them within a second. A crashed
@@ -49,13 +49,13 @@ import lmdb
 
 from ..clock import SYSTEM_CLOCK
 from ..config import ConfigError
-from ..plugin import Plugin
 from .store_sync import STAMP, GroupCommit
 
 DEFAULT_DIR = "/var/lib/qpsmtpd/store"
 DEFAULT_MAP_SIZE = 64 << 20          # grows by doubling when full
 DEFAULT_MAX_SIZE = 4 << 30           # refuse to grow past this (config store_max_size)
 READER_CHECK_SECONDS = 30.0
+IDENTITY_CHECK_SECONDS = 1.0         # data.mdb removed or replaced: noticed within this
 BATCH = 1000                         # entries per transaction in scans
 DELETE_BATCH = 200                   # expired entries deleted per write transaction
 RECLAIM_EVERY = 64                   # at the size limit: look at the room every N writes,
@@ -97,14 +97,6 @@ def _fix_mmap_threshold():
         libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD)
     except (OSError, AttributeError):    # not glibc: nothing to fix
         pass
-
-
-def _connection_id():
-    """The id of the connection this process is serving (pre-connection included), or
-    None outside one: data.mdb's identity is checked once per connection."""
-    qp = Plugin.qp
-    connection = qp.connection if qp is not None else None
-    return connection.id if connection is not None else None
 
 
 def _after_fork_in_child():
@@ -222,12 +214,12 @@ class Store:
         self._env = None
         self._dbs = {}
         self._generation = None
-        self._next_check = 0.0
+        self._next_check = 0.0          # data.mdb's identity: checked again from then on
+        self._next_reader_check = 0.0
         self._reclaiming = False
         self._writes = 0
         self._next_reclaim = 0.0
         self._identity = None           # (st_dev, st_ino) of data.mdb when first opened
-        self._verified_scope = None     # the connection whose first use checked data.mdb
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
@@ -236,23 +228,22 @@ class Store:
             self._forget_inherited()
         if self._env is None:
             self._open()
-            self._verified_scope = _connection_id()
-        else:
-            scope = _connection_id()
-            if scope is None or scope != self._verified_scope:
-                self._check_identity()
-                self._verified_scope = scope
-            if self.clock.monotonic() >= self._next_check:
-                self._reader_check()
+        elif self.clock.monotonic() >= self._next_check:
+            self._periodic_checks()
         return self._env
 
     def _checked(self):
         """True when env() would have nothing to do: the environment is this process's
-        and was checked in this connection (a read's fast path: no call of env())."""
-        scope = self._verified_scope
-        return (scope is not None and self._env is not None
-                and self._generation == _fork_generation and scope == _connection_id()
+        and its checks are not due (a read's fast path: no call of env())."""
+        return (self._env is not None and self._generation == _fork_generation
                 and self.clock.monotonic() < self._next_check)
+
+    def _periodic_checks(self):
+        now = self.clock.monotonic()
+        self._next_check = now + IDENTITY_CHECK_SECONDS
+        self._check_identity()
+        if now >= self._next_reader_check:
+            self._reader_check()
 
     def adopt(self, tables=()):
         """Open the store now (creating it if need be) and take its data.mdb as the
@@ -335,6 +326,7 @@ class Store:
             self._identity = self._data_identity()
         else:
             self._check_identity()       # replaced between the check and the open
+        self._next_check = self.clock.monotonic() + IDENTITY_CHECK_SECONDS
         self._reader_check()
 
     def _check_dir(self):
@@ -371,7 +363,7 @@ class Store:
 
     def _reader_check(self):
         """Free reader slots of processes that died (kill -9) so they cannot pin pages."""
-        self._next_check = self.clock.monotonic() + READER_CHECK_SECONDS
+        self._next_reader_check = self.clock.monotonic() + READER_CHECK_SECONDS
         try:
             self._env.reader_check()
         except lmdb.Error:
