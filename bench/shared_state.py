@@ -192,6 +192,9 @@ def main():
     parser.add_argument("--idle-children", type=int, default=60,
                         help="the servers' --idle-children (60: the pool pre-forked, the "
                              "figures quoted for issue 11; 5: a growing pool)")
+    parser.add_argument("--max-requests", type=int, default=100,
+                        help="the servers' --max-requests (a child's sessions before it is "
+                             "replaced; 100, the bench's default, as in production)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--hook-costs", action="store_true",
                         help="time every hook call in the servers (bench/hook_costs) and "
@@ -247,7 +250,7 @@ def main():
             argv = [os.path.join(R.BIN, "qpsmtpd-prefork"), "--listen-address", "127.0.0.1",
                     "--port", str(port), "--user", R.USER, "-H", "--config", config,
                     "--children", "60", "--idle-children", str(args.idle_children),
-                    "--max-requests", "100"]
+                    "--max-requests", str(args.max_requests)]
             servers.append(R.Server(name, argv, port, server_env, base, args.idle_children))
         scale = 0.2 if args.quick else args.scale
         print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cores  {R.cpu_model()}  "
