@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""In-process A/B of bench/shared_state.py's variants with cold caches: before each
+SMTP command (and each connection) a buffer of --evict-mb MB is written through, as
+the other 59 processes of a busy pre-forked server do between two commands of one
+child. The CPU of the eviction is left out. In a plain loop the stateful plugins cost
+a third of what they cost in the server; with the caches evicted the ratio is the
+server's (2026-12-05: lmdb +13 % CPU here, +14 % in the server), so a change to the
+engine or a plugin can be judged in a minute instead of a ten-minute server run.
+
+    bench/.venv-debian/bin/python bench/cold_ab.py off,off#2,dispatch-only,lmdb
+
+The variants' apps are loaded in one process and take turns in batches (the order
+reversed every other batch), so drift of the machine hits them alike; NAME#2 is a
+second app of a variant (the noise between two identical ones). Reports the median
+CPU microseconds per message over the batches and the difference to the first one.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import shared_state as SS  # noqa: E402
+from profile_session import session_bytes  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", help="comma-separated shared_state.py variants (NAME#2: a twin)")
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=100, help="sessions per batch")
+    parser.add_argument("--per-session", type=int, default=1, help="messages per session")
+    parser.add_argument("--evict-mb", type=int, default=8,
+                        help="MB written through before each command (0: warm, as a plain loop)")
+    args = parser.parse_args()
+
+    from qpsmtpd_py.app import Qpsmtpd
+    from qpsmtpd_py.channel import PipeChannel
+    from qpsmtpd_py.config import Config
+    from qpsmtpd_py.server.common import new_connection, run_session
+    from qpsmtpd_py.server.connect import run_pre_connection
+    from qpsmtpd_py.summary import new_session_id
+
+    names = args.variants.split(",")
+    work = tempfile.mkdtemp(prefix="qpsmtpd-cold-ab-")
+    session = os.path.join(work, "session")
+    with open(session, "wb") as fh:
+        fh.write(session_bytes(args.per_session, 0))
+    apps = {}
+    for name in names:
+        stateful, files = SS.VARIANTS[name.split("#")[0]]
+        config = os.path.join(work, "config-" + name)
+        SS.write_config(config, os.path.join(work, "spool-" + name),
+                        os.path.join(work, "store-" + name), stateful, files)
+        if stateful:
+            SS.whiten(config)
+        apps[name] = Qpsmtpd(Config([config])).load()
+
+    junk = bytearray(args.evict_mb << 20)
+    stride = b"\1" * (len(junk) // 64)
+    evicting = [0.0]
+
+    def evict():
+        if junk:
+            start = time.process_time()
+            junk[::64] = stride                   # one write per cache line
+            evicting[0] += time.process_time() - start
+
+    readline = PipeChannel.readline
+
+    def cold_readline(self, *a, **kw):
+        evict()
+        return readline(self, *a, **kw)
+    PipeChannel.readline = cold_readline
+
+    def run(app, sessions):
+        for _ in range(sessions):
+            rfd, wfd = os.open(session, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
+            connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
+            connection.id = new_session_id()
+            evict()
+            run_pre_connection(app, connection, 0, [])
+            run_session(app, PipeChannel(rfd, wfd, timeout=10), connection)
+            os.close(rfd)
+            os.close(wfd)
+
+    try:
+        for name in names:                        # imports, specialisation, store handles
+            run(apps[name], 50)
+        cpu = {name: [] for name in names}
+        for batch in range(args.batches):
+            for name in (names if batch % 2 == 0 else names[::-1]):
+                evicting[0] = 0.0
+                start = time.process_time()
+                run(apps[name], args.sessions)
+                spent = time.process_time() - start - evicting[0]
+                cpu[name].append(spent / args.sessions / args.per_session * 1e6)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = statistics.median(cpu[names[0]])
+    print(f"# {args.batches} batches of {args.sessions} sessions, {args.per_session} message(s) "
+          f"each, {args.evict_mb} MB evicted before each command")
+    for name in names:
+        median = statistics.median(cpu[name])
+        print(f"{name:18} {median:8.1f} us/msg  ({median - base:+7.1f}, {100 * (median - base) / base:+5.1f} %)"
+              f"  range {min(cpu[name]):.0f}-{max(cpu[name]):.0f}")
+
+
+if __name__ == "__main__":
+    main()
