@@ -108,7 +108,6 @@ class HookRunner:
                     self.log(LOGERROR, f"plugin {plugin.plugin_name} in hook {hook} {exc} "
                              "(plugin_timeout): interrupted", hook=hook, plugin=plugin.plugin_name)
                     if hook in NO_RESPOND_HOOKS:
-                        renew = True
                         continue
                     code, messages = DENYSOFT, [INTERNAL_ERROR]
                 except Exception:

@@ -223,20 +223,18 @@ class Store:
 
     # -- the environment (per process) ---------------------------------------------
     def env(self):
-        """The environment for this process: opened on first use, reopened after fork."""
+        """The environment for this process: opened on first use, reopened after fork,
+        checked (data.mdb's identity, dead readers) when the checks are due."""
+        if (self._env is not None and self._generation == _fork_generation
+                and self.clock.monotonic() < self._next_check):
+            return self._env                     # the usual case: nothing to do
         if self._generation != _fork_generation:
             self._forget_inherited()
         if self._env is None:
             self._open()
-        elif self.clock.monotonic() >= self._next_check:
+        else:
             self._periodic_checks()
         return self._env
-
-    def _checked(self):
-        """True when env() would have nothing to do: the environment is this process's
-        and its checks are not due (a read's fast path: no call of env())."""
-        return (self._env is not None and self._generation == _fork_generation
-                and self.clock.monotonic() < self._next_check)
 
     def _periodic_checks(self):
         now = self.clock.monotonic()
@@ -511,13 +509,6 @@ class Store:
 
     def read(self, name, func, default=None):
         """func(txn) inside one read transaction; default if the table does not exist."""
-        db = self._dbs.get(name)
-        if db is not None and self._checked():       # the usual read: straight to LMDB
-            try:
-                with self._env.begin(db=db) as txn:
-                    return func(txn)
-            except lmdb.Error:
-                pass                                 # the full path retries, or says why
         while True:
             try:
                 env, db = self._db(name, create=False)
