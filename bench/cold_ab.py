@@ -40,27 +40,14 @@ def main():
                         help="MB written through before each command (0: warm, as a plain loop)")
     args = parser.parse_args()
 
-    from qpsmtpd_py.app import Qpsmtpd
     from qpsmtpd_py.channel import PipeChannel
-    from qpsmtpd_py.config import Config
-    from qpsmtpd_py.server.common import new_connection, run_session
-    from qpsmtpd_py.server.connect import run_pre_connection
-    from qpsmtpd_py.summary import new_session_id
 
     names = args.variants.split(",")
     work = tempfile.mkdtemp(prefix="qpsmtpd-cold-ab-")
     session = os.path.join(work, "session")
     with open(session, "wb") as fh:
         fh.write(session_bytes(args.per_session, 0))
-    apps = {}
-    for name in names:
-        stateful, files = SS.VARIANTS[name.split("#")[0]]
-        config = os.path.join(work, "config-" + name)
-        SS.write_config(config, os.path.join(work, "spool-" + name),
-                        os.path.join(work, "store-" + name), stateful, files)
-        if stateful:
-            SS.whiten(config)
-        apps[name] = Qpsmtpd(Config([config])).load()
+    apps = {name: SS.load_variant(work, name) for name in names}
 
     junk = bytearray(args.evict_mb << 20)
     stride = b"\1" * (len(junk) // 64)
@@ -80,15 +67,7 @@ def main():
     PipeChannel.readline = cold_readline
 
     def run(app, sessions):
-        for _ in range(sessions):
-            rfd, wfd = os.open(session, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
-            connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
-            connection.id = new_session_id()
-            evict()
-            run_pre_connection(app, connection, 0, [])
-            run_session(app, PipeChannel(rfd, wfd, timeout=10), connection)
-            os.close(rfd)
-            os.close(wfd)
+        SS.run_sessions(app, session, sessions, before=evict)
 
     try:
         for name in names:                        # imports, specialisation, store handles

@@ -103,38 +103,52 @@ def start_redis(workdir):
     raise RuntimeError("redis-server did not start")
 
 
+def load_variant(work, name, files=None):
+    """The loaded app of variant `name` (NAME#2: a twin) for in-process runs: its
+    config, spool and store under `work`, smtp-source's triplet white."""
+    from qpsmtpd_py.app import Qpsmtpd
+    from qpsmtpd_py.config import Config
+    stateful, variant_files = VARIANTS[name.split("#")[0]]
+    config = os.path.join(work, "config-" + name)
+    write_config(config, os.path.join(work, "spool-" + name), os.path.join(work, "store-" + name),
+                 stateful, {**(files or {}), **variant_files})
+    if stateful:
+        whiten(config)
+    return Qpsmtpd(Config([config])).load()
+
+
+def run_sessions(app, path, count, before=None):
+    """`count` sessions through `app`, pre-connection included, the client's side read
+    from `path`, the replies into /dev/null; before() runs before each connection."""
+    from qpsmtpd_py.channel import PipeChannel
+    from qpsmtpd_py.server.common import new_connection, run_session
+    from qpsmtpd_py.server.connect import run_pre_connection
+    for _ in range(count):
+        rfd, wfd = os.open(path, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
+        connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
+        if before is not None:
+            before()
+        run_pre_connection(app, connection, 0, [])
+        run_session(app, PipeChannel(rfd, wfd, timeout=10), connection)
+        os.close(rfd)
+        os.close(wfd)
+
+
 def profile(args):
     """In-process: the variant's plugins in one process, sessions read from a file
     (bench/profile_session.py's), pre-connection included; no sockets, no forks.
     Reports CPU ms per message and, unless --no-profile, cProfile's top functions."""
     from profile_session import session_bytes, timed
-    from qpsmtpd_py.app import Qpsmtpd
-    from qpsmtpd_py.channel import PipeChannel
-    from qpsmtpd_py.config import Config
-    from qpsmtpd_py.server.common import new_connection, run_session
-    from qpsmtpd_py.server.connect import run_pre_connection
     work = tempfile.mkdtemp(prefix="qpsmtpd-prof-state-")
-    stateful, files = VARIANTS[args.profile]
-    config = os.path.join(work, "config")
-    write_config(config, os.path.join(work, "spool"), os.path.join(work, "store"), stateful,
-                 {"store_redis": f"127.0.0.1:{args.redis_port}",
-                  "store_redis_prefix": f"prof-{os.getpid()}:", **files})
-    if stateful:
-        whiten(config)
-    app = Qpsmtpd(Config([config])).load()
+    app = load_variant(work, args.profile, {"store_redis": f"127.0.0.1:{args.redis_port}",
+                                            "store_redis_prefix": f"prof-{os.getpid()}:"})
     per = args.per_session
     path = os.path.join(work, "session")
     with open(path, "wb") as fh:
         fh.write(session_bytes(per, 0))
 
     def run():
-        for _ in range(args.n // per):
-            rfd, wfd = os.open(path, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
-            connection = new_connection(("127.0.0.1", 40000), ("127.0.0.1", 25))
-            run_pre_connection(app, connection, 0, [])
-            run_session(app, PipeChannel(rfd, wfd, timeout=10), connection)
-            os.close(rfd)
-            os.close(wfd)
+        run_sessions(app, path, args.n // per)
 
     try:
         run()                                    # warm: imports, config, store handles
