@@ -74,14 +74,14 @@ class BerkeleyIPBlacklist(Plugin):
             self.log(LOGNOTICE, "type is ignored: the table lives in the shared store")
         self.table_name = TB.table_name(self.args["filename"])
         self.buckets = TB.buckets(self.args, self.args["method"])
-        check_store(self.app, self.table_name)
+        self.table = check_store(self.app, self.table_name).table(self.table_name)
 
     def hook_connect(self, transaction):
         if self.is_immune() or self.connection.notes.get(TB.IGNORE_NOTE):
             return DECLINED
         ip = self.connection.remote_ip
         try:
-            value = self.store.table(self.table_name).get(ip)
+            value = self.table.get(ip)
         except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc} (no blacklist)")
             return DECLINED

@@ -36,7 +36,7 @@ class BerkeleyTokenbucketAdd(Plugin):
     def register(self, *args):
         self.table_name = TB.table_name(self.args["filename"])
         self.buckets = TB.buckets(self.args, self.args["method"])
-        check_store(self.app, self.table_name)
+        self.table = check_store(self.app, self.table_name).table(self.table_name)
 
     def hook_deny(self, transaction, plugin_name, code, message=""):
         only = self.args["only"]
@@ -47,7 +47,7 @@ class BerkeleyTokenbucketAdd(Plugin):
             return DECLINED
         now = self.app.clock.time()
         try:
-            value = self.store.table(self.table_name).update(
+            value = self.table.update(
                 conn.remote_ip, lambda old: keep_listing(old, now, self.buckets))
         except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")

@@ -106,7 +106,7 @@ class Karma(Plugin):
             if name in self.args.given:
                 self.log(LOGNOTICE, f"{name} is ignored: karma keeps its records in the shared "
                                     "store (docs/store.md)")
-        check_store(self.app, K.TABLE)
+        self.records = check_store(self.app, K.TABLE).table(K.TABLE)
 
     # -- the record ------------------------------------------------------------------------
     def key(self, ip=None):
@@ -119,7 +119,7 @@ class Karma(Plugin):
     def record(self, key):
         """The stored record or None; None and a logged error when the store fails."""
         try:
-            value = self.store.table(K.TABLE).get(key)
+            value = self.records.get(key)
         except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
             return None
@@ -173,7 +173,7 @@ class Karma(Plugin):
             self.log(LOGINFO, f"pass, penalty expired ({summary})")
             return DECLINED
         try:
-            self.store.table(K.TABLE).update(self.key(), count_connect)
+            self.records.update(self.key(), count_connect)
         except (StoreError, OSError) as exc:
             self.log(LOGERROR, f"error, store: {exc}")
         left = self.args["penalty_days"] - days_old
@@ -230,7 +230,7 @@ class Karma(Plugin):
         outcome = []
         args = self.args
         try:
-            self.store.table(K.TABLE).update(
+            self.records.update(
                 key, lambda old: judge(old, karma, now, args["strikes"], args["negative"],
                                        args["penalty_days"], args["history_days"], outcome))
         except (StoreError, OSError) as exc:

@@ -2,6 +2,7 @@
 
 import re
 import traceback
+from time import monotonic as _monotonic
 
 from .alarm import CallLimit, CallTimeout
 from .constants import (DECLINED, DENY, DENY_CODES, DENY_DISCONNECT, DENYSOFT,
@@ -95,12 +96,18 @@ class HookRunner:
         limit = self.call_limit
         # One timer for the whole chain: each call, and the deny/ok hooks after it,
         # starts with the whole limit again (the first call: start() just set it).
+        # limit.again() and stop() are written out here: a chain runs for most
+        # commands, and in a busy server each Python call more costs a few cold
+        # microseconds (bench/README.md, 2026-12-05 third session).
         limited = not quiet and limit.start()
         renew = False
         try:
             for plugin, func in registry[hook]:
-                if renew:
-                    limited = limit.again()
+                if renew:                            # limit.again()
+                    if limit.active:
+                        limit.renewed = _monotonic()
+                    else:                            # a timeout ended the timer
+                        limited = limit.start()
                 renew = limited
                 try:
                     result = func(transaction, *args)
@@ -139,7 +146,7 @@ class HookRunner:
             return DECLINED, declined_messages, None
         finally:
             if limited:
-                limit.stop()
+                limit.active = False                 # limit.stop()
 
     def _after_call(self, follow, transaction, plugin, code, messages):
         """Run the `follow` hooks (deny or ok) after a plugin call, as qpsmtpd does."""

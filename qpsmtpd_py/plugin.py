@@ -35,11 +35,29 @@ def default_plugin_dirs():
     return dirs
 
 
+class _Current:
+    """The session whose hooks run now (one per process at a time): what `self.qp`
+    is. The engine changes it at every connection, so it is an attribute of this
+    object and not of the Plugin class: assigning a class attribute makes CPython
+    forget its attribute caches of every plugin class (type version tags), and each
+    plugin then ran its first hooks of a session on the slow lookup path."""
+
+    __slots__ = ("session",)
+
+    def __init__(self):
+        self.session = None
+
+
+CURRENT = _Current()          # the engine sets CURRENT.session; plugins read self.qp
+
+
 class Plugin:
     """Base class of every plugin; see docs/plugin-api.md for the contract."""
 
-    #: set by the engine before each session's hooks run (one session per process)
-    qp = None
+    @property
+    def qp(self):
+        """The session (or pre-connection) whose hooks run now; None outside one."""
+        return CURRENT.session
 
     #: the declared config/plugins arguments (qpsmtpd_py.arguments: Keyword, Positional,
     #: Flag ...); None = undeclared (an old plugin): key/value pairs, nothing checked
@@ -74,11 +92,13 @@ class Plugin:
     # -- session access -------------------------------------------------------------------
     @property
     def connection(self):
-        return self.qp.connection if self.qp else None
+        qp = CURRENT.session
+        return qp.connection if qp is not None else None
 
     @property
     def transaction(self):
-        return self.qp.transaction if self.qp else None
+        qp = CURRENT.session
+        return qp.transaction if qp is not None else None
 
     # -- services: per process, opened on first use (after fork) ---------------------------
     @property
@@ -172,8 +192,8 @@ class Plugin:
         if self.loglevel_adjust is not None:
             level = self._adjust_level(level)
         app = self.app
-        if not app.logs(level):                  # most INFO/DEBUG lines: nothing to format
-            return
+        if level > app.loglevel and not app.hooks.registry["logging"]:
+            return              # app.logs(level) written out: most INFO/DEBUG lines end here
         text = msg[0] if len(msg) == 1 and isinstance(msg[0], str) else " ".join(map(str, msg))
         app.log(level, text, hook=None, plugin=self.plugin_name)
 
@@ -182,7 +202,8 @@ class Plugin:
         (an f-string with numbers, on every message) that nobody reads."""
         if self.loglevel_adjust is not None:
             level = self._adjust_level(level)
-        return self.app.logs(level)
+        app = self.app
+        return level <= app.loglevel or bool(app.hooks.registry["logging"])   # app.logs()
 
     def _adjust_level(self, level):
         """The level after this plugin's own loglevel (set_loglevel); log() calls it

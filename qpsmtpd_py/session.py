@@ -17,7 +17,7 @@ from .channel import LineTooLong
 from .data_reader import DataReader
 from .errors import ClientGone, ClientTimeout, Disconnect
 from .hooks import reply_for
-from .plugin import Plugin
+from .plugin import CURRENT
 from .replies import format_reply, reply_lines, with_enhanced
 from .summary import Summary, new_session_id
 from .transaction import Transaction
@@ -174,7 +174,7 @@ class SMTPSession:
     def run(self):
         """Greet, then answer commands until QUIT, a disconnect, EOF or a time-out."""
         self.app.session = self
-        Plugin.qp = self
+        CURRENT.session = self            # what plugins' self.qp is
         try:
             try:
                 self.start()
@@ -206,7 +206,7 @@ class SMTPSession:
                 self.transaction = None
             self.channel.close()
             self.app.session = None
-            Plugin.qp = None
+            CURRENT.session = None
 
     def _end_quietly(self):
         try:

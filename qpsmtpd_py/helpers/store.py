@@ -521,6 +521,23 @@ class Store:
             except lmdb.Error as exc:
                 raise StoreError(f"store_dir {self.path}: {type(exc).__name__}: {exc}") from None
 
+    def get_raw(self, name, key):
+        """The stored bytes (expiry header included) of `key` in table `name`, or
+        None: the read each stateful plugin makes at every connection. In the usual
+        case (this process's environment open, the table's handle known, no check
+        due) it is one short read transaction; else, and on any LMDB error, read().
+        In a busy pre-forked server the other workers keep the caches cold, and
+        there the Python layers of read() cost as much as LMDB's own read."""
+        env = self._env
+        db = self._dbs.get(name)
+        if (db is not None and env is not None and self._generation == _fork_generation
+                and self.clock.monotonic() < self._next_check):       # env()'s own test
+            try:
+                return env.begin(db=db).get(key)
+            except lmdb.Error:
+                pass
+        return self.read(name, methodcaller("get", key))
+
     def _grow(self):
         env = self._env
         size = env.info()["map_size"]
@@ -561,9 +578,14 @@ class Table:
         return int(self.store.clock.time() * 1000)
 
     def get(self, key, default=None):
-        # the hot path of every stateful plugin (reads at each connection): no
-        # callback, the expiry checked after the read transaction
-        raw = self.store.read(self.name, methodcaller("get", self._key(key)))
+        # the hot path of every stateful plugin (reads at each connection): a str
+        # key is encoded here (self._key() for the rest), the expiry is checked
+        # after the read transaction
+        if type(key) is str and 0 < len(key) <= 127:     # at most 511 bytes in UTF-8
+            key = key.encode("utf-8", "surrogateescape")
+        else:
+            key = self._key(key)
+        raw = self.store.get_raw(self.name, key)
         value = None if raw is None else _live(raw, self._now_ms())
         return default if value is None else value
 
@@ -784,8 +806,8 @@ def _store_logger(app):
 
 def open_store(app):
     """The Store of this server (config store_backend: LMDB in store_dir, or Redis),
-    shared by every plugin of the process. Cheap: call it in each hook rather than
-    keeping the result around."""
+    shared by every plugin of the process (the same object for the app's life, so a
+    plugin may keep a Table of it made in register())."""
     store = getattr(app, "_store", None)
     if store is None:
         config = app.config
@@ -811,8 +833,11 @@ def check_store(app, *tables):
     package; a Redis server that is down only disables the plugins' use of it).
     LMDB: the store is opened (made) now and its data.mdb adopted, so a store
     removed or replaced later is refused rather than silently recreated; the
-    plugin's `tables` are made now (empty), so its reads find them at once."""
+    plugin's `tables` are made now (empty), so its reads find them at once.
+    Returns the store: a plugin may keep its Table (`store.table(name)`) for its
+    hooks, which saves making one at every connection."""
     store = open_store(app)
     store._check_dir()
     if isinstance(store, Store):
         store.adopt(tables)
+    return store

@@ -3,7 +3,7 @@
 
 from .. import constants as C
 from ..channel import ClientGone, SocketChannel
-from ..plugin import Plugin
+from ..plugin import CURRENT
 from ..replies import format_reply, reply_lines
 from ..summary import new_session_id
 from .common import new_connection, run_session, unmapped_ip
@@ -12,14 +12,6 @@ from .common import new_connection, run_session, unmapped_ip
 def peer_ip(peer):
     """The client's IP as plugins see it: IPv4-mapped IPv6 addresses unwrapped."""
     return unmapped_ip(peer[0])
-
-
-def connection_args(connection, max_conn_ip, child_addrs):
-    """The pre-connection hook's argument dict (docs/plugin-api.md); child_addrs
-    is the caller's own sequence (a list, or prefork's lazy scoreboard view)."""
-    return dict(remote_ip=connection.remote_ip, remote_port=connection.remote_port,
-                local_ip=connection.local_ip, local_port=connection.local_port,
-                max_conn_ip=max_conn_ip, child_addrs=child_addrs)
 
 
 class Handoff:
@@ -76,14 +68,17 @@ class PreConnection:
 
 def run_pre_connection(app, connection, max_conn_ip, child_addrs):
     """The pre-connection chain -> (code, messages); plugins see self.connection."""
-    if not app.hooks.has("pre-connection"):
+    hooks = app.hooks
+    if not hooks.registry["pre-connection"]:
         return C.DECLINED, []
-    Plugin.qp = PreConnection(app, connection)
+    CURRENT.session = PreConnection(app, connection)          # what self.qp is
     try:
-        code, messages, _ = app.hooks.run("pre-connection", None,
-                                          connection_args(connection, max_conn_ip, child_addrs))
+        code, messages, _ = hooks.run("pre-connection", None, dict(
+            remote_ip=connection.remote_ip, remote_port=connection.remote_port,
+            local_ip=connection.local_ip, local_port=connection.local_port,
+            max_conn_ip=max_conn_ip, child_addrs=child_addrs))
     finally:
-        Plugin.qp = None
+        CURRENT.session = None
     return code, messages
 
 
