@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 
 
 class _Alarms:
@@ -71,7 +72,16 @@ class _Alarms:
 
 
 ALARMS = _Alarms()
-os.register_at_fork(after_in_child=ALARMS.forked)
+_LIMITS = weakref.WeakSet()          # every CallLimit: its timer is gone in a forked child
+
+
+def _forked():
+    ALARMS.forked()
+    for limit in list(_LIMITS):
+        limit.token = None
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class CallTimeout(BaseException):
@@ -97,7 +107,8 @@ class CallLimit:
         self.seconds = seconds
         self.active = False
         self.renewed = 0.0
-        self.token = None
+        self.token = None                # our pending timer (None: none is pending)
+        _LIMITS.add(self)
 
     def renew(self):
         """The plugin shows progress (Plugin.keepalive via app.keepalive)."""
@@ -111,7 +122,7 @@ class CallLimit:
             return False
         self.renewed = time.monotonic()
         self.active = True               # before the check: a timer firing now re-arms
-        if self.token not in ALARMS.pending:
+        if self.token is None:
             self.token = ALARMS.add(self.seconds, self._expired)
             if self.token is None:       # not the main thread: no limit
                 self.active = False
@@ -132,7 +143,8 @@ class CallLimit:
 
     def _expired(self):
         self.token = None
-        if not self.active:
+        if not self.active or not self.seconds or self.seconds <= 0:   # no call, or no limit now
+            self.active = False
             return
         left = self.renewed + self.seconds - time.monotonic()
         if left > 0.001:

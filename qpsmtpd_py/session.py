@@ -63,6 +63,7 @@ class SMTPSession:
         if connection.id is None:
             connection.id = new_session_id()
         self.decided_by = None               # plugin of the last hook chain that answered
+        self.timed_hooks = metrics.SINK is not None     # qpsmtpd_hook_seconds (metrics on)
         self.summary = Summary(self)         # the LOGNOTICE lines: refusals, summaries
         self.limits = limits.policy(app)     # time-outs, junk and error limits, stress
         channel.limits = self.limits
@@ -82,17 +83,18 @@ class SMTPSession:
         self.app.log(level, msg, hook=self.verb or None)
 
     def run_hooks(self, hook, *args):
+        """The chain of `hook` -> (code, messages, plugin); decided_by is that plugin."""
         hooks = self.app.hooks
         if not hooks.registry[hook]:            # most hooks have no plugin: skip the call
             self.decided_by = None
             return C.DECLINED, [], None
-        if metrics.SINK is None:
-            result = hooks.run(hook, self.transaction, *args)
-        else:
+        if self.timed_hooks:
             started = time.monotonic()
             result = hooks.run(hook, self.transaction, *args)
             metrics.observe("qpsmtpd_hook_seconds", time.monotonic() - started, {"hook": hook})
-        self.decided_by = result[2].plugin_name if result[2] is not None else None
+        else:
+            result = hooks.run(hook, self.transaction, *args)
+        self.decided_by = result[2]
         return result
 
     # -- replies ------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class Summary:
         verb = session.verb
         by = session.decided_by
         session.decided_by = None
+        by = by.plugin_name if by is not None else None
         # the reply text is logged only for refusals and the end of DATA (or a time-out)
         text = _clean(lines[0] if lines else "", 200) if code >= 400 or verb in ("data", "") else ""
         who = f" ({by})" if by else ""
