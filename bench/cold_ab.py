@@ -8,6 +8,7 @@ server's (2026-12-05: lmdb +13 % CPU here, +14 % in the server), so a change to 
 engine or a plugin can be judged in a minute instead of a ten-minute server run.
 
     bench/.venv-debian/bin/python bench/cold_ab.py off,off#2,dispatch-only,lmdb
+    bench/.venv-debian/bin/python bench/cold_ab.py off,lmdb --chains    # and per hook chain
 
 The variants' apps are loaded in one process and take turns in batches (the order
 reversed every other batch), so drift of the machine hits them alike; NAME#2 is a
@@ -16,6 +17,7 @@ CPU microseconds per message over the batches and the difference to the first on
 """
 
 import argparse
+import collections
 import os
 import shutil
 import statistics
@@ -38,6 +40,9 @@ def main():
     parser.add_argument("--per-session", type=int, default=1, help="messages per session")
     parser.add_argument("--evict-mb", type=int, default=8,
                         help="MB written through before each command (0: warm, as a plain loop)")
+    parser.add_argument("--chains", action="store_true",
+                        help="also the microseconds per message of each hook chain (wall clock, "
+                             "pre-connection as PRE): which hooks a variant's cost is in")
     args = parser.parse_args()
 
     from qpsmtpd_py.channel import PipeChannel
@@ -66,6 +71,8 @@ def main():
         return readline(self, *a, **kw)
     PipeChannel.readline = cold_readline
 
+    chains = time_chains() if args.chains else None
+
     def run(app, sessions):
         SS.run_sessions(app, session, sessions, before=evict)
 
@@ -76,10 +83,14 @@ def main():
         for batch in range(args.batches):
             for name in (names if batch % 2 == 0 else names[::-1]):
                 evicting[0] = 0.0
+                if chains is not None:
+                    chains.batch(name)
                 start = time.process_time()
                 run(apps[name], args.sessions)
                 spent = time.process_time() - start - evicting[0]
                 cpu[name].append(spent / args.sessions / args.per_session * 1e6)
+                if chains is not None:
+                    chains.done(args.sessions * args.per_session)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(cpu[names[0]])
@@ -89,6 +100,63 @@ def main():
         median = statistics.median(cpu[name])
         print(f"{name:18} {median:8.1f} us/msg  ({median - base:+7.1f}, {100 * (median - base) / base:+5.1f} %)"
               f"  range {min(cpu[name]):.0f}-{max(cpu[name]):.0f}")
+    if chains is not None:
+        chains.report(names)
+
+
+class ChainTimes:
+    """--chains: wall-clock ns of each hook chain (SMTPSession.run_hooks, and the
+    pre-connection chain as PRE), per message, median over the batches."""
+
+    def __init__(self):
+        self.current = collections.Counter()
+        self.name = None
+        self.per = {}                             # variant -> chain -> [us per message]
+
+    def add(self, chain, ns):
+        self.current[chain] += ns
+
+    def batch(self, name):
+        self.name, self.current = name, collections.Counter()
+
+    def done(self, messages):
+        per = self.per.setdefault(self.name, collections.defaultdict(list))
+        for chain, ns in self.current.items():
+            per[chain].append(ns / messages / 1000)
+
+    def report(self, names):
+        def median(name, chain):
+            values = self.per.get(name, {}).get(chain)
+            return statistics.median(values) if values else 0.0
+        found = {chain for name in names for chain in self.per.get(name, {})}
+        print(f"\n{'us/msg per chain':22}" + "".join(f"{name[:13]:>14}" for name in names))
+        for chain in sorted(found, key=lambda c: -median(names[-1], c)):
+            print(f"{chain:22}" + "".join(f"{median(name, chain):14.1f}" for name in names))
+
+
+def time_chains():
+    """Wrap the session's and the pre-connection's chain runners with timers."""
+    from qpsmtpd_py import session as session_module
+    from qpsmtpd_py.server import connect
+    times = ChainTimes()
+    run_hooks, run_pre_connection = session_module.SMTPSession.run_hooks, connect.run_pre_connection
+
+    def timed_run_hooks(self, hook, *args):
+        start = time.perf_counter_ns()
+        try:
+            return run_hooks(self, hook, *args)
+        finally:
+            times.add(hook, time.perf_counter_ns() - start)
+
+    def timed_pre_connection(*args):
+        start = time.perf_counter_ns()
+        try:
+            return run_pre_connection(*args)
+        finally:
+            times.add("PRE", time.perf_counter_ns() - start)
+    session_module.SMTPSession.run_hooks = timed_run_hooks
+    connect.run_pre_connection = timed_pre_connection
+    return times
 
 
 if __name__ == "__main__":

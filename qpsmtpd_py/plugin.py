@@ -39,8 +39,7 @@ class _Current:
     """The session whose hooks run now (one per process at a time): what `self.qp`
     is. The engine changes it at every connection, so it is an attribute of this
     object and not of the Plugin class: assigning a class attribute makes CPython
-    forget its attribute caches of every plugin class (type version tags), and each
-    plugin then ran its first hooks of a session on the slow lookup path."""
+    drop its attribute caches of every plugin class (type version tags)."""
 
     __slots__ = ("session",)
 

@@ -137,3 +137,19 @@ def test_each_call_in_a_chain_gets_the_whole_limit_and_a_hung_one_is_cut():
     assert runner.run("rcpt", None)[:2] == (DENY, ["no"])
     assert time.monotonic() - t0 < 2.0
     assert any("deny hook of hung_deny failed" in m for m in logged)
+
+
+def test_a_limit_turned_off_while_its_timer_is_pending_interrupts_nothing():
+    """The chain starts its limit inline when the timer is pending; a timer that then
+    fires for a limit set to 0 (no plugin_timeout) lapses instead of cutting the call."""
+    from qpsmtpd_py.constants import DECLINED
+    from qpsmtpd_py.hooks import HookRunner
+    logged = []
+    runner = HookRunner(lambda level, msg, **kw: logged.append(msg))
+    runner.call_limit.seconds = 0.2
+    runner.add("mail", _Plugin("quick"), _sleeper(0.0, DECLINED))
+    assert runner.run("mail", None)[0] == DECLINED          # arms the timer
+    assert runner.call_limit.token is not None
+    runner.call_limit.seconds = 0
+    runner.add("rcpt", _Plugin("slow"), _sleeper(0.5, DECLINED))
+    assert runner.run("rcpt", None)[0] == DECLINED and not logged

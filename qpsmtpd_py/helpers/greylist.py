@@ -20,7 +20,6 @@ PASS, DEFER = "pass", "defer"
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)         # parsing an IP costs ~20 us in a busy server
 def client_key(ip, subnet=False):
     """The client part of a key: the IP as an integer, or its /24 or /64 network
     with the prefix length ('3221225984/24'); raises ValueError for a bad IP."""
