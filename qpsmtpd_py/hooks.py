@@ -97,17 +97,10 @@ class HookRunner:
         # One timer for the whole chain: each call, and the deny/ok hooks after it,
         # starts with the whole limit again (the first call: start() just set it).
         # A nested chain (a hook run from inside a plugin call) runs under the outer
-        # limit. CallLimit's start(), again() and stop() are written out for the usual
-        # cases: a chain runs for most commands, and in a busy server each Python call
-        # more costs a few cold microseconds (bench/README.md, 2026-12-05, third session).
-        limited = False
-        if not quiet and not limit.active:
-            if limit.token is not None:              # limit.start() with its timer pending
-                limit.active = True
-                limit.renewed = _monotonic()
-                limited = True
-            else:
-                limited = limit.start()
+        # limit. CallLimit's again() and stop() are written out: a chain runs for most
+        # commands, and in a busy server each Python call more costs a few cold
+        # microseconds (bench/README.md, 2026-12-05, third session).
+        limited = not quiet and limit.start()
         renew = False
         try:
             for plugin, func in registry[hook]:

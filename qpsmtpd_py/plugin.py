@@ -201,8 +201,7 @@ class Plugin:
         (an f-string with numbers, on every message) that nobody reads."""
         if self.loglevel_adjust is not None:
             level = self._adjust_level(level)
-        app = self.app
-        return level <= app.loglevel or bool(app.hooks.registry["logging"])   # app.logs()
+        return self.app.logs(level)
 
     def _adjust_level(self, level):
         """The level after this plugin's own loglevel (set_loglevel); log() calls it

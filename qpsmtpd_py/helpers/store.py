@@ -523,19 +523,18 @@ class Store:
 
     def get_raw(self, name, key):
         """The stored bytes (expiry header included) of `key` in table `name`, or
-        None: the read each stateful plugin makes at every connection. In the usual
-        case (this process's environment open, the table's handle known, no check
-        due) it is one short read transaction; else, and on any LMDB error, read().
-        In a busy pre-forked server the other workers keep the caches cold, and
-        there the Python layers of read() cost as much as LMDB's own read."""
-        env = self._env
-        db = self._dbs.get(name)
-        if (db is not None and env is not None and self._generation == _fork_generation
-                and self.clock.monotonic() < self._next_check):       # env()'s own test
-            try:
+        None: the read each stateful plugin makes at every connection. When the
+        table's handle is known it is one short read transaction; else, and on any
+        LMDB error, read(). In a busy pre-forked server the other workers keep the
+        caches cold, and there the Python layers of read() cost as much as LMDB's
+        own read."""
+        try:
+            env = self.env()                     # first: after a fork it forgets the handles
+            db = self._dbs.get(name)
+            if db is not None:
                 return env.begin(db=db).get(key)
-            except lmdb.Error:
-                pass
+        except lmdb.Error:
+            pass                                 # read() retries, or says why
         return self.read(name, methodcaller("get", key))
 
     def _grow(self):
@@ -578,14 +577,9 @@ class Table:
         return int(self.store.clock.time() * 1000)
 
     def get(self, key, default=None):
-        # the hot path of every stateful plugin (reads at each connection): a str
-        # key is encoded here (self._key() for the rest), the expiry is checked
-        # after the read transaction
-        if type(key) is str and 0 < len(key) <= 127:     # at most 511 bytes in UTF-8
-            key = key.encode("utf-8", "surrogateescape")
-        else:
-            key = self._key(key)
-        raw = self.store.get_raw(self.name, key)
+        # the hot path of every stateful plugin (reads at each connection): no
+        # callback, the expiry checked after the read transaction
+        raw = self.store.get_raw(self.name, self._key(key))
         value = None if raw is None else _live(raw, self._now_ms())
         return default if value is None else value
 
