@@ -153,3 +153,15 @@ def test_a_limit_turned_off_while_its_timer_is_pending_interrupts_nothing():
     runner.call_limit.seconds = 0
     runner.add("rcpt", _Plugin("slow"), _sleeper(0.5, DECLINED))
     assert runner.run("rcpt", None)[0] == DECLINED and not logged
+
+
+def test_a_limit_turned_off_during_a_call_lets_the_call_finish():
+    """The timer that fires for a limit set to 0 meanwhile lapses instead of cutting
+    the call in progress."""
+    limit = CallLimit(0.2)
+    assert limit.start()
+    try:
+        limit.seconds = 0
+        time.sleep(0.5)                  # CallTimeout here if the timer did not lapse
+    finally:
+        limit.stop()
