@@ -51,10 +51,7 @@ class CheckingApp(Qpsmtpd):
         super().__init__(config)
         self.report = report
         self.check_only = True
-
-    # the report takes LOGWARN and worse, whatever config/loglevel says (plugins
-    # test app.loglevel themselves before they build a line: Plugin.log)
-    loglevel = property(lambda self: C.LOGWARN, lambda self, value: None)
+        self.loglevel = C.LOGWARN        # the report's, whatever config/loglevel says
 
     def log(self, level, msg, hook=None, plugin=None):
         if str(msg).startswith("skipping Perl plugin "):
@@ -115,7 +112,7 @@ def check_core(app, report):
     """The core settings the server reads at start-up (app._read_core), the spool
     directory checked but not created."""
     try:
-        app.loglevel = app._read_loglevel()
+        app._read_loglevel()              # checked only: the report keeps LOGWARN
     except ConfigError as exc:
         report.error(str(exc))
     try:

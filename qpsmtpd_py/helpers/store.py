@@ -532,7 +532,8 @@ class Store:
             env = self.env()                     # first: after a fork it forgets the handles
             db = self._dbs.get(name)
             if db is not None:
-                return env.begin(db=db).get(key)
+                with env.begin(db=db) as txn:
+                    return txn.get(key)
         except lmdb.Error:
             pass                                 # read() retries, or says why
         return self.read(name, methodcaller("get", key))
